@@ -1,0 +1,5 @@
+import sys
+
+from hlbench.cli import main
+
+sys.exit(main())

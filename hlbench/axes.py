@@ -1,0 +1,28 @@
+"""The matrix axes as data: each axis has its declared values and a short form for cell ids.
+
+A value being *declared* here means a suite may name it; whether a backend *implements* it is the
+backend's business (hlbench.backends). Later axes (augmentation, compile) are added here as rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "bf16-pure", "fp8")
+PRUNING_METHODS = ("none", "magnitude", "structured", "2:4")
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    doc: str
+    short: Callable[[Any], str]  # the value as it appears in a cell id
+
+
+AXES: tuple[Axis, ...] = (
+    Axis("precision", f"numeric precision; one of {', '.join(PRECISIONS)}", str),
+    Axis("accumulation", "gradient-accumulation steps per optimizer step (positive int)", lambda k: f"ga{k}"),
+    Axis("pruning", f"pruning method; one of {', '.join(PRUNING_METHODS)}", str),
+)
+AXIS_NAMES = tuple(axis.name for axis in AXES)

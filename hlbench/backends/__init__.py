@@ -1,0 +1,85 @@
+"""The backend registry: names → lightweight specs, importable without any framework.
+
+A spec says which framework a backend needs, where its adapter class lives (imported only in the
+worker process) and which axis values it implements. Values a backend does not implement become
+`skipped` records with the reason, never a silent fallback.
+
+Extra backends (third-party adapters, or the fault-injecting backend of the test suite) are added
+with the environment variable HLBENCH_BACKENDS="name=package.module:SPEC[,name2=...]", where SPEC is
+a BackendSpec object in an import-light module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from hlbench.errors import UsageError
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    framework: str  # the import name of the framework package, e.g. "torch"
+    adapter: str  # "module:Class" of the Backend implementation; imported in the worker only
+    supports: dict[str, frozenset[Any]] = field(default_factory=dict)  # axis -> implemented values
+    install_hint: str = ""
+
+    def unsupported_reason(self, axes: dict[str, Any]) -> str | None:
+        """Why this backend cannot run a cell with these axis values, or None if it can."""
+        for axis, value in axes.items():
+            implemented = self.supports.get(axis)
+            if implemented is not None and value not in implemented:
+                return f"{axis} {value!r} is not implemented in the {self.name} backend yet"
+        return None
+
+    def framework_installed(self) -> bool:
+        return importlib.util.find_spec(self.framework) is not None
+
+
+TORCH = BackendSpec(
+    name="torch",
+    framework="torch",
+    adapter="hlbench.backends.torch_backend:TorchBackend",
+    supports={"precision": frozenset({"fp32"}), "pruning": frozenset({"none"})},
+    install_hint='pip install "hlbench[torch]" (see the README for CUDA builds)',
+)
+
+_BUILTIN: dict[str, BackendSpec] = {TORCH.name: TORCH}
+
+
+def registry() -> dict[str, BackendSpec]:
+    """Built-in backends plus those named in HLBENCH_BACKENDS."""
+    backends = dict(_BUILTIN)
+    for item in filter(None, (s.strip() for s in os.environ.get("HLBENCH_BACKENDS", "").split(","))):
+        name, _, target = item.partition("=")
+        spec = _load_object(target, f"HLBENCH_BACKENDS entry {item!r}")
+        if not isinstance(spec, BackendSpec) or spec.name != name:
+            raise UsageError(f"HLBENCH_BACKENDS entry {item!r}: expected a BackendSpec named {name!r}")
+        backends[name] = spec
+    return backends
+
+
+def get_spec(name: str) -> BackendSpec:
+    backends = registry()
+    if name not in backends:
+        raise UsageError(f"unknown backend {name!r}; choose from: {', '.join(sorted(backends))}")
+    return backends[name]
+
+
+def load_adapter(spec: BackendSpec) -> Any:
+    """Import and instantiate the adapter (worker side: this imports the framework)."""
+    return _load_object(spec.adapter, f"backend {spec.name!r}")()
+
+
+def _load_object(target: str, what: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"{what}: expected 'package.module:NAME', got {target!r}")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"{what}: cannot load {target!r}: {exc}") from None

@@ -1,0 +1,69 @@
+"""The adapter protocol every backend implements. It names no backend.
+
+A Backend turns a cell and its NumPy initial weights into a Trainer; hlbench.train drives every
+Trainer through the same framework-neutral loop, so the measurement is identical for all backends.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from hlbench.cell import Cell
+from hlbench.data import Batch
+
+
+class SkipCell(Exception):
+    """Raised by a backend for a cell it cannot run here (absent device, unsupported value)."""
+
+
+class Trainer(ABC):
+    """One model + optimizer on one device, trained one optimizer step at a time."""
+
+    @abstractmethod
+    def train_step(self, batch: Batch) -> Any:
+        """One optimizer step over `batch` (the global batch; the trainer splits it into micro-batches).
+
+        Returns the step's loss as a device-side handle: reading it would force a sync, so the loop
+        converts all of them after the timed windows with `losses_to_floats`.
+        """
+
+    @abstractmethod
+    def sync(self) -> None:
+        """Block until all queued device work is finished (a no-op on a CPU)."""
+
+    @abstractmethod
+    def losses_to_floats(self, losses: list[Any]) -> list[float]: ...
+
+    @abstractmethod
+    def eval_loss(self, batches: list[Batch]) -> float:
+        """Mean loss per target token over held-out batches, without training."""
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak for the framework's allocator statistics (no-op where there are none)."""
+
+    def memory(self) -> dict[str, Any]:
+        """Framework memory figures, each key naming what it measures, in bytes."""
+        return {}
+
+    def info(self) -> dict[str, Any]:
+        """What actually ran: resolved device, optimizer implementation, dtypes, ..."""
+        return {}
+
+
+class Backend(ABC):
+    name: str
+
+    @abstractmethod
+    def environment(self, device: str) -> dict[str, Any]:
+        """Framework versions and device facts (GPU name, driver, CUDA) for the record."""
+
+    @abstractmethod
+    def build(self, cell: Cell, weights: dict[str, np.ndarray]) -> Trainer:
+        """A trainer for `cell` starting from exactly `weights`; raises SkipCell if it cannot run here."""
+
+    def is_oom(self, exc: BaseException) -> bool:
+        """Whether an exception means the device (or host) ran out of memory."""
+        return isinstance(exc, MemoryError)

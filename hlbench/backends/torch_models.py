@@ -1,0 +1,137 @@
+"""PyTorch modules for the framework-neutral workloads, and loading of their NumPy initial weights.
+
+Module attribute names follow the neutral parameter names of hlbench.workloads (h.{i}.attn.c_attn, ...),
+so loading is a rename: `.w` → `.weight` (transposed: the neutral layout is (in, out), nn.Linear's is
+(out, in)), `.g` → `.weight`, `.b` → `.bias`.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hlbench.workloads import ModelSpec
+
+LAYER_NORM_EPS = 1e-5  # GPT-2's
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_head: int) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.c_attn = nn.Linear(d_model, 3 * d_model)
+        self.c_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(d_model, 4 * d_model)
+        self.c_proj = nn.Linear(4 * d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_head: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
+        self.attn = CausalSelfAttention(d_model, n_head)
+        self.ln_2 = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
+        self.mlp = MLP(d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))  # pre-LayerNorm residual blocks
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """GPT-2: token + learned position embeddings, pre-LN blocks, final LN, head tied to wte."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(spec.vocab_size, spec.d_model)
+        self.wpe = nn.Embedding(spec.n_positions, spec.d_model)
+        self.h = nn.ModuleList(Block(spec.d_model, spec.n_head) for _ in range(spec.n_layer))
+        self.ln_f = nn.LayerNorm(spec.d_model, eps=LAYER_NORM_EPS)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))  # (B, T, d)
+        for block in self.h:
+            x = block(x)
+        return F.linear(self.ln_f(x), self.wte.weight)  # tied head: (B, T, V)
+
+
+class LSTMLM(nn.Module):
+    """Embedding → stacked LSTM → linear head.
+
+    The neutral spec has one bias per gate set; nn.LSTM has two (input and hidden). The hidden-side
+    biases are zeroed and frozen, so the sum the cell computes is exactly the neutral bias.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(spec.vocab_size, spec.d_embed)
+        self.lstm = nn.LSTM(spec.d_embed, spec.d_hidden, num_layers=spec.n_layer, batch_first=True)
+        self.head = nn.Linear(spec.d_hidden, spec.vocab_size)
+        for i in range(spec.n_layer):
+            bias_hh = getattr(self.lstm, f"bias_hh_l{i}")
+            bias_hh.requires_grad_(False)
+            with torch.no_grad():
+                bias_hh.zero_()
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embed(idx))  # (B, T, h)
+        return self.head(out)  # (B, T, V)
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    return {"gpt": GPT, "lstm": LSTMLM}[spec.model](spec)
+
+
+def parameter_map(model: nn.Module, spec: ModelSpec) -> dict[str, tuple[nn.Parameter, bool]]:
+    """Neutral parameter name → (torch parameter, whether the neutral array is transposed)."""
+    params = dict(model.named_parameters())
+    mapping: dict[str, tuple[nn.Parameter, bool]] = {}
+    for name in spec.param_shapes():
+        if spec.model == "lstm" and name.startswith("lstm."):
+            _, layer, leaf = name.split(".")
+            torch_name = {"wx": f"lstm.weight_ih_l{layer}", "wh": f"lstm.weight_hh_l{layer}", "b": f"lstm.bias_ih_l{layer}"}[leaf]
+            mapping[name] = (params[torch_name], leaf != "b")
+            continue
+        if name in ("wte", "wpe", "embed"):
+            mapping[name] = (params[f"{name}.weight"], False)
+            continue
+        prefix, leaf = name.rsplit(".", 1)
+        torch_leaf = {"w": "weight", "g": "weight", "b": "bias"}[leaf]
+        mapping[name] = (params[f"{prefix}.{torch_leaf}"], leaf == "w")
+    return mapping
+
+
+def load_weights(model: nn.Module, spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
+    """Copy exactly the neutral initial weights into the model; every trainable parameter must be set."""
+    mapping = parameter_map(model, spec)
+    with torch.no_grad():
+        for name, (param, transposed) in mapping.items():
+            array = weights[name].T if transposed else weights[name]
+            if tuple(param.shape) != array.shape:
+                raise ValueError(f"{name}: torch shape {tuple(param.shape)} != neutral shape {array.shape}")
+            param.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+    loaded = {id(p) for p, _ in mapping.values()}
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in loaded]
+    if missing:
+        raise ValueError(f"parameters without neutral initial weights: {missing}")
+
+

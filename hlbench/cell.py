@@ -1,0 +1,49 @@
+"""A cell: one point of the matrix, fully resolved, JSON-serializable so the worker can receive it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hlbench.axes import AXES
+
+HASH_CHARS = 16  # 64 bits of sha256: collisions are irrelevant at suite scale, ids stay readable
+# How many workers run a cell and how long one may take change no number a worker measures.
+UNHASHED_MEASUREMENT_KEYS = ("repeats", "timeout_s")
+
+
+@dataclass(frozen=True)
+class Cell:
+    workload: dict[str, Any]  # name, spec (model architecture), data, seq_len, global/micro batch, hold, ...
+    backend: str
+    device: str  # as requested: auto | cpu | cuda[:N]; the worker records what it resolved to
+    axes: dict[str, Any]  # precision, accumulation, pruning, ... (hlbench.axes)
+    measurement: dict[str, Any]
+    optimizer: dict[str, Any]
+    seed: int
+
+    @property
+    def id(self) -> str:
+        """Readable id, e.g. `gpt-small/torch/fp32/ga4/none`."""
+        parts = [self.workload["name"], self.backend]
+        parts += [axis.short(self.axes[axis.name]) for axis in AXES if axis.name in self.axes]
+        return "/".join(parts)
+
+    @property
+    def hash(self) -> str:
+        """Content hash of everything that affects the cell's numbers (not the suite's name, not the repeat)."""
+        content = self.to_dict()
+        content["measurement"] = {
+            k: v for k, v in self.measurement.items() if k not in UNHASHED_MEASUREMENT_KEYS
+        }
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_CHARS]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Cell":
+        return cls(**data)

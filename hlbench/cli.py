@@ -1,0 +1,152 @@
+"""The `hlbench` command: thin subcommands over the library.
+
+Bad input (suite, arguments, records file) prints one line `hlbench: error: ...` and exits 2 before
+anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from hlbench import __version__
+from hlbench.backends import get_spec, registry
+from hlbench.env import host_environment
+from hlbench.errors import UsageError
+
+EXIT_OK, EXIT_FAILED_CELLS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+RUN_EPILOG = """\
+records: results/<suite>/<run-id>.jsonl, one JSON line per cell and repeat (see the README for the
+fields); worker logs beside it in <run-id>.logs/.
+
+exit status: 0 every cell ok or skipped; 1 some cell ended oom, timeout, error or crashed (its record
+says why; the other cells still ran); 2 bad suite or arguments (nothing ran); 130 interrupted (resume
+with --resume).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's default exit code is already 2; keep one line
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hlbench",
+        description="Benchmark language-model training across precision × accumulation × pruning.",
+    )
+    parser.add_argument("--version", action="version", version=f"hlbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="run a suite: one worker process per cell, records appended as JSONL",
+        description="Validate SUITE, expand its matrix and train every cell in a fresh worker process.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("suite", type=Path, help="suite YAML file, e.g. suites/default.yaml")
+    run.add_argument("--dry-run", action="store_true", help="validate and list the cells; run nothing")
+    run.add_argument("--resume", type=Path, metavar="FILE",
+                     help="append to FILE, running only the cells without an ok record in it")
+    run.add_argument("--results-dir", type=Path, default=Path("results"), metavar="DIR",
+                     help="where new records files go (default: results)")
+    run.add_argument("--only", metavar="GLOB", action="append",
+                     help="run only cells whose id matches GLOB (repeatable), e.g. 'gpt-*/torch/*/ga1/*'")
+    run.add_argument("--quiet", action="store_true", help="no progress bar (for CI logs); the summary still prints")
+    run.set_defaults(func=cmd_run)
+
+    env = sub.add_parser("env", help="print this machine's environment as hlbench records it (JSON)")
+    env.set_defaults(func=cmd_env)
+    return parser
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    frameworks = {name: spec.framework_installed() for name, spec in registry().items()}
+    print(json.dumps({"host": host_environment(), "backends_installed": frameworks}, indent=2))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    # Imported here so `hlbench --help` stays fast.
+    from hlbench import runner
+    from hlbench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    cells = suite.cells
+    if args.only:
+        cells = [c for c in cells if any(fnmatch.fnmatchcase(c.id, g) for g in args.only)]
+        if not cells:
+            raise UsageError(f"--only {' '.join(args.only)}: matches none of the {len(suite.cells)} cells")
+        suite.cells = cells
+    if args.dry_run:
+        _print_cells(suite)
+        return EXIT_OK
+    for name in suite.config.backends:
+        spec = get_spec(name)
+        if not spec.framework_installed():
+            raise UsageError(
+                f"{args.suite}: backends: {name!r} needs the {spec.framework!r} package, which is not "
+                f"installed here; {spec.install_hint}"
+            )
+
+    if args.resume:
+        records_path, run_id = args.resume, args.resume.stem
+        if not records_path.is_file():
+            raise UsageError(f"--resume {records_path}: no such records file")
+        done = runner.completed(records_path)
+    else:
+        run_id = runner.new_run_id()
+        records_path, done = args.results_dir / suite.name / f"{run_id}.jsonl", set()
+    tasks = runner.plan(suite, done)
+    if not tasks:
+        print(f"nothing to run: every cell already has an ok record in {records_path}")
+        return EXIT_OK
+    print(f"hlbench: {len(tasks)} cell run(s) of suite {suite.name!r} → {records_path}", file=sys.stderr)
+
+    from hlbench.progress import Progress
+
+    progress = Progress(tasks, enabled=not args.quiet)
+    try:
+        records = runner.run_tasks(suite, tasks, records_path, run_id, progress.start, progress.record)
+    except runner.Interrupted:
+        progress.close()
+        print(f"hlbench: interrupted; records so far are in {records_path}\n"
+              f"resume with: hlbench run {args.suite} --resume {records_path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    progress.close()
+    print(progress.summary(records))
+    print(f"records: {records_path}")
+    failed = [r for r in records if r["status"] not in ("ok", "skipped")]
+    return EXIT_FAILED_CELLS if failed else EXIT_OK
+
+
+def _print_cells(suite: Any) -> None:
+    from tabulate import tabulate
+
+    rows = []
+    for cell in suite.cells:
+        skip = get_spec(cell.backend).unsupported_reason(cell.axes)
+        w = cell.workload
+        rows.append([cell.id, cell.hash, w["global_batch"], w["micro_batch"], w["seq_len"], f"skip: {skip}" if skip else "run"])
+    print(tabulate(rows, headers=["cell", "hash", "global batch", "micro batch", "seq len", "plan"]))
+    repeats = suite.config.measurement.repeats
+    print(f"{len(suite.cells)} cell(s) × {repeats} repeat(s) in suite {suite.name!r} ({suite.path})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"hlbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Progress over a run's cells (tqdm: a bar with the current cell and an ETA) and the final summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+from tqdm import tqdm
+
+from hlbench.runner import Task
+
+
+class Progress:
+    def __init__(self, tasks: list[Task], enabled: bool = True) -> None:
+        # The ETA is tqdm's: mean time per finished cell × cells left; cells differ, so it is a guide.
+        self.bar = tqdm(total=len(tasks), unit="cell", disable=not enabled, dynamic_ncols=True)
+
+    def start(self, task: Task) -> None:
+        self.bar.set_postfix_str(task.label, refresh=True)
+
+    def record(self, task: Task, record: dict[str, Any]) -> None:
+        if record["status"] not in ("ok", "skipped"):
+            self.bar.write(f"{record['status']}: {task.label}: {record['reason']}")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    @staticmethod
+    def summary(records: list[dict[str, Any]]) -> str:
+        rows = []
+        for r in records:
+            metrics, loss = r.get("metrics") or {}, r.get("loss") or {}
+            note = r["reason"] or ""
+            if r["timing"] and r["timing"]["budget_hit"]:
+                note = f"time budget hit: {r['timing']['steps_measured']} of {r['timing']['steps_planned']} steps"
+            rows.append([
+                r["cell_id"] + (f"#{r['repeat']}" if r["repeat"] else ""),
+                r["status"],
+                metrics.get("tokens_per_s"),
+                metrics.get("step_time_median_s"),
+                loss.get("excess_eval_loss_nats"),
+                note[:70],
+            ])
+        return tabulate(
+            rows,
+            headers=["cell", "status", "tokens/s", "step median (s)", "excess eval loss (nats)", "note"],
+            floatfmt=".4g",
+            missingval="-",
+        )

@@ -1,0 +1,67 @@
+"""Result records: one JSON object per line (JSONL), appended and fsynced one at a time.
+
+Append-only files survive a kill at any instant: at worst the last line is torn, and `read_records`
+detects it (no trailing newline or unparsable JSON) and, with `repair=True`, cuts it off after saving
+the torn bytes beside the file. A bad line anywhere else is not a torn write and is reported, never
+dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hlbench.errors import UsageError
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "skipped", "oom", "timeout", "error", "crashed")
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append one record and make it durable before returning."""
+    line = json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """All complete records of a JSONL file; a torn last line is cut off (repair=True) or ignored."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read records: {exc.strerror}") from None
+    lines = data.split(b"\n")
+    tail = lines.pop()  # the bytes after the last newline: b"" when the file ends cleanly
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise UsageError(f"{path}: line {number} is not a JSON record; the file is damaged") from None
+    if tail:
+        good_end = len(data) - len(tail)
+        try:  # a whole record whose newline was not written yet still counts
+            records.append(json.loads(tail))
+            torn = False
+        except ValueError:
+            torn = True
+        if repair:
+            _repair_tail(path, good_end, tail, torn)
+    return records
+
+
+def _repair_tail(path: Path, good_end: int, tail: bytes, torn: bool) -> None:
+    with open(path, "r+b") as f:
+        if torn:
+            path.with_name(path.name + ".torn").write_bytes(tail)  # kept for forensics, never re-read
+            f.truncate(good_end)
+        else:
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")
+        f.flush()
+        os.fsync(f.fileno())

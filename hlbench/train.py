@@ -1,0 +1,144 @@
+"""The one training-and-measurement loop, shared by every backend, by runs, by tests and by parity.
+
+It builds the workload's data and initial weights from the cell (framework-neutral, NumPy), asks the
+backend for a Trainer, runs warmup and the measured windows (hlbench.measure), evaluates, and returns
+the measured part of a record.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from hlbench import workloads
+from hlbench.backends.base import Backend, Trainer
+from hlbench.cell import Cell
+from hlbench.data import Batch, Corpus, make_batches, make_corpus
+from hlbench.measure import Timing, run_timed, step_stats
+
+
+def model_spec(cell: Cell) -> workloads.ModelSpec:
+    spec = cell.workload["spec"]
+    return workloads.get_spec(spec["model"], spec["size"], spec["vocab_size"])
+
+
+def corpus_for(cell: Cell) -> Corpus:
+    data = {k: v for k, v in cell.workload["data"].items() if k != "sha256"}
+    return make_corpus(data, seed=cell.seed)
+
+
+def train_batches(cell: Cell, corpus: Corpus, n_steps: int) -> list[Batch]:
+    """The global batches of steps 0 … n_steps-1: the same tokens in every backend and every cell
+    whose global batch is the same (so accumulation settings compare the same optimization)."""
+    w = cell.workload
+    return make_batches(corpus, cell.seed, n_steps, w["global_batch"], w["seq_len"], "train", w["variable_length"])
+
+
+def eval_batches(cell: Cell, corpus: Corpus) -> list[Batch]:
+    """Held-out batches, evaluated micro-batch by micro-batch to stay within training's memory."""
+    w, n = cell.workload, cell.measurement["eval_batches"]
+    size = w["global_batch"] if w["hold"] == "global" else w["micro_batch"]
+    whole = make_batches(corpus, cell.seed, n, size, w["seq_len"], "eval", w["variable_length"])
+    chunks = size // w["micro_batch"]
+    return [micro for batch in whole for micro in batch.split(chunks)]
+
+
+def run_cell(cell: Cell, backend: Backend) -> dict[str, Any]:
+    """Train and measure one cell; returns the record's measured fields (status `ok`)."""
+    m = cell.measurement
+    t0 = time.perf_counter()
+    spec = model_spec(cell)
+    corpus = corpus_for(cell)
+    n_steps = m["warmup_steps"] + m["windows"] * m["steps"]
+    batches = train_batches(cell, corpus, n_steps)
+    held_out = eval_batches(cell, corpus)
+    weights = spec.init_weights(cell.seed)
+    data_prep_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    trainer = backend.build(cell, weights)
+    build_s = time.perf_counter() - t0
+
+    losses: list[Any] = []
+    peak_reset = [False]
+
+    def step(i: int) -> None:
+        losses.append(trainer.train_step(batches[i]))
+
+    def on_window_start() -> None:
+        if not peak_reset[0]:  # one peak over all measured windows, warmup excluded
+            trainer.reset_peak_memory()
+            peak_reset[0] = True
+
+    timing = run_timed(
+        step, trainer.sync, m["warmup_steps"], m["steps"], m["windows"], m["budget_s"], on_window_start
+    )
+    framework_memory = trainer.memory()
+    train_losses = trainer.losses_to_floats(losses)
+    t0 = time.perf_counter()
+    eval_loss = trainer.eval_loss(held_out) if held_out else None
+    eval_s = time.perf_counter() - t0
+
+    measured = batches[m["warmup_steps"] : m["warmup_steps"] + timing.steps_measured]
+    return {
+        "timing": {
+            **timing.to_dict(),
+            "data_prep_s": data_prep_s,
+            "build_s": build_s,
+            "startup_s": build_s + sum(timing.warmup_step_times_s),
+            "eval_s": eval_s,
+        },
+        "metrics": _throughput(cell, timing, measured),
+        "loss": _losses(corpus, timing, train_losses, eval_loss, m["warmup_steps"]),
+        "memory": {**framework_memory, **_host_memory()},
+        "backend_info": {**trainer.info(), "n_params": spec.n_params, "flops_per_token": spec.flops_per_token(
+            cell.workload["seq_len"])},
+    }
+
+
+def _throughput(cell: Cell, timing: Timing, measured: list[Batch]) -> dict[str, Any]:
+    w = cell.workload
+    tokens_per_step = w["global_batch"] * w["seq_len"]
+    wall_s = sum(timing.window_wall_s)
+    target_tokens = sum(b.n_target_tokens for b in measured)
+    return {
+        "tokens_per_step": tokens_per_step,
+        # DESIGN §3: global batch × sequence length × optimizer steps / window time (padding included)
+        "tokens_per_s": tokens_per_step * timing.steps_measured / wall_s if wall_s > 0 else None,
+        # only the positions that are trained on (differs from tokens_per_s with variable_length)
+        "target_tokens_per_s": target_tokens / wall_s if wall_s > 0 else None,
+        "measured_wall_s": wall_s,
+        **step_stats(timing.step_times_s),
+    }
+
+
+def _losses(
+    corpus: Corpus, timing: Timing, train_losses: list[float], eval_loss: float | None, warmup: int
+) -> dict[str, Any]:
+    last_window = timing.window_step_times_s[-1] if timing.window_step_times_s else []
+    end = warmup + timing.steps_measured
+    final = float(np.mean(train_losses[end - len(last_window) : end])) if last_window else None
+    floor = corpus.entropy_floor_nats
+
+    def excess(loss: float | None) -> float | None:
+        return None if loss is None or floor is None else loss - floor
+
+    return {
+        "train_loss_per_step": train_losses,
+        "final_train_loss": final,  # mean over the last measured window's steps, nats/token
+        "eval_loss": eval_loss,
+        "entropy_floor_nats": floor,
+        "entropy_floor_reason": corpus.entropy_floor_reason,
+        "excess_train_loss_nats": excess(final),
+        "excess_eval_loss_nats": excess(eval_loss),
+    }
+
+
+def _host_memory() -> dict[str, Any]:
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return {"host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale}

@@ -1,0 +1,63 @@
+"""Child side of a cell: `python -m hlbench.worker CELL_JSON RESULT_JSON`.
+
+A fresh interpreter per cell (spawned by hlbench.runner), so no framework state, allocator cache or
+compiled graph leaks from one cell into the next. It imports exactly one framework, the cell's. Every
+Python-level outcome (ok, skipped, oom, error) is written to RESULT_JSON; a worker that dies without
+writing it is classified by the parent (crashed, timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hlbench.backends import get_spec, load_adapter
+from hlbench.backends.base import SkipCell
+from hlbench.cell import Cell
+from hlbench.train import run_cell
+
+TRACEBACK_TAIL_LINES = 30
+
+
+def execute(cell: Cell) -> dict[str, Any]:
+    """Run one cell in this process and classify the outcome; never raises for a cell's failure."""
+    backend = None
+    result: dict[str, Any] = {"framework_env": None}
+    try:
+        backend = load_adapter(get_spec(cell.backend))
+        result["framework_env"] = backend.environment(cell.device)
+        result.update(run_cell(cell, backend), status="ok")
+    except SkipCell as exc:
+        result.update(status="skipped", reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its record
+        oom = backend.is_oom(exc) if backend is not None else isinstance(exc, MemoryError)
+        result.update(status="oom" if oom else "error", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500], error=_error(exc))
+    return result
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    lines = "".join(traceback.format_exception(exc)).splitlines()
+    return {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback_tail": lines[-TRACEBACK_TAIL_LINES:]}
+
+
+def _write_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, allow_nan=True))
+    os.replace(tmp, path)  # the parent sees a whole result or none
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m hlbench.worker CELL_JSON RESULT_JSON", file=sys.stderr)
+        return 2
+    cell = Cell.from_dict(json.loads(Path(argv[0]).read_text()))
+    _write_atomically(Path(argv[1]), execute(cell))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
