@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -108,13 +109,20 @@ class SuiteConfig(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="default: the file's stem")
     description: str | None = None
     seed: Annotated[int, Field(ge=0)] = 0
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto | cpu | cuda[:N]")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
     backends: list[str] = Field(min_length=1)
     workloads: list[WorkloadConfig] = Field(min_length=1)
     axes: Axes = Field(default_factory=Axes)
     exclude: list[dict[Literal["workload", "backend", *AXIS_NAMES], ExcludeValue]] = []  # type: ignore[misc]
     measurement: Measurement = Field(default_factory=Measurement)
     optimizer: Optimizer = Field(default_factory=Optimizer)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+            raise ValueError(f"expected auto | cpu | cuda[:N], got {device!r}")
+        return device
 
     @field_validator("backends")
     @classmethod
@@ -178,8 +186,10 @@ def _first_error(exc: ValidationError) -> str:
         msg = "unknown key"
     elif err["type"] == "missing":
         msg = "required key is missing"
-    else:
-        msg = f"{msg} (got {err['input']!r})" if err["type"] not in ("value_error",) else msg
+    elif err["type"] == "string_pattern_mismatch":
+        msg = f"expected letters, digits, '.', '_' or '-' (got {err['input']!r})"
+    elif err["type"] != "value_error":
+        msg = f"{msg} (got {err['input']!r})"
     more = f" (+{len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return f"{loc or '<top>'}: {msg}{more}"
 

@@ -1,0 +1,151 @@
+"""Suite loading: the schema, the matrix, ids and hashes, and every kind of bad input (exit 2, one line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hlbench.cli import main
+from hlbench.suite import load_suite
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+name: t
+backends: [torch]
+workloads:
+  - {model: gpt, size: tiny, seq_len: 16, batch_size: 8}
+  - {model: lstm, size: tiny, seq_len: 16, batch_size: 4}
+axes:
+  precision: [fp32, bf16]
+  accumulation: [1, 4]
+  pruning: [none, magnitude]
+exclude:
+  - {workload: lstm-tiny, accumulation: 4}
+optimizer: {lr: 3e-4, betas: [0.9, 0.99]}
+"""
+
+
+def test_matrix_is_product_minus_exclusions(write_suite):
+    suite = load_suite(write_suite(GOOD))
+    ids = [c.id for c in suite.cells]
+    assert len(ids) == 2 * 2 * 2 + 1 * 2 * 2  # gpt: full product; lstm: ga4 excluded
+    assert "gpt-tiny/torch/fp32/ga4/none" in ids
+    assert not any(i.startswith("lstm-tiny") and "/ga4/" in i for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert len({c.hash for c in suite.cells}) == len(ids)
+
+
+def test_accumulation_holds_global_batch_by_default(write_suite):
+    cell = next(c for c in load_suite(write_suite(GOOD)).cells if c.id == "gpt-tiny/torch/fp32/ga4/none")
+    assert (cell.workload["global_batch"], cell.workload["micro_batch"]) == (8, 2)
+
+
+def test_hold_micro_multiplies_global_batch(write_suite):
+    suite = load_suite(write_suite(GOOD.replace("batch_size: 8}", "batch_size: 3, hold: micro}")))
+    cell = next(c for c in suite.cells if c.id == "gpt-tiny/torch/fp32/ga4/none")
+    assert (cell.workload["global_batch"], cell.workload["micro_batch"]) == (12, 3)
+
+
+def test_yaml12_floats_and_defaults(write_suite):
+    suite = load_suite(write_suite(GOOD))
+    assert suite.config.optimizer.lr == pytest.approx(3e-4)
+    assert suite.config.device == "auto" and suite.config.seed == 0
+
+
+def test_hash_tracks_what_affects_numbers(write_suite):
+    base = {c.id: c.hash for c in load_suite(write_suite(GOOD)).cells}
+    same = {c.id: c.hash for c in load_suite(write_suite(GOOD.replace("name: t", "name: renamed"))).cells}
+    assert same == base  # the suite's name changes no number
+    timeout = {c.id: c.hash for c in load_suite(write_suite(GOOD + "measurement: {timeout_s: 5}\n")).cells}
+    assert timeout == base  # nor does the worker timeout
+    lr = {c.id: c.hash for c in load_suite(write_suite(GOOD.replace("3e-4", "1e-3"))).cells}
+    assert all(lr[i] != base[i] for i in base)
+    seed = {c.id: c.hash for c in load_suite(write_suite(GOOD + "seed: 1\n")).cells}
+    assert all(seed[i] != base[i] for i in base)
+
+
+def test_shipped_suites_validate():
+    for path in sorted((REPO / "suites").glob("*.yaml")):
+        suite = load_suite(path)
+        assert suite.cells, path
+
+
+def test_dry_run_lists_cells(write_suite, capsys):
+    assert main(["run", str(write_suite(GOOD)), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "gpt-tiny/torch/fp32/ga4/none" in out
+    assert "skip: precision 'bf16' is not implemented" in out
+    assert "12 cell(s)" in out
+
+
+def test_byte_corpus_path_is_relative_to_suite(write_suite, tmp_path):
+    (tmp_path / "corpus.txt").write_text("hello world, " * 400)
+    suite = load_suite(write_suite(GOOD.replace(
+        "{model: gpt, size: tiny, seq_len: 16, batch_size: 8}",
+        "{model: gpt, size: tiny, seq_len: 16, batch_size: 8, data: {kind: bytes, path: corpus.txt}}")))
+    data = suite.cells[0].workload["data"]
+    assert data["path"] == str(tmp_path / "corpus.txt") and len(data["sha256"]) == 64
+
+
+# Each bad input: (replace this, with that, expected words in the one-line error).
+BAD = {
+    "unknown key": ("name: t", "name: t\ncolour: red", ["colour", "unknown key"]),
+    "unknown nested key": ("batch_size: 4}", "batch_size: 4, dropout: 0.1}", ["workloads.1.dropout", "unknown key"]),
+    "wrong type": ("seq_len: 16, batch_size: 8", "seq_len: '16', batch_size: 8", ["workloads.0.seq_len", "integer"]),
+    "out of range": ("accumulation: [1, 4]", "accumulation: [0, 4]", ["axes.accumulation.0", "greater than 0"]),
+    "bad float range": ("betas: [0.9, 0.99]", "betas: [0.9, 1.5]", ["optimizer.betas.1", "less than 1"]),
+    "duplicate key": ("name: t", "name: t\nname: u", ["duplicate key 'name'", "line 2"]),
+    "object tag": ("name: t", "name: !!python/object/apply:os.system ['true']", ["python/object", "not allowed"]),
+    "unknown backend": ("backends: [torch]", "backends: [torch, jax]", ["backends", "unknown backend 'jax'", "torch"]),
+    "unknown workload model": ("model: lstm", "model: rnn", ["workloads.1.model", "gpt", "lstm"]),
+    "unknown size": ("size: tiny, seq_len: 16, batch_size: 8", "size: huge, seq_len: 16, batch_size: 8", ["workloads.0.size", "huge", "tiny"]),
+    "unknown precision": ("precision: [fp32, bf16]", "precision: [fp32, int4]", ["axes.precision.1", "fp32", "bf16"]),
+    "unknown pruning": ("pruning: [none, magnitude]", "pruning: [none, random]", ["axes.pruning.1", "magnitude"]),
+    "repeated axis value": ("accumulation: [1, 4]", "accumulation: [1, 1]", ["axes.accumulation", "repeated"]),
+    "indivisible batch": ("accumulation: [1, 4]", "accumulation: [1, 3, 4]", ["axes.accumulation", "3 steps", "batch_size 8"]),
+    "seq_len above context": ("seq_len: 16, batch_size: 8", "seq_len: 65, batch_size: 8", ["workloads.0.seq_len", "65", "context", "64"]),
+    "missing data file": ("batch_size: 4}", "batch_size: 4, data: {kind: bytes, path: nope.txt}}", ["workloads.1.data.path", "no such file", "nope.txt"]),
+    "bad device": ("name: t", "name: t\ndevice: gpu", ["device", "auto | cpu | cuda"]),
+    "exclusion of an absent value": ("accumulation: 4}", "accumulation: 8}", ["exclude.0.accumulation", "8", "not in the suite"]),
+    "missing required key": ("backends: [torch]\n", "", ["backends", "required"]),
+    "markov vocab above model's": ("batch_size: 4}", "batch_size: 4, data: {kind: markov, vocab: 999}}", ["workloads.1.data.vocab", "999", "256"]),
+    "not a mapping": (None, "- just\n- a list\n", ["mapping"]),
+    "unparsable yaml": (None, "name: [unclosed\n", ["line"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_one_line_exit_2(case, write_suite, capsys):
+    old, new, words = BAD[case]
+    text = new if old is None else GOOD.replace(old, new, 1)
+    assert old is None or text != GOOD, "the replacement did not apply"
+    path = write_suite(text)
+    assert main(["run", str(path), "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert captured.out == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"hlbench: error: {path}"), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_bad_input_never_starts_a_run(write_suite, tmp_path, capsys):
+    path = write_suite(GOOD.replace("size: tiny, seq_len: 16", "size: tiny, seq_len: 99"))
+    assert main(["run", str(path), "--results-dir", str(tmp_path / "results")]) == 2
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_suite_file(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read suite file" in capsys.readouterr().err
+
+
+def test_only_filter(write_suite, capsys):
+    assert main(["run", str(write_suite(GOOD)), "--dry-run", "--only", "lstm-*/*/fp32/*/none"]) == 0
+    out = capsys.readouterr().out
+    assert "1 cell(s)" in out and "lstm-tiny/torch/fp32/ga1/none" in out
+    assert main(["run", str(write_suite(GOOD)), "--dry-run", "--only", "nothing*"]) == 2
