@@ -26,7 +26,7 @@ class StrictLoader(yaml.SafeLoader):
             if key in seen:
                 mark = key_node.start_mark
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
+                    None, None, f"duplicate key {key!r}", mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
