@@ -15,7 +15,7 @@ ratio hlbench / bare is the overhead figure; the target is >= 0.99. Both sides' 
 compared at the end to show they ran the same training.
 
 This is a benchmark, not a test: it exits 0 whatever the ratio (1 only if the two sides' losses
-disagree, since then the ratio compares different work).
+disagree, since then the ratio compares different work; 2 on bad arguments).
 
     python benchmarks/overhead.py                  # gpt-small, seq 128, batch 8, 5 trials of 20 steps
     python benchmarks/overhead.py --accumulation 4 --device cuda
@@ -41,6 +41,7 @@ from hlbench.backends.torch_backend import TorchBackend
 from hlbench.backends.torch_models import build_model, load_weights, parameter_map
 from hlbench.cell import Cell
 from hlbench.data import IGNORE_INDEX, Batch
+from hlbench.errors import UsageError
 from hlbench.suite import load_suite
 from hlbench.train import corpus_for, model_spec, run_cell, train_batches
 from hlbench.workloads import ModelSpec
@@ -121,7 +122,10 @@ def make_cell(args: argparse.Namespace) -> Cell:
 def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+    device = torch.device(requested)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        sys.exit(f"overhead.py: error: --device {requested}: PyTorch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def sync(device: torch.device) -> None:
@@ -197,7 +201,11 @@ def hlbench_trial(cell: Cell, steps: int) -> tuple[float, list[float], dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cell = make_cell(args)
+    try:
+        cell = make_cell(args)
+    except UsageError as exc:  # e.g. an unknown --size, --accumulation not dividing --batch-size
+        print(f"overhead.py: error: {str(exc).split(': ', 1)[-1]}", file=sys.stderr)
+        return 2
     device = resolve_device(args.device)
 
     # fp32 means fp32 on both sides (hlbench's backend sets the same; the setting is process-wide).
@@ -248,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     print(f"{'median':>5}  {'':>7}  {statistics.median(hl_tps):>14,.0f}  {statistics.median(bare_tps):>12,.0f}  "
           f"{median_ratio:>6.3f}")
+    spread = f"per-trial ratios span {min(ratios):.3f} … {max(ratios):.3f}"
+    if len(ratios) >= 4:
+        q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+        spread += f", interquartile {q1:.3f} … {q3:.3f}"
+    print(f"spread    {spread} (a spread wider than the 1% target means this machine is too noisy to "
+          "resolve it: add --trials or --steps)")
     print()
 
     # Same training? Same device, optimizer implementation and per-step losses (warmup included).

@@ -41,6 +41,8 @@ def train_batches(cell: Cell, corpus: Corpus, n_steps: int) -> list[Batch]:
 def eval_batches(cell: Cell, corpus: Corpus) -> list[Batch]:
     """Held-out batches, evaluated micro-batch by micro-batch to stay within training's memory."""
     w, n = cell.workload, cell.measurement["eval_batches"]
+    if n == 0:
+        return []
     size = w["global_batch"] if w["hold"] == "global" else w["micro_batch"]
     whole = make_batches(corpus, cell.seed, n, size, w["seq_len"], "eval", w["variable_length"])
     chunks = size // w["micro_batch"]
