@@ -159,11 +159,12 @@ def test_repeats_are_separate_workers_and_records(write_suite, fault_env, tmp_pa
 
 
 def test_missing_framework_is_a_usage_error(write_suite, tmp_path, monkeypatch):
-    spec = "fault=tests.fault_backend:SPEC"
-    monkeypatch.setenv("HLBENCH_BACKENDS", spec)
-    monkeypatch.setattr("tests.fault_backend.SPEC", __import__("dataclasses").replace(
-        __import__("tests.fault_backend").fault_backend.SPEC, framework="no_such_framework_pkg"))
-    from hlbench.cli import main
+    import dataclasses
 
+    from hlbench.cli import main
+    from tests import fault_backend
+
+    monkeypatch.setenv("HLBENCH_BACKENDS", "fault=tests.fault_backend:SPEC")
+    monkeypatch.setattr(fault_backend, "SPEC", dataclasses.replace(fault_backend.SPEC, framework="no_such_pkg"))
     assert main(["run", str(write_suite(FAULT_SUITE)), "--results-dir", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()
