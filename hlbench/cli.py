@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -19,6 +20,12 @@ from hlbench.env import host_environment
 from hlbench.errors import UsageError
 
 EXIT_OK, EXIT_FAILED_CELLS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Subcommands that live in their own module (one idea each). Each module defines
+# `register(sub: argparse._SubParsersAction) -> None`, which adds its parser and sets `func`;
+# heavy imports (pandas, scipy, a framework) stay inside the command function so `--help` is fast.
+COMMAND_MODULES: tuple[str, ...] = (
+)
 
 RUN_EPILOG = """\
 records: results/<suite>/<run-id>.jsonl, one JSON line per cell and repeat (see the README for the
@@ -63,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     env = sub.add_parser("env", help="print this machine's environment as hlbench records it (JSON)")
     env.set_defaults(func=cmd_env)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
