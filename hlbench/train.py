@@ -7,6 +7,7 @@ the measured part of a record.
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -67,9 +68,14 @@ def run_cell(cell: Cell, backend: Backend) -> dict[str, Any]:
 
     losses: list[Any] = []
     peak_reset = [False]
+    # Test-only hook (documented in the README): an artificial delay per step inside the timed region,
+    # so the end-to-end tests of `hlbench compare` can produce a real, known slowdown.
+    delay_s = float(os.environ.get("HLBENCH_TEST_STEP_DELAY_S", "0") or 0)
 
     def step(i: int) -> None:
         losses.append(trainer.train_step(batches[i]))
+        if delay_s:
+            time.sleep(delay_s)
 
     def on_window_start() -> None:
         if not peak_reset[0]:  # one peak over all measured windows, warmup excluded
