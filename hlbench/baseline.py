@@ -1,0 +1,151 @@
+"""Named baselines: the last accepted run of a suite on one machine type, kept for `hlbench compare`.
+
+Layout, under the baselines directory (`--dir`, else `$HLBENCH_BASELINES_DIR`, else
+`results/baselines`):
+
+    <name>/records.jsonl     the run's current cell records (last per cell and repeat)
+    <name>/baseline.json     what was saved, when, from where, and the run's environment
+    <name>/history/<saved_at>/   earlier versions, moved aside when a new run is promoted
+
+A baseline directory holds exactly one records file, so `hlbench compare <dir>/<name> CANDIDATE`
+reads it like any run directory. The default name, `<suite>--<machine>`, encodes the machine type (the
+GPU models, or the CPU model of a GPU-less run), so a runner compares against the last accepted run of
+its own kind of machine and never against another's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hlbench.comparability import Run, environment, load_run
+from hlbench.compare import METRICS, by_cell, metric_samples
+from hlbench.errors import UsageError
+
+DEFAULT_DIR = Path("results/baselines")
+RECORDS_NAME, META_NAME, HISTORY_NAME = "records.jsonl", "baseline.json", "history"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def baselines_dir(arg: Path | None) -> Path:
+    return arg or Path(os.environ.get("HLBENCH_BASELINES_DIR") or DEFAULT_DIR)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def machine_type(run: Run) -> str:
+    """'nvidia-h200', '2x-nvidia-h100-80gb-hbm3', or 'cpu-amd-epyc' for a GPU-less run."""
+    env = environment(run.records)
+    gpus = [g for g in env["gpu_models"] if g != "none"]
+    if gpus:
+        names = gpus[0].split(", ")  # one run: one machine; a mixed file is caught by compare
+        count = f"{len(names)}x-" if len(names) > 1 else ""
+        return count + _slug(names[0]) + ("-mixed" if len(set(names)) > 1 else "")
+    cpu = env["cpu_model"][0] if env["cpu_model"] else "unknown"
+    return "cpu-" + _slug(cpu)
+
+
+def default_name(run: Run) -> str:
+    suites = sorted({str(r.get("suite")) for r in run.records if r.get("suite")})
+    return f"{_slug(suites[0]) if suites else 'run'}--{machine_type(run)}"
+
+
+def check_name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise UsageError(f"baseline name {name!r}: use letters, digits, '.', '_' and '-' (at most 128), "
+                         "starting with a letter or digit")
+    return name
+
+
+def save(records: Path, name: str | None, directory: Path, note: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """Store RECORDS as baseline NAME; an earlier version is moved to history/. Returns (dir, metadata)."""
+    run = load_run(records)
+    cells = by_cell(run.records)
+    ok = [c for c in cells.values() if c.ok]
+    if not ok:
+        raise UsageError(f"{run.path}: no cell ran ok; such a run cannot be a baseline")
+    name = check_name(name or default_name(run))
+    target = directory / name
+    saved_at = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    meta = {
+        "name": name,
+        "saved_at": saved_at,
+        "source": str(run.path),
+        "run_ids": sorted({str(r.get("run_id")) for r in run.records}),
+        "suite": sorted({str(r.get("suite")) for r in run.records}),
+        "machine_type": machine_type(run),
+        "environment": environment(run.records),
+        "hlbench_git": sorted({json.dumps((r.get("env") or {}).get("host", {}).get("hlbench_git"), sort_keys=True)
+                               for r in run.records}),
+        "cells_ok": len(ok),
+        "cells_not_ok": sorted(c.cell_id for c in cells.values() if not c.ok),
+        "note": note,
+    }
+    staging = directory / f".{name}.saving"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with open(staging / RECORDS_NAME, "w", encoding="utf-8") as f:
+        for record in run.records:
+            f.write(json.dumps(record, separators=(",", ":")) + "\n")
+    (staging / META_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    if target.exists():  # keep the previous acceptance for the record; a rename, so nothing is half-written
+        old = _read_meta(target)
+        history = staging / HISTORY_NAME
+        if (target / HISTORY_NAME).exists():
+            shutil.move(str(target / HISTORY_NAME), str(history))
+        history.mkdir(exist_ok=True)
+        previous = history / str(old.get("saved_at") or "previous")
+        previous.mkdir()
+        for item in (RECORDS_NAME, META_NAME):
+            if (target / item).exists():
+                shutil.move(str(target / item), str(previous / item))
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target, meta
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / META_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def find(name: str, directory: Path) -> Path:
+    path = directory / check_name(name)
+    if not (path / RECORDS_NAME).is_file():
+        known = ", ".join(list_names(directory)) or "none"
+        raise UsageError(f"{path}: no such baseline (baselines in {directory}: {known})")
+    return path
+
+
+def list_names(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if (p / RECORDS_NAME).is_file() and not p.name.startswith("."))
+
+
+def describe(name: str, directory: Path) -> dict[str, Any]:
+    """Metadata plus, per cell, its status and median tokens/s: what `baseline show` prints."""
+    path = find(name, directory)
+    run = load_run(path / RECORDS_NAME)
+    tokens = METRICS["tokens_per_s"]
+    cells = []
+    for cell in by_cell(run.records).values():
+        samples = metric_samples(cell.ok, tokens)
+        cells.append({
+            "cell_id": cell.cell_id, "cell_hash": cell.cell_hash,
+            "repeats_ok": len(cell.ok),
+            "status": "ok" if cell.ok else "/".join(sorted({r.get("status", "?") for r in cell.failed + cell.skipped})),
+            "tokens_per_s_median": statistics.median(samples) if samples else None,
+            "steps": len(samples),
+        })
+    return {"path": str(path), **_read_meta(path), "cells": cells}

@@ -1,0 +1,164 @@
+"""Can two runs be compared at all? Loading a run, summarizing its environment, naming differences.
+
+A timing comparison between an A100 and an H200, or between torch 2.4 and 2.5, measures the hardware
+or the framework, not the change under test: `hlbench compare` refuses (exit 2) unless `--force`, and
+says exactly which field differs. The fields that make a comparison meaningless:
+
+- `schema_version` of the records;
+- `gpu_models` (names of the GPUs the framework saw) and `driver_major` (NVIDIA driver major version);
+- framework versions: `torch_version`, `tensorflow_version`, `cuda_version`, `cudnn_version`;
+- `cpu_model`, for runs that saw no GPU (on a CPU the processor *is* the device under test);
+- the workload definition: a cell id present on both sides with different content hashes (the same
+  name now means another model, batch, optimizer ...): reported with the keys that differ.
+
+A field known on one side and unknown (null) on the other cannot be checked: that is a warning, not a
+refusal (e.g. a driver version recorded only since nvidia-ml-py was installed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from hlbench.compare import current_records
+from hlbench.errors import UsageError
+from hlbench.records import read_records
+
+# Environment fields compared, in the order differences are reported.
+ENV_FIELDS = (
+    "schema_version", "gpu_models", "driver_major", "torch_version", "tensorflow_version",
+    "cuda_version", "cudnn_version", "cpu_model",
+)
+FRAMEWORK_VERSION_FIELDS = ("torch_version", "tensorflow_version", "cuda_version", "cudnn_version")
+
+
+@dataclass(frozen=True)
+class Run:
+    """The current cell records of one run, and where they came from."""
+
+    path: Path
+    records: list[dict[str, Any]]
+
+
+def records_file(path: Path) -> Path:
+    """A records file, or the single records file inside a run directory."""
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*.jsonl") if not any(part.endswith(".logs") for part in p.parts))
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise UsageError(f"{path}: no records file (*.jsonl) in this directory")
+        names = ", ".join(str(p.relative_to(path)) for p in found[:3]) + (" ..." if len(found) > 3 else "")
+        raise UsageError(f"{path}: {len(found)} records files ({names}); name one of them")
+    raise UsageError(f"{path}: no such records file or run directory")
+
+
+def load_run(path: Path) -> Run:
+    """Read a run: cell records only, the last per (cell_hash, repeat); a torn last line is ignored."""
+    file = records_file(path)
+    records = current_records(read_records(file, repair=False))
+    if not records:
+        raise UsageError(f"{file}: holds no cell records")
+    return Run(file, records)
+
+
+def _driver_major(version: Any) -> str | None:
+    return str(version).split(".")[0] if version else None
+
+
+def record_environment(record: dict[str, Any]) -> dict[str, Any]:
+    """The comparability fields of one record; None where the record does not say."""
+    env = record.get("env") or {}
+    host, framework = env.get("host") or {}, env.get("framework") or {}
+    gpus = framework.get("gpus")
+    out: dict[str, Any] = {
+        "schema_version": record.get("schema_version"),
+        # A multiset of names, sorted: 2× H100 differs from 1× H100. None: the worker never reported.
+        "gpu_models": None if gpus is None else ", ".join(sorted(g.get("name", "?") for g in gpus)) or "none",
+        "driver_major": _driver_major(framework.get("driver_version")),
+        "cpu_model": host.get("cpu_model"),
+    }
+    for key in FRAMEWORK_VERSION_FIELDS:
+        out[key] = framework.get(key)
+    return out
+
+
+def environment(records: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """Each field's distinct known values over a run's records (usually one each; [] when unknown).
+
+    Records without a framework environment (skipped cells never start a worker) add only host fields.
+    """
+    values: dict[str, set[str]] = {key: set() for key in ENV_FIELDS}
+    for record in records:
+        for key, value in record_environment(record).items():
+            if value is not None:
+                values[key].add(str(value))
+    return {key: sorted(v) for key, v in values.items()}
+
+
+def _gpu_less(env: dict[str, list[str]]) -> bool:
+    return env["gpu_models"] in ([], ["none"])
+
+
+@dataclass(frozen=True)
+class Differences:
+    """What makes two runs incomparable (`fatal`) and what could not be checked (`warnings`)."""
+
+    fatal: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _show(values: list[str]) -> str:
+    return " | ".join(repr(v) for v in values) if values else "unknown"
+
+
+def environment_differences(baseline: dict[str, list[str]], candidate: dict[str, list[str]]) -> Differences:
+    diff = Differences()
+    for key in ENV_FIELDS:
+        b, c = baseline.get(key, []), candidate.get(key, [])
+        if key == "cpu_model" and not (_gpu_less(baseline) and _gpu_less(candidate)):
+            continue  # with a GPU the host CPU is not the device under test
+        if b == c:
+            continue
+        if not b or not c:
+            diff.warnings.append(f"{key}: baseline {_show(b)} vs candidate {_show(c)} (cannot check)")
+        else:
+            diff.fatal.append(f"{key}: baseline {_show(b)} vs candidate {_show(c)}")
+    return diff
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def definition_differences(baseline: Iterable[dict[str, Any]], candidate: Iterable[dict[str, Any]]) -> list[str]:
+    """Cell ids present on both sides with different content hashes, and the `cell` keys that differ."""
+    def by_id(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {r["cell_id"]: r for r in records if "cell_id" in r}
+
+    base, cand = by_id(baseline), by_id(candidate)
+    out = []
+    for cell_id in base:
+        b, c = base[cell_id], cand.get(cell_id)
+        if c is None or b.get("cell_hash") == c.get("cell_hash"):
+            continue
+        fb, fc = _flatten(b.get("cell") or {}), _flatten(c.get("cell") or {})
+        keys = sorted(k for k in fb.keys() | fc.keys() if fb.get(k) != fc.get(k))
+        shown = ", ".join(f"{k} {fb.get(k)!r} vs {fc.get(k)!r}" for k in keys[:4]) + (" ..." if len(keys) > 4 else "")
+        out.append(f"workload definition of {cell_id}: hash {b.get('cell_hash')} vs {c.get('cell_hash')}"
+                   + (f" ({shown})" if shown else ""))
+    return out
+
+
+def differences(baseline: Run, candidate: Run) -> Differences:
+    """Everything that stands between two runs and a meaningful comparison."""
+    env = environment_differences(environment(baseline.records), environment(candidate.records))
+    return Differences(env.fatal + definition_differences(baseline.records, candidate.records), env.warnings)

@@ -1,0 +1,352 @@
+"""A/B statistics for `hlbench compare`: samples per cell and metric, a test, a verdict.
+
+Pure functions on lists of numbers and record dicts: no files, no framework, so every rule below is
+unit-tested on synthetic samples.
+
+The rule (asv / pyperf style): a change counts only when it is both **significant** and **large**.
+
+- change = median(candidate) / median(baseline) − 1 (relative change of medians; robust to the
+  stray slow step that a GC pause or a clock ramp adds);
+- p = two-sided Mann–Whitney U on the raw samples (rank-based: no normality assumed);
+- `regressed` / `improved`: p < alpha **and** |change| > threshold, in the metric's bad / good
+  direction (tokens/s: bigger is better; step time, memory, energy, excess loss: smaller is better);
+- `inconclusive`: either side has fewer than `min_samples` samples, or |change| > threshold but
+  p ≥ alpha (the spread is too wide to tell a real change from noise);
+- `unchanged`: otherwise (a change within the threshold, even a significant one, is not reported as
+  a change: a 1% difference that noise-free timers can "prove" is not what CI should fail on).
+
+Per-step metrics (tokens/s, step time) have one sample per measured optimizer step, pooled over windows
+and repeats. Per-run metrics (peak memory, excess loss, energy/token) have one sample per repeat, so a
+test is usually impossible (1 vs 1). For them, below `min_samples` the verdict is **threshold-only**,
+marked in its note: these values are (near-)deterministic for a fixed cell (the allocator's peak is
+exact; the fp32 loss is reproducible), so a change past the threshold is taken as real — unless the
+repeats of either side already spread wider than the threshold, which makes it `inconclusive`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+# Verdicts, in the order a summary lists them.
+REGRESSED, IMPROVED, INCONCLUSIVE, UNCHANGED = "regressed", "improved", "inconclusive", "unchanged"
+# The cell failed (oom/timeout/error/crashed) in the candidate but ran in the baseline: a regression.
+FAILED = "failed"
+# The metric is absent on one side (e.g. energy without NVML): listed, never decisive.
+NOT_AVAILABLE = "not available"
+
+DEFAULT_ALPHA = 0.01
+DEFAULT_THRESHOLD = 0.05
+# Fewer samples than this on either side: no test. With 10 vs 10 the smallest two-sided Mann–Whitney
+# p is about 1e-5, so alpha = 0.01 is reachable with room; with 5 vs 5 it is 0.008, barely.
+DEFAULT_MIN_SAMPLES = 10
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One comparable quantity and how to draw its samples from an `ok` record."""
+
+    name: str  # the --metric value and JSON key
+    label: str  # column header
+    unit: str
+    higher_is_better: bool
+    per_step: bool  # one sample per measured step (True) or one per repeat (False)
+    samples: Callable[[dict[str, Any]], list[float] | None]  # None: not in this record
+
+
+def _window_steps(record: dict[str, Any]) -> list[float]:
+    windows = (record.get("timing") or {}).get("window_step_times_s") or []
+    return [float(t) for window in windows for t in window if t is not None and t > 0]
+
+
+def _tokens_per_s(record: dict[str, Any]) -> list[float] | None:
+    tokens_per_step = (record.get("metrics") or {}).get("tokens_per_step")
+    steps = _window_steps(record)
+    if not tokens_per_step or not steps:
+        return None
+    return [tokens_per_step / t for t in steps]
+
+
+def _step_time_s(record: dict[str, Any]) -> list[float] | None:
+    return _window_steps(record) or None
+
+
+def _one(value: Any) -> list[float] | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return [float(value)]
+
+
+def _peak_memory_bytes(record: dict[str, Any]) -> list[float] | None:
+    """The framework allocator's peak over the measured windows (not host RSS: a different quantity).
+
+    `torch_cuda_max_allocated_bytes` today; a backend that reports its allocator peak under another
+    `*_max_allocated_bytes` / `*_peak_bytes` key (TensorFlow's) is picked up the same way.
+    """
+    memory = record.get("memory") or {}
+    if memory.get("torch_cuda_max_allocated_bytes") is not None:
+        return _one(memory["torch_cuda_max_allocated_bytes"])
+    for key in sorted(memory):
+        if key.startswith("host_") or not key.endswith(("_max_allocated_bytes", "_peak_bytes")):
+            continue
+        if memory[key] is not None:
+            return _one(memory[key])
+    return None
+
+
+def _host_peak_rss_bytes(record: dict[str, Any]) -> list[float] | None:
+    return _one((record.get("memory") or {}).get("host_peak_rss_bytes"))
+
+
+def _energy_j_per_token(record: dict[str, Any]) -> list[float] | None:
+    """Energy per trained token over the measured windows, when telemetry recorded it.
+
+    Looked for, in order: `metrics.energy_j_per_token`, `telemetry.energy_j_per_token`,
+    `telemetry.nvml.energy_j_per_token`, then `energy_j` (same places) ÷ tokens measured. Telemetry is
+    null today (no NVML sampler yet): the metric is then "not available", not an error.
+    """
+    telemetry = record.get("telemetry") or {}
+    places = [record.get("metrics") or {}, telemetry, telemetry.get("nvml") or {}]
+    for place in places:
+        if isinstance(place, dict) and place.get("energy_j_per_token") is not None:
+            return _one(place["energy_j_per_token"])
+    metrics = record.get("metrics") or {}
+    tokens = (metrics.get("tokens_per_step") or 0) * ((record.get("timing") or {}).get("steps_measured") or 0)
+    for place in places:
+        if isinstance(place, dict) and place.get("energy_j") is not None and tokens:
+            return _one(place["energy_j"] / tokens)
+    return None
+
+
+def _excess_eval_loss_nats(record: dict[str, Any]) -> list[float] | None:
+    return _one((record.get("loss") or {}).get("excess_eval_loss_nats"))
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("tokens_per_s", "tokens/s", "tokens/s", True, True, _tokens_per_s),
+        Metric("step_time_s", "step time", "s", False, True, _step_time_s),
+        Metric("peak_memory_bytes", "peak memory", "B", False, False, _peak_memory_bytes),
+        Metric("host_peak_rss_bytes", "host peak RSS", "B", False, False, _host_peak_rss_bytes),
+        Metric("energy_j_per_token", "energy/token", "J/token", False, False, _energy_j_per_token),
+        Metric("excess_eval_loss_nats", "excess eval loss", "nats", False, False, _excess_eval_loss_nats),
+    )
+}
+DEFAULT_METRIC = "tokens_per_s"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    alpha: float = DEFAULT_ALPHA  # significance level of the two-sided test
+    threshold: float = DEFAULT_THRESHOLD  # smallest relative change that counts (0.05 = 5%)
+    min_samples: int = DEFAULT_MIN_SAMPLES  # per side, for a test
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome for one cell and one metric."""
+
+    verdict: str
+    n_baseline: int
+    n_candidate: int
+    median_baseline: float | None
+    median_candidate: float | None
+    change: float | None  # relative: candidate / baseline − 1
+    p_value: float | None  # two-sided Mann–Whitney U; None when no test was made
+    note: str  # why, in a few words
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def mann_whitney_p(baseline: Sequence[float], candidate: Sequence[float]) -> float:
+    """Two-sided Mann–Whitney U p-value; 1.0 when every sample is equal (no evidence of a change)."""
+    from scipy.stats import mannwhitneyu  # imported here: `hlbench --help` stays fast
+
+    if len(set(baseline) | set(candidate)) == 1:
+        return 1.0  # all ties: scipy would return nan
+    p = float(mannwhitneyu(candidate, baseline, alternative="two-sided").pvalue)
+    return 1.0 if math.isnan(p) else p
+
+
+def relative_spread(samples: Sequence[float]) -> float:
+    """(max − min) / |median|: how far the repeats of one side already disagree."""
+    median = statistics.median(samples)
+    return (max(samples) - min(samples)) / abs(median) if median else math.inf
+
+
+def compare_samples(
+    baseline: Sequence[float] | None,
+    candidate: Sequence[float] | None,
+    higher_is_better: bool,
+    thresholds: Thresholds = Thresholds(),
+    per_step: bool = True,
+) -> Comparison:
+    """The verdict for one metric of one cell (see the module docstring for the rule)."""
+    base, cand = list(baseline or []), list(candidate or [])
+    n_b, n_c = len(base), len(cand)
+    if not base or not cand:
+        where = "on either side" if not base and not cand else "in the baseline" if not base else "in the candidate"
+        return Comparison(NOT_AVAILABLE, n_b, n_c, _median(base), _median(cand), None, None, f"not recorded {where}")
+    med_b, med_c = statistics.median(base), statistics.median(cand)
+    if med_b <= 0 or med_c < 0:  # a relative change needs a positive reference (excess loss can be ≤ 0)
+        return Comparison(INCONCLUSIVE, n_b, n_c, med_b, med_c, None, None,
+                          "no relative change: the baseline median is not positive")
+    change = med_c / med_b - 1.0
+    large = abs(change) > thresholds.threshold
+    worse = (change < 0) == higher_is_better
+    direction = REGRESSED if worse else IMPROVED
+
+    enough = n_b >= thresholds.min_samples and n_c >= thresholds.min_samples
+    if not enough and per_step:
+        return Comparison(INCONCLUSIVE, n_b, n_c, med_b, med_c, change, None,
+                          f"too few samples ({n_b} vs {n_c}; need {thresholds.min_samples} per side)")
+    if not enough:  # a per-run metric: threshold-only, unless the repeats already disagree
+        spread = max(relative_spread(base), relative_spread(cand))
+        if spread > thresholds.threshold:
+            return Comparison(INCONCLUSIVE, n_b, n_c, med_b, med_c, change, None,
+                              f"repeats spread {spread:.1%} > threshold; too few for a test")
+        note = f"threshold only ({n_b} vs {n_c} runs, no test)"
+        return Comparison(direction if large else UNCHANGED, n_b, n_c, med_b, med_c, change, None, note)
+
+    p = mann_whitney_p(base, cand)
+    significant = p < thresholds.alpha
+    if large and significant:
+        verdict, note = direction, f"p < {thresholds.alpha:g} and |change| > {thresholds.threshold:.0%}"
+    elif large:
+        verdict, note = INCONCLUSIVE, f"|change| > {thresholds.threshold:.0%} but p ≥ {thresholds.alpha:g}: spread too wide"
+    elif significant:
+        verdict, note = UNCHANGED, f"significant but within {thresholds.threshold:.0%}"
+    else:
+        verdict, note = UNCHANGED, "within threshold, not significant"
+    return Comparison(verdict, n_b, n_c, med_b, med_c, change, p, note)
+
+
+def _median(samples: Sequence[float]) -> float | None:
+    return statistics.median(samples) if samples else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Runs: cells matched by content hash
+
+
+def current_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cell records only (parity and other kinds dropped), the last one per (cell_hash, repeat).
+
+    A resumed file can hold a failure followed by an `ok` record for the same repeat: the last is current.
+    """
+    last: dict[tuple[str, int], dict[str, Any]] = {}
+    for record in records:
+        if record.get("kind", "cell") != "cell" or "cell_hash" not in record:
+            continue
+        last[(record["cell_hash"], record.get("repeat", 0))] = record
+    return list(last.values())
+
+
+@dataclass(frozen=True)
+class CellRecords:
+    cell_hash: str
+    cell_id: str
+    ok: list[dict[str, Any]]  # statistics come from these only
+    failed: list[dict[str, Any]]  # oom / timeout / error / crashed
+    skipped: list[dict[str, Any]]
+
+
+def by_cell(records: Iterable[dict[str, Any]]) -> dict[str, CellRecords]:
+    """Current cell records grouped by cell hash, in first-seen order."""
+    groups: dict[str, dict[str, Any]] = {}
+    for record in current_records(records):
+        g = groups.setdefault(record["cell_hash"], {"id": record.get("cell_id", "?"), "ok": [], "failed": [], "skipped": []})
+        status = record.get("status")
+        g["ok" if status == "ok" else "skipped" if status == "skipped" else "failed"].append(record)
+    return {h: CellRecords(h, g["id"], g["ok"], g["failed"], g["skipped"]) for h, g in groups.items()}
+
+
+def metric_samples(records: Sequence[dict[str, Any]], metric: Metric) -> list[float]:
+    """All samples of `metric` over the `ok` records of one cell (windows and repeats pooled)."""
+    out: list[float] = []
+    for record in records:
+        out.extend(metric.samples(record) or [])
+    return out
+
+
+@dataclass(frozen=True)
+class CellResult:
+    cell_hash: str
+    cell_id: str
+    metric: str
+    comparison: Comparison
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cell_hash": self.cell_hash, "cell_id": self.cell_id, "metric": self.metric, **self.comparison.to_dict()}
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    results: list[CellResult]  # one per common cell and metric
+    only_baseline: list[tuple[str, str]]  # (cell_id, cell_hash)
+    only_candidate: list[tuple[str, str]]
+    not_run: list[tuple[str, str, str]]  # (cell_id, cell_hash, why): skipped or failed on both sides
+
+    def verdicts(self) -> list[str]:
+        return [r.comparison.verdict for r in self.results]
+
+
+def _status_summary(cell: CellRecords) -> str:
+    statuses = sorted({r.get("status", "?") for r in cell.failed + cell.skipped})
+    reasons = [r.get("reason") for r in cell.failed + cell.skipped if r.get("reason")]
+    return "/".join(statuses) + (f": {reasons[0]}" if reasons else "")
+
+
+def compare_runs(
+    baseline: Iterable[dict[str, Any]],
+    candidate: Iterable[dict[str, Any]],
+    metrics: Sequence[str] = (DEFAULT_METRIC,),
+    thresholds: Thresholds = Thresholds(),
+) -> RunComparison:
+    """Every cell present on both sides (by content hash) × every metric."""
+    base, cand = by_cell(baseline), by_cell(candidate)
+    results: list[CellResult] = []
+    not_run: list[tuple[str, str, str]] = []
+    for h, b in base.items():
+        if h not in cand:
+            continue
+        c = cand[h]
+        if not b.ok and not c.ok:  # nothing to compare: skipped (or failed) on both sides
+            not_run.append((b.cell_id, h, f"baseline {_status_summary(b)}; candidate {_status_summary(c)}"))
+            continue
+        for name in metrics:
+            metric = METRICS[name]
+            if b.ok and not c.ok:
+                if c.failed:
+                    comp = Comparison(FAILED, len(metric_samples(b.ok, metric)), 0, None, None, None, None,
+                                      f"candidate {_status_summary(c)}")
+                else:
+                    comp = Comparison(NOT_AVAILABLE, 0, 0, None, None, None, None, f"candidate {_status_summary(c)}")
+            elif c.ok and not b.ok:
+                comp = Comparison(NOT_AVAILABLE, 0, len(metric_samples(c.ok, metric)), None, None, None, None,
+                                  f"baseline {_status_summary(b)}")
+            else:
+                comp = compare_samples(metric_samples(b.ok, metric), metric_samples(c.ok, metric),
+                                       metric.higher_is_better, thresholds, metric.per_step)
+            results.append(CellResult(h, b.cell_id, name, comp))
+    only_b = [(g.cell_id, h) for h, g in base.items() if h not in cand]
+    only_c = [(g.cell_id, h) for h, g in cand.items() if h not in base]
+    return RunComparison(results, only_b, only_c, not_run)
+
+
+# Exit codes of `hlbench compare`; when several apply, the first in this order wins: 2 > 1 > 3 > 0.
+EXIT_OK, EXIT_REGRESSED, EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+
+
+def exit_code(verdicts: Iterable[str]) -> int:
+    """1 if anything regressed or failed; else 3 if anything was inconclusive; else 0."""
+    found = set(verdicts)
+    if found & {REGRESSED, FAILED}:
+        return EXIT_REGRESSED
+    if INCONCLUSIVE in found:
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
