@@ -25,6 +25,8 @@ EXIT_OK, EXIT_FAILED_CELLS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # `register(sub: argparse._SubParsersAction) -> None`, which adds its parser and sets `func`;
 # heavy imports (pandas, scipy, a framework) stay inside the command function so `--help` is fast.
 COMMAND_MODULES: tuple[str, ...] = (
+    "hlbench.commands.compare",
+    "hlbench.commands.baseline",
 )
 
 RUN_EPILOG = """\
