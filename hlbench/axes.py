@@ -1,7 +1,7 @@
 """The matrix axes as data: each axis has its declared values and a short form for cell ids.
 
 A value being *declared* here means a suite may name it; whether a backend *implements* it is the
-backend's business (hlbench.backends). Later axes (augmentation, compile) are added here as rows.
+backend's business (hlbench.backends). Later axes (augmentation) are added here as rows.
 """
 
 from __future__ import annotations
@@ -24,5 +24,9 @@ AXES: tuple[Axis, ...] = (
     Axis("precision", f"numeric precision; one of {', '.join(PRECISIONS)}", str),
     Axis("accumulation", "gradient-accumulation steps per optimizer step (positive int)", lambda k: f"ga{k}"),
     Axis("pruning", f"pruning method; one of {', '.join(PRUNING_METHODS)}", str),
+    # false: PyTorch eager, TensorFlow tf.function graph; true: torch.compile, tf.function + XLA.
+    # In ids only when true ("/compile"), so the common uncompiled ids stay short.
+    Axis("compile", "compile the train step: torch.compile / XLA jit_compile (false | true)",
+         lambda c: "compile" if c else ""),
 )
 AXIS_NAMES = tuple(axis.name for axis in AXES)

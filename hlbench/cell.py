@@ -29,7 +29,7 @@ class Cell:
         """Readable id, e.g. `gpt-small/torch/fp32/ga4/none`."""
         parts = [self.workload["name"], self.backend]
         parts += [axis.short(self.axes[axis.name]) for axis in AXES if axis.name in self.axes]
-        return "/".join(parts)
+        return "/".join(p for p in parts if p)  # an axis may leave its default value out of the id
 
     @property
     def hash(self) -> str:

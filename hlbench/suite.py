@@ -68,8 +68,9 @@ class Axes(_Strict):
     precision: list[Literal[PRECISIONS]] = Field(["fp32"], min_length=1)  # type: ignore[valid-type]
     accumulation: list[PositiveInt] = Field([1], min_length=1)
     pruning: list[Literal[PRUNING_METHODS]] = Field(["none"], min_length=1)  # type: ignore[valid-type]
+    compile: list[bool] = Field([False], min_length=1)
 
-    @field_validator("precision", "accumulation", "pruning")
+    @field_validator("precision", "accumulation", "pruning", "compile")
     @classmethod
     def _unique(cls, values: list[Any]) -> list[Any]:
         dupes = sorted({str(v) for v in values if values.count(v) > 1})
@@ -102,7 +103,7 @@ class Optimizer(_Strict):
         return tuple(value) if isinstance(value, list) else value
 
 
-ExcludeValue = Union[str, int, list[Union[str, int]]]
+ExcludeValue = Union[bool, str, int, list[Union[bool, str, int]]]
 
 
 class SuiteConfig(_Strict):

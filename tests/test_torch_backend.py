@@ -123,7 +123,7 @@ def test_training_approaches_the_entropy_floor(write_suite, model):
         device: cpu
         workloads:
           - {{model: {model}, size: tiny, seq_len: 32, batch_size: 16, data: {{kind: markov, vocab: 16, branching: 3}}}}
-        measurement: {{warmup_steps: 1, steps: 100, windows: 3, eval_batches: 8}}
+        measurement: {{warmup_steps: 1, steps: 100, windows: 5, eval_batches: 8}}
         optimizer: {{lr: 1e-2, weight_decay: 0.0}}
         """)
     (cell,) = load_suite(suite).cells

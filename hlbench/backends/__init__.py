@@ -44,11 +44,19 @@ TORCH = BackendSpec(
     name="torch",
     framework="torch",
     adapter="hlbench.backends.torch_backend:TorchBackend",
-    supports={"precision": frozenset({"fp32"}), "pruning": frozenset({"none"})},
+    supports={"precision": frozenset({"fp32"}), "pruning": frozenset({"none"}), "compile": frozenset({False, True})},
     install_hint='pip install "hlbench[torch]" (see the README for CUDA builds)',
 )
 
-_BUILTIN: dict[str, BackendSpec] = {TORCH.name: TORCH}
+TF = BackendSpec(
+    name="tf",
+    framework="tensorflow",
+    adapter="hlbench.backends.tf_backend:TFBackend",
+    supports={"precision": frozenset({"fp32"}), "pruning": frozenset({"none"}), "compile": frozenset({False, True})},
+    install_hint='pip install "hlbench[tf]" (tensorflow-cpu; see the README for GPU builds)',
+)
+
+_BUILTIN: dict[str, BackendSpec] = {TORCH.name: TORCH, TF.name: TF}
 
 
 def registry() -> dict[str, BackendSpec]:

@@ -30,6 +30,12 @@ class Trainer(ABC):
         converts all of them after the timed windows with `losses_to_floats`.
         """
 
+    def gradients(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+        """The step's loss and its accumulated (unclipped) gradient over `batch`, keyed by neutral
+        parameter name in the neutral layout, without changing the model or the optimizer.
+        Parity checks use it; a backend without it cannot take part in them."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose gradients for parity checks")
+
     @abstractmethod
     def sync(self) -> None:
         """Block until all queued device work is finished (a no-op on a CPU)."""

@@ -62,8 +62,13 @@ class TorchTrainer(Trainer):
         model = build_model(spec)
         load_weights(model, spec, weights)
         self.model = model.to(device).train()
+        self.compiled = bool(cell.axes.get("compile", False))
+        # torch.compile (TorchInductor) compiles forward and backward lazily, on the first call: the
+        # measurement loop's warmup steps, timed as startup. The optimizer step stays eager (fused).
+        self.forward = torch.compile(self.model) if self.compiled else self.model
         decay, no_decay = [], []
-        for name, (param, _) in parameter_map(self.model, spec).items():
+        self.param_map = parameter_map(self.model, spec)
+        for name, (param, _) in self.param_map.items():
             (decay if spec.decayed(name) else no_decay).append(param)
         groups = [
             {"params": decay, "weight_decay": cell.optimizer["weight_decay"]},
@@ -83,7 +88,7 @@ class TorchTrainer(Trainer):
         loss_sum = torch.zeros((), device=self.device)
         for i in range(self.accumulation):
             rows = slice(i * micro, (i + 1) * micro)
-            logits = self.model(inputs[rows])  # (b, T, V)
+            logits = self.forward(inputs[rows])  # (b, T, V)
             micro_sum = F.cross_entropy(
                 logits.reshape(-1, self.vocab_size), targets[rows].reshape(-1),
                 ignore_index=IGNORE_INDEX, reduction="sum",
@@ -100,6 +105,15 @@ class TorchTrainer(Trainer):
         self.optimizer.zero_grad(set_to_none=True)
         return loss
 
+    def gradients(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+        loss = self.accumulate_gradients(batch)
+        grads = {}
+        for name, (param, transposed) in self.param_map.items():
+            grad = param.grad.detach().cpu().numpy()
+            grads[name] = np.ascontiguousarray(grad.T if transposed else grad)
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss), grads
+
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -112,7 +126,7 @@ class TorchTrainer(Trainer):
         self.model.eval()
         total, tokens = torch.zeros((), device=self.device, dtype=torch.float64), 0
         for batch in batches:
-            logits = self.model(self._to_device(batch.inputs))
+            logits = self.forward(self._to_device(batch.inputs))
             total += F.cross_entropy(
                 logits.reshape(-1, self.vocab_size), self._to_device(batch.targets).reshape(-1),
                 ignore_index=IGNORE_INDEX, reduction="sum",
@@ -149,6 +163,7 @@ class TorchTrainer(Trainer):
             "tf32_cudnn": torch.backends.cudnn.allow_tf32,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "torch_num_threads": torch.get_num_threads(),
+            "torch_compile": self.compiled,
         }
 
 
