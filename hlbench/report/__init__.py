@@ -1,0 +1,86 @@
+"""Markdown reports with PNG plots from records files: `write_report(paths, out_md)`.
+
+Modules, one idea each: `cells` (per-cell statistics), `stats` (bootstrap intervals), `effects` (against
+the baseline and across frameworks), `frontier` (what to train with), `findings` (computed sentences),
+`plots` (PNGs), `markdown` (sections), `formatting` (fixed number formats), `tables` (the `table`
+command's pivots and exports). pandas and matplotlib load on first use, never at `import hlbench`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+# Quality limit of the frontier's recommendations: excess eval loss within this of the fp32 baseline.
+DEFAULT_TOLERANCE_NATS = 0.02
+
+
+def render(paths: Sequence[Path], out_md: Path, tolerance_nats: float = DEFAULT_TOLERANCE_NATS,
+           draw_plots: bool = True) -> str:
+    """The report's markdown; plots (when drawn) go to `<out_md stem>_plots/` beside it."""
+    from hlbench.report import markdown, plots
+    from hlbench.report.cells import summarize
+    from hlbench.report.effects import baseline_effects, framework_ratios
+    from hlbench.report.findings import findings
+    from hlbench.report.frontier import frontiers
+    from hlbench.results import load_all
+
+    results = load_all(paths)
+    df, parity = results.cells, results.parity
+    if df.empty:
+        import pandas as pd
+
+        from hlbench.results import BASE_COLUMNS
+
+        df = pd.DataFrame(columns=BASE_COLUMNS)
+    cells = summarize(df) if len(df) else _empty_cells()
+    effects, notes = baseline_effects(cells)
+    ratios = framework_ratios(cells)
+    fronts = frontiers(cells, tolerance_nats)
+
+    plot_dir = f"{out_md.stem}_plots"
+    links = _draw(cells, out_md.parent / plot_dir, plots) if draw_plots and len(cells) else []
+    lines = [
+        *markdown.header(df, parity, cells, [p.name for p in results.files]),
+        *markdown.findings(findings(cells, effects, ratios, parity, fronts)),
+        *markdown.frontier(fronts, cells),
+        *markdown.matrix(cells),
+        *markdown.effects(effects, notes),
+        *markdown.frameworks(ratios, cells, parity),
+        *markdown.failures(df, list(cells["cell_id"])),
+        *markdown.stability(cells),
+        *markdown.plots(links, plot_dir),
+    ]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _draw(cells, out_dir: Path, plots) -> list[tuple[str, str | None, str]]:  # type: ignore[no-untyped-def]
+    # Links are listed whether or not a plot is drawn so the markdown never depends on matplotlib's output.
+    names = plots.throughput_and_memory(cells, out_dir)
+    return [
+        ("Throughput per precision", names[0] if names else None, "no ok cell at 1 accumulation step without pruning"),
+        ("Peak memory per precision", names[1] if names else None, "no ok cell at 1 accumulation step without pruning"),
+        ("Memory over time", plots.memory_over_time(cells, out_dir), "no telemetry samples in these records"),
+        ("Loss curves", plots.loss_curves(cells, out_dir), "no per-step losses in these records"),
+        ("Sparsity vs excess loss", plots.sparsity_vs_loss(cells, out_dir), "no pruned cell reports its sparsity"),
+        ("Accumulation steps vs peak memory", plots.accumulation_vs_memory(cells, out_dir),
+         "fewer than two accumulation values with a memory figure"),
+    ]
+
+
+def _empty_cells():  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    return pd.DataFrame(columns=["cell_id", "workload", "backend", "n_ok", "failed", "skipped", "tokens_per_s",
+                                 "excess_eval_loss_nats", "precision", "accumulation", "pruning", "device",
+                                 "device_name", "peak_mem_source", "window_cv", "steps_measured",
+                                 "budget_hit", "throttled"])
+
+
+def write_report(paths: list[Path], out_md: Path, tolerance_nats: float = DEFAULT_TOLERANCE_NATS) -> Path:
+    """Write the markdown report (and its plots beside it); returns `out_md`."""
+    out_md = Path(out_md)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    text = render([Path(p) for p in paths], out_md, tolerance_nats)
+    out_md.write_text(text, encoding="utf-8")
+    return out_md
