@@ -102,7 +102,12 @@ def save(records: Path, name: str | None, directory: Path, note: str | None = No
         if (target / HISTORY_NAME).exists():
             shutil.move(str(target / HISTORY_NAME), str(history))
         history.mkdir(exist_ok=True)
-        previous = history / str(old.get("saved_at") or "previous")
+        stamp = str(old.get("saved_at") or "previous")
+        previous = history / stamp
+        for n in range(1, 1000):  # two promotions within one second: keep both
+            if not previous.exists():
+                break
+            previous = history / f"{stamp}-{n}"
         previous.mkdir()
         for item in (RECORDS_NAME, META_NAME):
             if (target / item).exists():

@@ -42,11 +42,13 @@ class Run:
 
 
 def records_file(path: Path) -> Path:
-    """A records file, or the single records file inside a run directory."""
+    """A records file, or the single records file inside a run directory (at its top, else below it)."""
     if path.is_file():
         return path
     if path.is_dir():
-        found = sorted(p for p in path.rglob("*.jsonl") if not any(part.endswith(".logs") for part in p.parts))
+        # Top level first: a stored baseline keeps older versions below it, in history/.
+        found = sorted(path.glob("*.jsonl")) or sorted(
+            p for p in path.rglob("*.jsonl") if not any(part.endswith(".logs") for part in p.parts))
         if len(found) == 1:
             return found[0]
         if not found:
