@@ -27,6 +27,8 @@ EXIT_OK, EXIT_FAILED_CELLS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMAND_MODULES: tuple[str, ...] = (
     "hlbench.commands.compare",
     "hlbench.commands.baseline",
+    "hlbench.commands.table",
+    "hlbench.commands.report",
 )
 
 RUN_EPILOG = """\

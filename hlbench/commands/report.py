@@ -1,0 +1,53 @@
+"""`hlbench report RESULTS... -o reports/NAME.md`: a markdown report with PNG plots beside it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hlbench.errors import UsageError
+
+EPILOG = """\
+The report: environment, computed findings, the trade-off frontier (what to train with), the matrix of
+tokens/s, step time, peak memory, energy, MFU and excess loss per workload and backend, effects against
+the fp32 / 1-step / unpruned baseline with their spread, framework ratios and parity, failures and
+skips, stability warnings, and plots in NAME_plots/ beside the markdown. The same records always give
+byte-identical markdown.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="write a markdown report with plots from records files",
+        description="Build a markdown report (tables, effects, frontier, findings) and PNG plots.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("results", type=Path, nargs="+", metavar="RESULTS", help="records .jsonl files or directories")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE.md",
+                   help="the markdown file (default: reports/<suite>.md); plots go to <stem>_plots/ beside it")
+    p.add_argument("--loss-tolerance", type=float, default=None, metavar="NATS",
+                   help="excess loss a recommended cell may add over fp32 (default: 0.02)")
+    p.set_defaults(func=cmd_report)
+
+
+def default_output(results: list[Path]) -> Path:
+    """reports/<suite>.md from the first records file's suite (its parent directory under results/)."""
+    from hlbench.results import expand_paths
+
+    first = expand_paths(results)[0]
+    return Path("reports") / f"{first.parent.name or first.stem}.md"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hlbench.report import DEFAULT_TOLERANCE_NATS, write_report
+
+    out = args.output or default_output(args.results)
+    if out.suffix != ".md":
+        raise UsageError(f"-o {out}: the report is markdown; give a .md path")
+    tolerance = DEFAULT_TOLERANCE_NATS if args.loss_tolerance is None else args.loss_tolerance
+    if tolerance < 0:
+        raise UsageError(f"--loss-tolerance {tolerance}: must be ≥ 0")
+    path = write_report(list(args.results), out, tolerance)
+    print(f"report: {path} (plots in {path.parent / (path.stem + '_plots')})", file=sys.stderr)
+    return 0
