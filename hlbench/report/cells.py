@@ -75,6 +75,8 @@ def _median(series: pd.Series) -> float | None:
 
 
 def _summarize_cell(cell_hash: str, group: pd.DataFrame, identity: list[str]) -> dict[str, Any]:
+    # pool in (run, repeat) order whatever the file order, so the seeded bootstrap sees the same samples
+    group = group.sort_values(["run_id", "repeat"], kind="stable")
     first = group.iloc[0]
     ok = group[group["ok"]]
     statuses = group["status"].value_counts()

@@ -1,0 +1,173 @@
+"""Reports and tables: golden markdown, determinism, failures rendered as such, the CLI commands.
+
+Update the golden files after an intended change of the report with
+`HLBENCH_UPDATE_GOLDEN=1 python -m pytest tests/test_report.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hlbench.cli import main
+from hlbench.report import render, write_report
+from hlbench.report.frontier import nice_ceiling, non_dominated
+from hlbench.report.stats import bootstrap_medians
+
+DATA = Path(__file__).resolve().parent / "data"
+GOLDEN = {
+    "golden_records.md": [DATA / "records.jsonl", DATA / "parity.jsonl"],
+    "golden_troubled.md": [DATA / "troubled.jsonl"],
+}
+
+
+@pytest.mark.parametrize("golden", sorted(GOLDEN))
+def test_golden_markdown(golden: str, tmp_path: Path) -> None:
+    text = render(GOLDEN[golden], tmp_path / golden)
+    if os.environ.get("HLBENCH_UPDATE_GOLDEN"):
+        (DATA / golden).write_text(text, encoding="utf-8")
+    assert text == (DATA / golden).read_text(encoding="utf-8")
+
+
+def test_same_records_in_another_order_give_identical_bytes(tmp_path: Path) -> None:
+    lines = (DATA / "records.jsonl").read_text().splitlines(keepends=True)
+    shuffled = tmp_path / "shuffled" / "records.jsonl"
+    shuffled.parent.mkdir()
+    shuffled.write_text("".join(np.random.default_rng(3).permutation(lines)))
+    first = write_report([DATA / "records.jsonl"], tmp_path / "a" / "report.md").read_bytes()
+    again = write_report([shuffled], tmp_path / "b" / "report.md").read_bytes()
+    assert first == again
+
+
+def test_failed_skipped_and_unstable_cells_render_as_such(tmp_path: Path) -> None:
+    text = render([DATA / "troubled.jsonl"], tmp_path / "t.md")
+    failures = text.split("## Failures and skips")[1].split("## Stability warnings")[0]
+    for status, reason in (("oom", "out of memory"), ("timeout", "timeout_s=120"), ("crashed", "SIGKILL"),
+                           ("skipped", "not implemented")):
+        assert any(f"| {status}" in line and reason in line for line in failures.splitlines()), status
+    assert "2:4" not in failures  # its error was replaced by a resumed ok record
+    warnings = text.split("## Stability warnings")[1].split("## Plots")[0]
+    assert "ga2/none | unstable: window step-time CV" in warnings
+    assert "too few steps: 4 measured" in warnings and "time budget hit" in warnings and "throttling" in warnings
+    assert "| ok ⚠" in text  # the matrix flags the warned cells
+    assert "3 cell(s) failed (crashed 1, oom 1, timeout 1)" in text
+    assert "FAILED (0/1 checks; failed: initial_loss)" in text  # the parity record
+
+
+def test_failed_records_never_enter_statistics(tmp_path: Path) -> None:
+    records = [json.loads(line) for line in (DATA / "troubled.jsonl").read_text().splitlines()]
+    ok = next(r for r in records if r["cell_id"] == "gpt-tiny/torch/fp32/ga1/none")
+    failed = json.loads(json.dumps(ok))
+    failed.update(repeat=1, status="error", reason="boom")  # keeps its (bogus) metrics
+    failed["metrics"]["tokens_per_s"] = 1.0
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(ok) + "\n" + json.dumps(failed) + "\n")
+    text = render([path], tmp_path / "r.md")
+    assert f"| {ok['metrics']['tokens_per_s']:,.0f} " in text and "| ok 1/2" not in text
+    assert "| error 1/2, ok 1/2" in text and "| 1/2 " in text
+
+
+def test_findings_are_computed_from_the_data(tmp_path: Path) -> None:
+    text = render([DATA / "records.jsonl"], tmp_path / "r.md")
+    findings = text.split("## Findings")[1].split("##")[0]
+    assert "bf16 runs at 0.31× fp32's tokens/s in PyTorch on this CPU (AMD EPYC)" in findings
+    assert "2:4 pruning in PyTorch: no speedup" in findings
+    assert "TensorFlow runs at 0.80× PyTorch's tokens/s in fp32" in findings
+    # scale every torch bf16 step time by 1/4: the finding must follow the data
+    lines = []
+    for line in (DATA / "records.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["cell_id"].startswith("gpt-tiny/torch/bf16"):
+            r["timing"]["window_step_times_s"] = [[t / 4 for t in w] for w in r["timing"]["window_step_times_s"]]
+        lines.append(json.dumps(r))
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text("\n".join(lines) + "\n")
+    assert "(gpt-tiny 1.25×, lstm-tiny 0.31×)" in render([changed], tmp_path / "c.md")
+
+
+def test_plots_are_written_beside_and_linked_relatively(tmp_path: Path) -> None:
+    out = write_report([DATA / "troubled.jsonl"], tmp_path / "reports" / "t.md")
+    text = out.read_text()
+    links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert links and all(link.startswith("t_plots/") for link in links)
+    for link in links:
+        assert (out.parent / link).stat().st_size > 1000
+    assert "memory-over-time.png" in text  # drawn from the telemetry samples
+    clean = render([DATA / "records.jsonl"], tmp_path / "c.md")
+    assert "Not plotted: no telemetry samples in these records." in clean
+
+
+def test_effects_say_within_noise() -> None:
+    text = (DATA / "golden_records.md").read_text()
+    effects = text.split("## Effects against the baseline")[1].split("## Frameworks")[0]
+    row = next(line for line in effects.splitlines() if line.startswith("| gpt-tiny/torch/fp32/ga1/magnitude"))
+    assert "(within noise)" in row.split("|")[3]  # −1% memory is below what RSS resolves
+    assert "0.31× [" in effects
+
+
+def test_frontier_helpers() -> None:
+    speed = np.array([10.0, 8.0, 12.0, 9.0])
+    memory = np.array([100.0, 80.0, 120.0, 100.0])
+    loss = np.array([1.0, 1.0, 1.0, 1.0])
+    assert non_dominated(speed, memory, loss).tolist() == [True, True, True, False]  # 9 < 10 at equal memory
+    assert nice_ceiling(314.8 * 2**20) == 500 * 2**20 and nice_ceiling(100 * 2**20) == 100 * 2**20
+
+
+def test_bootstrap_is_seeded_per_cell() -> None:
+    samples = np.linspace(1.0, 2.0, 50)
+    assert np.array_equal(bootstrap_medians(samples, "af1bd4b165558fc3"), bootstrap_medians(samples, "af1bd4b165558fc3"))
+    assert not np.array_equal(bootstrap_medians(samples, "af1bd4b165558fc3"), bootstrap_medians(samples, "0000000000000001"))
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+def test_table_command_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["table", str(DATA / "troubled.jsonl")]) == 0
+    md = capsys.readouterr().out
+    assert "| gpt-tiny/torch/fp16/ga1/none" in md and "| oom " in md
+
+    assert main(["table", str(DATA / "records.jsonl"), "--pivot", "workload,backend:precision",
+                 "--metric", "step_time_median_s", "--format", "csv", "-o", str(tmp_path / "p.csv")]) == 0
+    header = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert header == "workload,backend,bf16,fp16,fp32"
+
+    assert main(["table", str(DATA), "--format", "json", "-o", str(tmp_path / "t.json")]) == 0
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert len(rows) == 48 and "step_times_s" not in rows[0] and rows[0]["tokens_per_s"] > 0
+
+
+def test_table_gab_json_for_github_action_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["table", str(DATA / "troubled.jsonl"), "--format", "gab-json", "--metric", "tokens_per_s"]) == 0
+    captured = capsys.readouterr()
+    entries = json.loads(captured.out)
+    assert "customBiggerIsBetter" in captured.err
+    assert {e["name"] for e in entries} == {
+        f"gpt-tiny/torch/fp32/{c} tokens_per_s" for c in ("ga1/none", "ga2/none", "ga4/none", "ga1/2:4")}
+    assert all(set(e) <= {"name", "unit", "value", "range", "extra"} and e["unit"] == "tokens/s" for e in entries)
+
+
+def test_table_and_report_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    newer = tmp_path / "newer.jsonl"
+    newer.write_text(json.dumps({"schema_version": 9, "kind": "cell"}) + "\n")
+    assert main(["report", str(newer), "-o", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "newer.jsonl: line 1: records schema version 9" in err
+    assert main(["table", str(DATA / "records.jsonl"), "--pivot", "precision"]) == 2
+    assert "expected ROWS:COLS" in capsys.readouterr().err
+    assert main(["table", str(DATA / "records.jsonl"), "--metric", "speed"]) == 2
+    assert "not a numeric column" in capsys.readouterr().err
+
+
+def test_report_command_writes_markdown_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "results" / "fixture"
+    src.mkdir(parents=True)
+    shutil.copy(DATA / "records.jsonl", src / "run.jsonl")
+    out = tmp_path / "reports" / "fixture.md"
+    assert main(["report", str(src), "-o", str(out)]) == 0
+    assert out.read_text().startswith("# hlbench report: fixture\n")
+    assert (tmp_path / "reports" / "fixture_plots" / "throughput.png").exists()
