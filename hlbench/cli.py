@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hlbench.commands.baseline",
     "hlbench.commands.table",
     "hlbench.commands.report",
+    "hlbench.commands.parity",
 )
 
 RUN_EPILOG = """\

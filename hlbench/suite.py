@@ -163,6 +163,11 @@ def load_suite(path: str | Path) -> Suite:
     """Load, validate and expand a suite file; any problem raises UsageError (one line)."""
     path = Path(path)
     raw = load_yaml(path)
+    return suite_from_mapping(raw, path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def suite_from_mapping(raw: Any, path: Path, sha256: str) -> Suite:
+    """Validate and expand an already-parsed suite (`path` names it in errors and anchors data paths)."""
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: expected a mapping of suite keys at the top level")
     try:
@@ -173,8 +178,7 @@ def load_suite(path: str | Path) -> Suite:
     data = [_resolve_data(path, i, w, spec) for i, (w, spec) in enumerate(zip(config.workloads, specs))]
     _check_exclude(path, config)
     cells = _expand(path, config, specs, data)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Suite(config, path, sha, cells)
+    return Suite(config, path, sha256, cells)
 
 
 def _first_error(exc: ValidationError) -> str:

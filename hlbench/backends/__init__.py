@@ -37,7 +37,11 @@ class BackendSpec:
         return None
 
     def framework_installed(self) -> bool:
-        return importlib.util.find_spec(self.framework) is not None
+        """Whether the framework can be found, without importing it (TensorFlow's import takes seconds)."""
+        try:
+            return importlib.util.find_spec(self.framework) is not None
+        except (ImportError, ValueError):  # a broken or deliberately blocked installation
+            return False
 
 
 TORCH = BackendSpec(

@@ -36,6 +36,10 @@ class Trainer(ABC):
         Parity checks use it; a backend without it cannot take part in them."""
         raise NotImplementedError(f"{type(self).__name__} does not expose gradients for parity checks")
 
+    def weights(self) -> dict[str, np.ndarray]:
+        """The current parameters as float32 NumPy arrays, neutral names and layouts (parity checks)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its weights for parity checks")
+
     @abstractmethod
     def sync(self) -> None:
         """Block until all queued device work is finished (a no-op on a CPU)."""

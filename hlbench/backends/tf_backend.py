@@ -96,7 +96,9 @@ class TFTrainer(Trainer):
             with tf.GradientTape() as tape:
                 micro_sum = _token_loss_sum(self.model(x), y)
                 scaled = micro_sum / n_tokens
-            return micro_sum, tape.gradient(scaled, self.params)
+            grads = tape.gradient(scaled, self.params)
+            # Embedding lookups give IndexedSlices; dense, as PyTorch's nn.Embedding gradient is by default.
+            return micro_sum, [tf.convert_to_tensor(g) for g in grads]
 
         if k == 1:
             loss_sum, grads = micro_step(tf.constant(0))
@@ -135,6 +137,9 @@ class TFTrainer(Trainer):
         with tf.device(self.device):
             loss, grads = self._gradients(*self._feed(batch))
         return float(loss), {n: g.numpy() for n, g in zip(self.names, grads)}
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return {n: np.asarray(tf.cast(p, tf.float32).numpy()) for n, p in zip(self.names, self.params)}
 
     def sync(self) -> None:
         if self.device.startswith("/GPU"):

@@ -114,6 +114,12 @@ class TorchTrainer(Trainer):
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss), grads
 
+    def weights(self) -> dict[str, np.ndarray]:
+        return {
+            name: np.ascontiguousarray((p.T if transposed else p).detach().float().cpu().numpy())
+            for name, (p, transposed) in self.param_map.items()
+        }
+
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
