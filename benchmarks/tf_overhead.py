@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""The TensorFlow backend's overhead, and PyTorch vs TensorFlow on the same cell, in one run.
+
+Three sides train the `gpt-<size>` cell (fp32, accumulation k, no pruning) from the same initial
+weights on the same batches with the same AdamW, in this one process, trial after trial:
+
+  tf       hlbench.train.run_cell(cell, TFBackend()): what every suite run measures; metrics.tokens_per_s.
+  bare     a hand-written TensorFlow loop (`bare_trial` below): the same model and optimizer classes, one
+           tf.function step with a GradientTape per micro-batch, one clock read before and one after the
+           measured steps (with a device sync before each), nothing in between.
+  torch    run_cell(cell, TorchBackend()) on the torch twin of the cell.
+
+Trials rotate which side goes first, so drift of the machine hits all alike. Printed: tf / bare
+(hlbench's overhead; target >= 0.99) and torch / tf (the frameworks' ratio on this machine), both as
+medians of per-trial ratios, and a check that the tf and bare losses agree (same training).
+
+A benchmark, not a test: exits 0 whatever the ratios (1 if the tf and bare losses disagree, 2 on bad
+arguments).
+
+    python benchmarks/tf_overhead.py                    # gpt-small, seq 128, batch 8, 5 trials of 20 steps
+    python benchmarks/tf_overhead.py --size tiny --trials 3 --xla
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+from hlbench.backends.tf_backend import TFBackend, _token_loss_sum, configure_runtime  # noqa: E402
+from hlbench.backends.tf_models import build_model  # noqa: E402
+from hlbench.backends.tf_optim import AdamW, clip_by_global_norm  # noqa: E402
+from hlbench.backends.torch_backend import TorchBackend  # noqa: E402
+from hlbench.cell import Cell  # noqa: E402
+from hlbench.suite import load_suite  # noqa: E402
+from hlbench.train import corpus_for, model_spec, run_cell, train_batches  # noqa: E402
+
+TARGET = 0.99
+LOSS_RTOL = 1e-5
+
+SUITE = """\
+device: cpu
+backends: [torch, tf]
+workloads: [{{model: gpt, size: {size}, seq_len: {seq_len}, batch_size: {batch_size}}}]
+axes: {{accumulation: [{accumulation}], compile: [{xla}]}}
+measurement: {{warmup_steps: {warmup}, steps: {steps}, windows: 1, budget_s: 1.0e9, timeout_s: 1.0e9, eval_batches: 1}}
+"""
+
+
+def cells(args: argparse.Namespace) -> dict[str, Cell]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tf_overhead.yaml"
+        path.write_text(SUITE.format(**{**vars(args), "xla": str(args.xla).lower()}))
+        return {c.backend: c for c in load_suite(path).cells}
+
+
+def bare_trial(cell: Cell, warmup: int, steps: int) -> tuple[float, list[float]]:
+    """A TensorFlow training loop as a user writes it; returns (tokens/s of the measured steps, losses)."""
+    spec = model_spec(cell)
+    batches = train_batches(cell, corpus_for(cell), warmup + steps)
+    names = list(spec.param_shapes())
+    model = build_model(spec, spec.init_weights(cell.seed))
+    params = [model.variables[n] for n in names]
+    optimizer = AdamW(params, [spec.decayed(n) for n in names], cell.optimizer)
+    k, clip = cell.axes["accumulation"], cell.optimizer["grad_clip_norm"]
+
+    @tf.function(jit_compile=cell.axes["compile"])
+    def step(inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor) -> tf.Tensor:
+        micro = inputs.shape[0] // k
+        total, acc = tf.constant(0.0), [tf.zeros_like(p) for p in params]
+        for i in range(k):  # unrolled: k is small and static
+            with tf.GradientTape() as tape:
+                loss_sum = _token_loss_sum(model(inputs[i * micro:(i + 1) * micro]), targets[i * micro:(i + 1) * micro])
+                scaled = loss_sum / n_tokens
+            grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled, params)]
+            total, acc = total + loss_sum, [a + g for a, g in zip(acc, grads)]
+        if clip is not None:
+            acc = clip_by_global_norm(acc, clip)
+        optimizer.apply(acc)
+        return total / n_tokens
+
+    feeds = [(tf.constant(b.inputs), tf.constant(b.targets), tf.constant(float(b.n_target_tokens))) for b in batches]
+    losses = [step(*f) for f in feeds[:warmup]]
+    float(losses[-1])  # sync
+    t0 = time.perf_counter()
+    losses += [step(*f) for f in feeds[warmup:]]
+    float(losses[-1])  # the last step's loss depends on every earlier update: a sync on any device
+    elapsed = time.perf_counter() - t0
+    w = cell.workload
+    return w["global_batch"] * w["seq_len"] * steps / elapsed, [float(x) for x in losses]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="small", help="gpt preset (default: small)")
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--accumulation", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--xla", action="store_true", help="compile: true (XLA for tf and bare, torch.compile for torch)")
+    args = parser.parse_args(argv)
+    configure_runtime()
+    by_backend = cells(args)
+    tf_cell, torch_cell = by_backend["tf"], by_backend["torch"]
+    print(f"cell {tf_cell.id} vs {torch_cell.id}; {args.warmup} warmup + {args.steps} measured steps; "
+          f"{args.trials} trials; TF {tf.__version__}, {os.cpu_count()} CPUs")
+    header = f"{'trial':>5}  {'tf tok/s':>10}  {'bare tok/s':>10}  {'torch tok/s':>11}  {'tf/bare':>7}  {'torch/tf':>8}"
+    print(header + "\n" + "-" * len(header))
+    ratios, fw_ratios, tf_losses, bare_losses = [], [], [], []
+    sides = ["tf", "bare", "torch"]
+    for trial in range(args.trials):
+        tps: dict[str, float] = {}
+        for side in sides[trial % 3:] + sides[:trial % 3]:
+            gc.collect()
+            if side == "bare":
+                tps[side], losses = bare_trial(tf_cell, args.warmup, args.steps)
+                bare_losses.append(losses)
+            else:
+                result = run_cell(tf_cell if side == "tf" else torch_cell, TFBackend() if side == "tf" else TorchBackend())
+                tps[side] = result["metrics"]["tokens_per_s"]
+                if side == "tf":
+                    tf_losses.append(result["loss"]["train_loss_per_step"])
+        ratios.append(tps["tf"] / tps["bare"])
+        fw_ratios.append(tps["torch"] / tps["tf"])
+        print(f"{trial + 1:>5}  {tps['tf']:>10,.0f}  {tps['bare']:>10,.0f}  {tps['torch']:>11,.0f}  "
+              f"{ratios[-1]:>7.3f}  {fw_ratios[-1]:>8.3f}", flush=True)
+    same = np.allclose(np.array(tf_losses), np.array(bare_losses), rtol=LOSS_RTOL)
+    print(f"\ncheck: tf and bare per-step losses agree (rtol {LOSS_RTOL:g}): {'PASS' if same else 'FAIL'}")
+    median = statistics.median(ratios)
+    print(f"tf / bare    = {median:.3f} (median of per-trial ratios, span {min(ratios):.3f} … {max(ratios):.3f}; "
+          f"target ≥ {TARGET}: {'meets' if median >= TARGET else 'BELOW'})")
+    print(f"torch / tf   = {statistics.median(fw_ratios):.3f} (median; > 1 means PyTorch trains this cell faster here)")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
