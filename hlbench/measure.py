@@ -18,6 +18,9 @@ class Timing:
     warmup_step_times_s: list[float] = field(default_factory=list)
     window_step_times_s: list[list[float]] = field(default_factory=list)  # raw, one list per window
     window_wall_s: list[float] = field(default_factory=list)
+    # [start, end] of each window on time.monotonic(), the system-wide clock the parent's telemetry
+    # sampler also reads, so its samples can be aligned to the measured windows.
+    window_monotonic_s: list[list[float]] = field(default_factory=list)
     budget_hit: bool = False
     steps_planned: int = 0
 
@@ -63,7 +66,7 @@ def run_timed(
         on_window_start()
         sync()
         times: list[float] = []
-        start = clock()
+        start, start_monotonic = clock(), time.monotonic()
         end = start
         for _ in range(steps):
             if spent_s >= budget_s and (times or timing.window_step_times_s):
@@ -78,6 +81,7 @@ def run_timed(
             index += 1
         timing.window_step_times_s.append(times)
         timing.window_wall_s.append(end - start)
+        timing.window_monotonic_s.append([start_monotonic, time.monotonic()])
     return timing
 
 
