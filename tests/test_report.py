@@ -118,6 +118,15 @@ def test_frontier_helpers() -> None:
     assert nice_ceiling(314.8 * 2**20) == 500 * 2**20 and nice_ceiling(100 * 2**20) == 100 * 2**20
 
 
+@pytest.mark.parametrize("n", [7, 30])
+def test_exact_bootstrap_of_the_median_matches_resampling(n: int) -> None:
+    rng = np.random.default_rng(n)
+    x = np.concatenate([rng.lognormal(0.0, 0.1, n - n // 3), np.full(n // 3, 1.6)])  # a slow window: bimodal
+    brute = np.median(x[rng.integers(0, n, (20000, n))], axis=1)
+    exact = bootstrap_medians(x, "00000000000000aa")
+    assert np.allclose(np.percentile(exact, [2.5, 50, 97.5]), np.percentile(brute, [2.5, 50, 97.5]), rtol=0.02)
+
+
 def test_bootstrap_is_seeded_per_cell() -> None:
     samples = np.linspace(1.0, 2.0, 50)
     assert np.array_equal(bootstrap_medians(samples, "af1bd4b165558fc3"), bootstrap_medians(samples, "af1bd4b165558fc3"))

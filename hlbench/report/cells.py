@@ -57,71 +57,92 @@ def sort_key(row: Any, variants: list[str]) -> tuple:
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell hash: identity, outcome counts and statistics over its ok repeats."""
+    """One row per cell hash: identity, outcome counts and statistics over its ok repeats.
+
+    Scalar statistics are pandas group aggregations; raw samples are pooled with NumPy over positional
+    indices, so that 10,000 records take well under a second.
+    """
     variants = variant_axes(df)
     identity = ["cell_hash", "cell_id", "workload", "model", "backend", "device", "device_name",
                 "tokens_per_step", *CORE_AXES, *variants]
-    rows = []
-    for cell_hash, group in df.groupby("cell_hash", sort=True):
-        rows.append(_summarize_cell(cell_hash, group, identity))
-    cells = pd.DataFrame(rows)
-    order = sorted(range(len(cells)), key=lambda i: sort_key(cells.iloc[i], variants))
+    # (run, repeat) order whatever the file order: pooled samples and "first ok repeat" are then stable
+    df = df.sort_values(["cell_hash", "run_id", "repeat"], kind="stable").reset_index(drop=True)
+    ok_df = df[df["ok"]]
+    # identity from the first ok record (a skipped record's device is only the suite's request)
+    cells = pd.concat([ok_df, df]).drop_duplicates("cell_hash")[identity].set_index("cell_hash").sort_index()
+    everything = df.groupby("cell_hash")
+    cells["n_records"] = everything.size()
+    cells["n_ok"] = ok_df.groupby("cell_hash").size().reindex(cells.index, fill_value=0)
+    cells["status"] = _status_text(df, cells)
+    cells["failed"] = everything["failed"].any()
+    cells["skipped"] = everything["status"].agg(lambda s: bool((s == "skipped").all()))
+    reasons = df[~df["ok"] & df["reason"].notna()].groupby("cell_hash")["reason"].agg(lambda s: "; ".join(sorted(set(map(str, s)))))
+    cells["reasons"] = reasons.reindex(cells.index).fillna("")
+
+    ok = ok_df.groupby("cell_hash")
+    for column in ("tokens_per_s", "peak_mem_bytes", "host_peak_rss_bytes", "excess_eval_loss_nats",
+                   "energy_per_token_j", "mfu", "sparsity"):
+        cells[column] = ok[column].median().reindex(cells.index)
+    for column in ("budget_hit", "throttled"):
+        cells[column] = ok_df[column].fillna(False).astype(bool).groupby(ok_df["cell_hash"]).any().reindex(cells.index, fill_value=False)
+    sources = ok_df[ok_df["peak_mem_source"].notna()].groupby("cell_hash")["peak_mem_source"].agg(
+        lambda s: s.iloc[0] if s.nunique() == 1 else "mixed")
+    cells["peak_mem_source"] = sources.reindex(cells.index)
+
+    samples = pd.DataFrame([_pooled(str(h), ok_df, idx) for h, idx in ok.indices.items()]).set_index("cell_hash") \
+        if len(ok_df) else pd.DataFrame(index=pd.Index([], name="cell_hash"))
+    cells = cells.join(samples)
+    for column in ("peak_mem_each_bytes", "host_rss_each_bytes", "excess_each_nats", "step_times_s",
+                   "boot_median_step_s", "loss_curve_nats"):
+        cells[column] = [v if isinstance(v, np.ndarray) else np.empty(0) for v in cells.get(column, [None] * len(cells))]
+    cells["telemetry"] = [v if isinstance(v, list) else [] for v in cells.get("telemetry", [None] * len(cells))]
+    cells = cells.astype({"n_ok": int}).reset_index()
+    cells = cells.astype(object).where(cells.notna(), None)  # None, not NaN, for "no number"
+    records = cells.to_dict("records")  # plain dicts: .iloc per row is slow with thousands of cells
+    order = sorted(range(len(cells)), key=lambda i: sort_key(records[i], variants))
     return cells.iloc[order].reset_index(drop=True)
 
 
-def _median(series: pd.Series) -> float | None:
-    values = series.dropna()
-    return float(values.median()) if len(values) else None
+def _status_text(df: pd.DataFrame, cells: pd.DataFrame) -> pd.Series:
+    """"ok" when every record is ok, else the counts: "error 1/2, ok 1/2", "oom", "skipped"."""
+    counts: dict[str, dict[str, int]] = {}
+    for cell_hash, status in zip(df["cell_hash"], df["status"]):
+        counts.setdefault(cell_hash, {}).setdefault(str(status), 0)
+        counts[cell_hash][str(status)] += 1
+    text = {}
+    for cell_hash, c in counts.items():
+        total = sum(c.values())
+        if list(c) == ["ok"]:
+            text[cell_hash] = "ok"
+        elif len(c) == 1 and total == 1:
+            text[cell_hash] = next(iter(c))
+        else:
+            text[cell_hash] = ", ".join(f"{s} {n}/{total}" for s, n in sorted(c.items()))
+    return pd.Series(text).reindex(cells.index)
 
 
-def _summarize_cell(cell_hash: str, group: pd.DataFrame, identity: list[str]) -> dict[str, Any]:
-    # pool in (run, repeat) order whatever the file order, so the seeded bootstrap sees the same samples
-    group = group.sort_values(["run_id", "repeat"], kind="stable")
-    first = group.iloc[0]
-    ok = group[group["ok"]]
-    statuses = group["status"].value_counts()
-    row: dict[str, Any] = {k: first[k] for k in identity}
-    row.update({
-        "n_records": len(group),
-        "n_ok": len(ok),
-        "status": "ok" if len(ok) == len(group) else ", ".join(
-            f"{s} {n}/{len(group)}" if len(statuses) > 1 or n > 1 else s for s, n in sorted(statuses.items())),
-        "failed": bool(group["failed"].any()),
-        "skipped": bool((group["status"] == "skipped").all()),
-        "reasons": "; ".join(sorted({str(r) for r in group.loc[~group["ok"], "reason"].dropna()})),
-    })
-    steps = np.concatenate(list(ok["step_times_s"])) if len(ok) else np.empty(0)
-    windows = np.concatenate(list(ok["window_mean_step_time_s"])) if len(ok) else np.empty(0)
+def _pooled(cell_hash: str, ok: pd.DataFrame, idx: np.ndarray) -> dict[str, Any]:
+    """Raw samples of one cell's ok repeats, pooled, and the statistics that need them."""
+    rows = ok.iloc[idx]
+    steps = np.concatenate(list(rows["step_times_s"]))
+    windows = np.concatenate(list(rows["window_mean_step_time_s"]))
     q25, q50, q75 = np.percentile(steps, [25, 50, 75]) if len(steps) else (None, None, None)
-    mems = ok["peak_mem_bytes"].dropna()
-    sources = sorted(set(ok["peak_mem_source"].dropna()))
-    excess = ok["excess_eval_loss_nats"].dropna()
-    curve = next((c for c in ok.sort_values("repeat")["train_loss_per_step_nats"] if len(c)), np.empty(0))
-    row.update({
-        "tokens_per_s": _median(ok["tokens_per_s"]),
+    curve = next((c for c in rows["train_loss_per_step_nats"] if len(c)), np.empty(0))
+    return {
+        "cell_hash": cell_hash,
         "step_time_median_s": None if q50 is None else float(q50),
         "step_time_q25_s": None if q25 is None else float(q25),
         "step_time_q75_s": None if q75 is None else float(q75),
         "window_cv": float(windows.std(ddof=1) / windows.mean()) if len(windows) >= 2 else None,
-        "steps_measured": int(len(steps)) if len(ok) else None,
-        "budget_hit": bool(ok["budget_hit"].fillna(False).astype(bool).any()),
-        "throttled": bool(ok["throttled"].fillna(False).astype(bool).any()),
-        "peak_mem_bytes": float(mems.median()) if len(mems) else None,
-        "peak_mem_source": sources[0] if len(sources) == 1 else ("mixed" if sources else None),
-        "peak_mem_each_bytes": mems.to_numpy(dtype=float),
-        "host_peak_rss_bytes": _median(ok["host_peak_rss_bytes"]),
-        "host_rss_each_bytes": ok["host_peak_rss_bytes"].dropna().to_numpy(dtype=float),
-        "excess_eval_loss_nats": float(excess.median()) if len(excess) else None,
-        "excess_each_nats": excess.to_numpy(dtype=float),
-        "energy_per_token_j": _median(ok["energy_per_token_j"]),
-        "mfu": _median(ok["mfu"]),
-        "sparsity": _median(ok["sparsity"]),
+        "steps_measured": int(len(steps)),
+        "peak_mem_each_bytes": rows["peak_mem_bytes"].dropna().to_numpy(dtype=float),
+        "host_rss_each_bytes": rows["host_peak_rss_bytes"].dropna().to_numpy(dtype=float),
+        "excess_each_nats": rows["excess_eval_loss_nats"].dropna().to_numpy(dtype=float),
         "step_times_s": steps,
         "boot_median_step_s": stats.bootstrap_medians(steps, seed=cell_hash),
         "loss_curve_nats": curve,
-        "telemetry": [(r, t, m) for r, t, m in zip(ok["repeat"], ok["telemetry_mem_t_s"], ok["telemetry_mem_bytes"]) if len(t)],
-    })
-    return row
+        "telemetry": [(r, t, m) for r, t, m in zip(rows["repeat"], rows["telemetry_mem_t_s"], rows["telemetry_mem_bytes"]) if len(t)],
+    }
 
 
 def is_baseline(row: Any) -> bool:
