@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from hlbench.axes import PRECISIONS
 from hlbench.errors import UsageError
 
 
@@ -27,13 +28,15 @@ class BackendSpec:
     adapter: str  # "module:Class" of the Backend implementation; imported in the worker only
     supports: dict[str, frozenset[Any]] = field(default_factory=dict)  # axis -> implemented values
     install_hint: str = ""
+    # (axis, value) -> why this backend will never run it, where "not implemented yet" would mislead
+    reasons: dict[tuple[str, Any], str] = field(default_factory=dict)
 
     def unsupported_reason(self, axes: dict[str, Any]) -> str | None:
         """Why this backend cannot run a cell with these axis values, or None if it can."""
         for axis, value in axes.items():
             implemented = self.supports.get(axis)
             if implemented is not None and value not in implemented:
-                return f"{axis} {value!r} is not implemented in the {self.name} backend yet"
+                return self.reasons.get((axis, value), f"{axis} {value!r} is not implemented in the {self.name} backend yet")
         return None
 
     def framework_installed(self) -> bool:
@@ -48,7 +51,8 @@ TORCH = BackendSpec(
     name="torch",
     framework="torch",
     adapter="hlbench.backends.torch_backend:TorchBackend",
-    supports={"precision": frozenset({"fp32"}), "pruning": frozenset({"none"}), "compile": frozenset({False, True})},
+    # tf32 and fp8 are implemented; whether the device can run them is decided in build() (SkipCell).
+    supports={"precision": frozenset(PRECISIONS), "pruning": frozenset({"none"}), "compile": frozenset({False, True})},
     install_hint='pip install "hlbench[torch]" (see the README for CUDA builds)',
 )
 
@@ -56,8 +60,11 @@ TF = BackendSpec(
     name="tf",
     framework="tensorflow",
     adapter="hlbench.backends.tf_backend:TFBackend",
-    supports={"precision": frozenset({"fp32"}), "pruning": frozenset({"none"}), "compile": frozenset({False, True})},
+    supports={"precision": frozenset(PRECISIONS) - {"fp8"}, "pruning": frozenset({"none"}),
+              "compile": frozenset({False, True})},
     install_hint='pip install "hlbench[tf]" (tensorflow-cpu; see the README for GPU builds)',
+    reasons={("precision", "fp8"): "fp8 is not available in TensorFlow (float8 training exists only for "
+                                   "PyTorch, through torchao)"},
 )
 
 _BUILTIN: dict[str, BackendSpec] = {TORCH.name: TORCH, TF.name: TF}

@@ -4,16 +4,37 @@ Accumulation semantics (DESIGN §3): the loss of an optimizer step is the sum of
 k micro-batches divided by the number of target tokens in the whole step. Each micro-batch's summed loss
 is divided by that step-wide count before backward, so the accumulated gradient is the gradient of the
 step's loss, whatever the token counts of the micro-batches.
+
+Precision (hlbench.precision, DESIGN §3), nanoGPT style — no-op objects instead of branches:
+- fp32: no autocast (a nullcontext), TF32 off; tf32: TF32 matmuls on (CUDA, compute capability ≥ 8.0);
+- bf16 / fp16: torch.autocast(device, dtype) around forward and loss, fp32 master weights; fp16 adds
+  torch.amp.GradScaler (a disabled scaler is a no-op for the other levels). Gradients are unscaled
+  before clipping (`scaler.unscale_`), and a step with a non-finite gradient is skipped by the scaler;
+- bf16-pure: the model cast to bfloat16 after loading the fp32 weights, so parameters, gradients and
+  AdamW's moments are bf16 (the fused CPU/CUDA AdamW computes each update in fp32 and stores bf16);
+- fp8: torchao's float8 linear layers inside bf16 autocast (CUDA, compute capability ≥ 8.9).
+The loss is taken on fp32 logits at every level (autocast does the same for cross_entropy).
+The dtypes of the first step are observed (a forward hook on the first linear layer, removed after
+that step) and checked against the label (hlbench.precision.check_observed): a contradiction raises
+PrecisionViolation, which the worker records as `error`.
+
+Test-only hooks (never set them in a real run; see hlbench.precision):
+- HLBENCH_TEST_PRECISION_MISMATCH=1: the level's dtypes are not applied (bf16 autocast for fp32), so
+  the first step's check must fail;
+- HLBENCH_TEST_NONFINITE_STEP=k: optimizer step k's gradients are made non-finite after backward.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from hlbench import precision
 from hlbench.backends import TORCH
 from hlbench.backends.base import Backend, SkipCell, Trainer
 from hlbench.backends.torch_models import build_model, load_weights, parameter_map
@@ -35,11 +56,53 @@ def resolve_device(requested: str) -> torch.device:
     return device
 
 
+DTYPES = {precision.FLOAT32: torch.float32, precision.BFLOAT16: torch.bfloat16, precision.FLOAT16: torch.float16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def set_fp32_exact() -> None:
     """fp32 means fp32: no TF32 in matmuls or convolutions (PyTorch's default already, made explicit)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
+    set_tf32(False)
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for fp32 matmuls and cuDNN convolutions on (the tf32 level) or off (every other level)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+
+
+def require_device_for(level: precision.Level, device: torch.device) -> None:
+    """SkipCell, with the reason, when `device` cannot run `level` (never a silent fallback)."""
+    if level.min_cuda_capability is None:
+        return
+    need = ".".join(map(str, level.min_cuda_capability))
+    what = {"tf32": "tf32 needs an NVIDIA Ampere or newer GPU", "fp8": "fp8 needs an NVIDIA Ada, Hopper or newer GPU"}
+    here = "cpu" if device.type != "cuda" else (
+        f"{device} ({torch.cuda.get_device_name(device)}, compute capability "
+        f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))})")
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < level.min_cuda_capability:
+        raise SkipCell(f"{what.get(level.name, level.name)} (compute capability ≥ {need}); this cell's device is {here}")
+    if level.name == "fp8":
+        try:
+            import torchao.float8  # noqa: F401
+        except ImportError as exc:
+            raise SkipCell(f"fp8 needs torchao (pip install torchao), which is not importable here: {exc}") from None
+
+
+def convert_to_float8(model: nn.Module) -> int:
+    """torchao's float8 training on every nn.Linear whose dimensions float8 GEMMs accept (multiples of
+    16); returns how many were converted. The tied GPT head (F.linear on wte) stays in bf16 autocast."""
+    from torchao.float8 import convert_to_float8_training
+
+    def eligible(module: nn.Module, fqn: str) -> bool:
+        return isinstance(module, nn.Linear) and module.in_features % 16 == 0 and module.out_features % 16 == 0
+
+    convert_to_float8_training(model, module_filter_fn=eligible)
+    return sum(type(m).__name__ == "Float8Linear" for m in model.modules())
 
 
 def make_adamw(param_groups: list[dict[str, Any]], opt: dict[str, Any], device: torch.device) -> tuple[torch.optim.AdamW, str]:
@@ -58,10 +121,30 @@ class TorchTrainer(Trainer):
         self.vocab_size = spec.vocab_size
         self.accumulation = cell.axes["accumulation"]
         self.grad_clip_norm = cell.optimizer["grad_clip_norm"]
+        self.level = precision.level(cell.axes["precision"])
+        # Test-only: run other dtypes than the label says, so the check must catch it (module docstring).
+        injected = precision.mismatch_injected()
+        param_dtype = DTYPES[precision.FLOAT32 if injected else self.level.param]
+        if injected:
+            compute_dtype = torch.bfloat16 if self.level.compute == precision.FLOAT32 else torch.float32
+        else:
+            compute_dtype = DTYPES[self.level.compute]
         torch.manual_seed(cell.seed)
         model = build_model(spec)
-        load_weights(model, spec, weights)
-        self.model = model.to(device).train()
+        load_weights(model, spec, weights)  # exactly the fp32 NumPy weights; bf16-pure rounds them next
+        self.model = model.to(device=device, dtype=param_dtype).train()
+        self.float8_linear_modules = convert_to_float8(self.model) if self.level.name == "fp8" and not injected else 0
+        # autocast where the parameters stay fp32 but compute is lower: bf16, fp16, fp8 (nanoGPT's ctx)
+        self.autocast_dtype = compute_dtype if compute_dtype != param_dtype else None
+        self.scaler = torch.amp.GradScaler(
+            device.type, init_scale=precision.LOSS_SCALE_INIT, growth_factor=precision.LOSS_SCALE_GROWTH_FACTOR,
+            backoff_factor=precision.LOSS_SCALE_BACKOFF_FACTOR, growth_interval=precision.LOSS_SCALE_GROWTH_INTERVAL,
+            enabled=self.level.loss_scaling)
+        self._overflow_steps = torch.zeros((), device=device)  # steps the scaler skipped (device-side: no sync)
+        self.steps = 0  # train_step calls so far
+        self._nonfinite_step = precision.nonfinite_step()  # test-only
+        self.observed: dict[str, Any] = {}
+        self._hooks = self._observe_forward()
         self.compiled = bool(cell.axes.get("compile", False))
         # torch.compile (TorchInductor) compiles forward and backward lazily, on the first call: the
         # measurement loop's warmup steps, timed as startup. The optimizer step stays eager (fused).
@@ -80,36 +163,87 @@ class TorchTrainer(Trainer):
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device, non_blocking=True)
 
+    def _ctx(self) -> AbstractContextManager[Any]:
+        """Autocast for the mixed levels, a no-op context otherwise."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _observe_forward(self) -> list[Any]:
+        """Forward hooks that record the output dtype of the first linear layer (and of the LSTM);
+        removed after the first train step, so measured steps carry no hook."""
+        def record(key: str) -> Any:
+            def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+                out = output[0] if isinstance(output, tuple) else output
+                self.observed.setdefault(key, dtype_name(out.dtype))
+            return hook
+
+        first_linear = next(m for m in self.model.modules() if isinstance(m, nn.Linear))
+        hooks = [first_linear.register_forward_hook(record("matmul_output"))]
+        hooks += [m.register_forward_hook(record("recurrent_output")) for m in self.model.modules() if isinstance(m, nn.LSTM)]
+        return hooks
+
     def accumulate_gradients(self, batch: Batch) -> torch.Tensor:
-        """Forward and backward over the k micro-batches of `batch`; returns the step's loss (on device)."""
+        """Forward and backward over the k micro-batches of `batch`; returns the step's loss (on device).
+        With fp16 the gradients are those of the loss times the scaler's scale (unscaled later)."""
         inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
         n_tokens = batch.n_target_tokens  # counted on the host: no device sync
         micro = len(batch) // self.accumulation
         loss_sum = torch.zeros((), device=self.device)
         for i in range(self.accumulation):
             rows = slice(i * micro, (i + 1) * micro)
-            logits = self.forward(inputs[rows])  # (b, T, V)
-            micro_sum = F.cross_entropy(
-                logits.reshape(-1, self.vocab_size), targets[rows].reshape(-1),
-                ignore_index=IGNORE_INDEX, reduction="sum",
-            )
-            (micro_sum / n_tokens).backward()
+            with self._ctx():
+                logits = self.forward(inputs[rows])  # (b, T, V)
+                micro_sum = F.cross_entropy(
+                    logits.float().reshape(-1, self.vocab_size), targets[rows].reshape(-1),
+                    ignore_index=IGNORE_INDEX, reduction="sum",
+                )
+            self.scaler.scale(micro_sum / n_tokens).backward()
             loss_sum += micro_sum.detach()
         return loss_sum / n_tokens
 
     def train_step(self, batch: Batch) -> torch.Tensor:
         loss = self.accumulate_gradients(batch)
+        if self.steps == self._nonfinite_step:  # test-only (module docstring)
+            self.params[0].grad.view(-1)[0] = float("inf")
+        first = self.steps == 0
+        if first:
+            self.observed["grad"] = precision.single_dtype([dtype_name(p.grad.dtype) for p in self.params])
+        self.scaler.unscale_(self.optimizer)  # before clipping: clip the true gradient (no-op unless fp16)
         if self.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip_norm, foreach=True)
-        self.optimizer.step()
+        if self.scaler.is_enabled():
+            # found_inf as the scaler computed it in unscale_ (a private method, but the only sync-free
+            # way to count skipped steps: get_scale() would read the scale back every step)
+            self._overflow_steps += sum(self.scaler._found_inf_per_device(self.optimizer).values())
+        self.scaler.step(self.optimizer)  # skips the update when a gradient is non-finite (fp16)
+        self.scaler.update()  # fp16: ×0.5 after an overflow, ×2 after 2000 finite steps
+        if first:
+            self._check_first_step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.steps += 1
         return loss
+
+    def _check_first_step(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        state = [t for s in self.optimizer.state.values() for k, t in s.items() if k in ("exp_avg", "exp_avg_sq")]
+        self.observed.update(
+            param=precision.single_dtype([dtype_name(p.dtype) for p in self.params]),
+            optimizer_state=precision.single_dtype([dtype_name(t.dtype) for t in state]) if state else "nothing",
+            tf32=bool(torch.backends.cuda.matmul.allow_tf32) and self.device.type == "cuda",
+        )
+        if self.level.name == "fp8" and self.float8_linear_modules == 0:
+            raise precision.PrecisionViolation("precision 'fp8' did not run as labelled: no Float8Linear module")
+        precision.check_observed(self.level.name, self.observed)
 
     def gradients(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
         loss = self.accumulate_gradients(batch)
+        inv_scale = 1.0 / self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
         grads = {}
         for name, (param, transposed) in self.param_map.items():
-            grad = param.grad.detach().cpu().numpy()
+            grad = (param.grad.detach().float() * inv_scale).cpu().numpy()
             grads[name] = np.ascontiguousarray(grad.T if transposed else grad)
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss), grads
@@ -132,9 +266,10 @@ class TorchTrainer(Trainer):
         self.model.eval()
         total, tokens = torch.zeros((), device=self.device, dtype=torch.float64), 0
         for batch in batches:
-            logits = self.forward(self._to_device(batch.inputs))
+            with self._ctx():
+                logits = self.forward(self._to_device(batch.inputs))
             total += F.cross_entropy(
-                logits.reshape(-1, self.vocab_size), self._to_device(batch.targets).reshape(-1),
+                logits.float().reshape(-1, self.vocab_size), self._to_device(batch.targets).reshape(-1),
                 ignore_index=IGNORE_INDEX, reduction="sum",
             ).double()
             tokens += batch.n_target_tokens
@@ -160,11 +295,33 @@ class TorchTrainer(Trainer):
             "framework_memory_reason": None,
         }
 
+    def _applied(self) -> str:
+        """What this trainer applied, in the framework's own terms."""
+        parts = [f"parameters {dtype_name(self.params[0].dtype)}"]
+        if self.autocast_dtype is not None:
+            parts.append(f"torch.autocast({dtype_name(self.autocast_dtype)})")
+        if self.float8_linear_modules:
+            parts.append(f"torchao Float8Linear ×{self.float8_linear_modules}")
+        if self.scaler.is_enabled():
+            parts.append("torch.amp.GradScaler")
+        if torch.backends.cuda.matmul.allow_tf32 and self.device.type == "cuda":
+            parts.append("TF32 matmuls")
+        return " + ".join(parts)
+
     def info(self) -> dict[str, Any]:
+        state = [t for s in self.optimizer.state.values() for k, t in s.items() if k in ("exp_avg", "exp_avg_sq")]
         return {
             "device": str(self.device),
             "optimizer_impl": self.optimizer_impl,
             "param_dtype": str(self.params[0].dtype).removeprefix("torch."),
+            "precision": self._applied(),
+            "dtypes": dict(self.observed),  # observed in the first step and checked against the label
+            "loss_scale_final": self.scaler.get_scale() if self.scaler.is_enabled() else None,
+            "overflow_skipped_steps": int(self._overflow_steps.item()) if self.scaler.is_enabled() else None,
+            "float8_linear_modules": self.float8_linear_modules,
+            # what bf16-pure saves over the mixed levels, by construction (the allocator peak is in `memory`)
+            "param_bytes": sum(p.numel() * p.element_size() for p in self.params),
+            "optimizer_state_bytes": sum(t.numel() * t.element_size() for t in state),
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
             "tf32_cudnn": torch.backends.cudnn.allow_tf32,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
@@ -204,7 +361,9 @@ class TorchBackend(Backend):
         reason = TORCH.unsupported_reason(cell.axes)
         if reason:
             raise SkipCell(reason)
-        set_fp32_exact()
+        level = precision.level(cell.axes["precision"])
+        require_device_for(level, device)
+        set_tf32(level.tf32)
         return TorchTrainer(cell, weights, device)
 
     def is_oom(self, exc: BaseException) -> bool:

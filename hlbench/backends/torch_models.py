@@ -93,8 +93,25 @@ class LSTMLM(nn.Module):
                 bias_hh.zero_()
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(self.embed(idx))  # (B, T, h)
+        x = self.embed(idx)  # (B, T, d_embed)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.float16:
+            out = self._lstm_fp16_on_cpu(x)
+        else:
+            out, _ = self.lstm(x)  # (B, T, h); autocast casts it like a matmul
         return self.head(out)  # (B, T, V)
+
+    def _lstm_fp16_on_cpu(self, x: torch.Tensor) -> torch.Tensor:
+        """What autocast(float16) means for the LSTM, done by hand on the CPU: inputs and weights cast
+        to fp16 (differentiably: the gradients reach the fp32 master weights in fp32), the recurrence
+        run in fp16. Autocast itself would send it to oneDNN, whose CPU LSTM has no fp16 kernel
+        ("could not create a primitive descriptor", torch 2.13); PyTorch's native CPU LSTM has one."""
+        params = {name: p.to(torch.float16) for name, p in self.lstm.named_parameters()}
+        buffers = dict(self.lstm.named_buffers())
+        # only `enabled` changes (None leaves the other oneDNN flags alone; the defaults would set them)
+        no_onednn = torch.backends.mkldnn.flags(enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None)
+        with torch.autocast("cpu", enabled=False), no_onednn:
+            out, _ = torch.func.functional_call(self.lstm, {**params, **buffers}, (x.to(torch.float16),))
+        return out  # (B, T, h), float16
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
