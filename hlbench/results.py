@@ -16,6 +16,8 @@ Rules:
 
 from __future__ import annotations
 
+import csv
+
 import itertools
 import math
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ KNOWN_AXES: tuple[str, ...] = ("precision", "accumulation", "pruning", "compile"
 # includes the framework's import and is the only figure a CPU run has).
 PEAK_MEMORY_SOURCES: tuple[str, ...] = (
     "torch_cuda_max_allocated_bytes",
+    "tf_gpu_peak_bytes",
     "tf_peak_bytes",
     "tf_peak_bytes_in_use",
     "nvml_process_peak_bytes",
@@ -219,12 +222,12 @@ def _cell_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "failed": status not in ("ok", "skipped"),
     }
     row.update(_speed(record))
-    row.update(_memory(record.get("memory") or {}))
+    row.update(_memory({**(record.get("memory") or {}), **_telemetry_peaks(record)}))
     row.update(_quality(record.get("loss") or {}))
     row.update(_efficiency(record, row))
     row.update(_techniques(record.get("backend_info") or {}, record.get("metrics") or {}))
     row.update(_environment(record))
-    row.update(_telemetry_memory(record.get("telemetry")))
+    row.update(_telemetry_memory(record.get("telemetry"), path, _get(record, "timing", "window_monotonic_s")))
     if row["tokens_per_step"] is None and row["global_batch"] and row["seq_len"]:
         row["tokens_per_step"] = row["global_batch"] * row["seq_len"]
     return row
@@ -293,12 +296,16 @@ def _efficiency(record: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     metrics, info = record.get("metrics") or {}, record.get("backend_info") or {}
     telemetry = record.get("telemetry") if isinstance(record.get("telemetry"), dict) else {}
     flops = _num(info.get("flops_per_token"))
-    peak = _num(_first(info.get("peak_flops_per_s"), metrics.get("peak_flops_per_s")))
+    derived = _get(telemetry, "derived") or {}
+    peak = _num(_first(metrics.get("mfu_peak_flops"), info.get("peak_flops_per_s"), metrics.get("peak_flops_per_s")))
     mfu = _num(_first(metrics.get("mfu"), info.get("mfu")))
     if mfu is None and flops and peak and row["tokens_per_s"]:
         mfu = row["tokens_per_s"] * flops / peak
-    energy = _num(_first(metrics.get("energy_j"), _get(telemetry, "energy_j"), _get(telemetry, "nvml", "energy_j")))
-    per_token = _num(metrics.get("energy_per_token_j"))
+    # NVML's GPU energy first; RAPL's CPU package energy where there is no GPU figure
+    energy = _num(_first(derived.get("gpu_energy_j"), derived.get("host_rapl_energy_j"), metrics.get("energy_j"),
+                         _get(telemetry, "energy_j")))
+    per_token = _num(_first(derived.get("gpu_energy_per_token_j"), derived.get("host_rapl_energy_per_token_j"),
+                            metrics.get("energy_per_token_j")))
     if per_token is None and energy is not None and row["tokens_per_s"] and row["measured_wall_s"]:
         per_token = energy / (row["tokens_per_s"] * row["measured_wall_s"])
     return {"energy_j": energy, "energy_per_token_j": per_token, "flops_per_token": flops,
@@ -323,7 +330,9 @@ def _environment(record: dict[str, Any]) -> dict[str, Any]:
     name = framework.get("framework")
     version = _first(framework.get(f"{name}_version") if name else None, framework.get("version"))
     telemetry = record.get("telemetry") if isinstance(record.get("telemetry"), dict) else {}
-    throttled = _first(telemetry.get("throttled"), telemetry.get("throttling_seen"), _get(telemetry, "nvml", "throttled"))
+    fraction = _num(_get(telemetry, "derived", "gpu_throttled_fraction"))
+    throttled = _first(fraction > 0 if fraction is not None else None, telemetry.get("throttled"),
+                       telemetry.get("throttling_seen"))
     return {
         "throttled": bool(throttled) if throttled is not None else None,
         "device_name": ", ".join(gpu_names) if gpu_names else host.get("cpu_model"),
@@ -334,35 +343,35 @@ def _environment(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_TIME_KEYS = ("t_s", "time_s", "elapsed_s", "t")
-_MEMORY_KEYS = ("mem_used_bytes", "memory_used_bytes", "gpu_mem_used_bytes", "process_mem_bytes", "rss_bytes")
+def _telemetry_peaks(record: dict[str, Any]) -> dict[str, Any]:
+    """NVML's peaks from the telemetry section, under the names PEAK_MEMORY_SOURCES ranks."""
+    derived = _get(record, "telemetry", "derived") or {}
+    return {
+        "nvml_process_peak_bytes": derived.get("gpu_proc_mem_used_peak_bytes"),
+        "nvml_device_peak_used_bytes": derived.get("gpu_mem_used_peak_bytes"),
+    }
 
 
-def _telemetry_memory(telemetry: Any) -> dict[str, Any]:
-    """Memory-over-time samples from whatever sampler wrote them, or empty arrays.
-
-    The telemetry format belongs to a later issue, so this accepts `samples` as a list of dicts either
-    at the top level or under one sampler key (e.g. `telemetry.nvml.samples`), with a time key from
-    _TIME_KEYS and a memory key from _MEMORY_KEYS (else the first key ending in `_bytes`).
-    """
+def _telemetry_memory(telemetry: Any, records_path: Path, windows: Any) -> dict[str, Any]:
+    """Memory over time from the raw samples CSV beside the records file (hlbench.telemetry):
+    seconds from the start of the first measured window, and the GPU's device-wide memory used (or
+    the worker's RSS where there is no GPU). Empty arrays when there are no samples."""
     empty = {"telemetry_mem_t_s": np.empty(0), "telemetry_mem_bytes": np.empty(0)}
-    if not isinstance(telemetry, dict):
+    rel = telemetry.get("samples_path") if isinstance(telemetry, dict) else None
+    if not rel:
         return empty
-    candidates = [telemetry, *(v for _, v in sorted(telemetry.items()) if isinstance(v, dict))]
-    for source in candidates:
-        samples = source.get("samples")
-        if not isinstance(samples, list) or not samples or not isinstance(samples[0], dict):
-            continue
-        keys = samples[0].keys()
-        t_key = next((k for k in _TIME_KEYS if k in keys), None)
-        m_key = next((k for k in _MEMORY_KEYS if k in keys), None) or next(
-            (k for k in sorted(keys) if k.endswith("_bytes")), None)
-        if t_key and m_key:
-            pairs = [(s.get(t_key), s.get(m_key)) for s in samples]
-            pairs = [(t, m) for t, m in pairs if _num(t) is not None and _num(m) is not None]
-            return {"telemetry_mem_t_s": np.array([p[0] for p in pairs], dtype=np.float64),
-                    "telemetry_mem_bytes": np.array([p[1] for p in pairs], dtype=np.float64)}
-    return empty
+    path = records_path.parent / rel
+    if not path.is_file():
+        return empty
+    t0 = windows[0][0] if windows and windows[0] else 0.0
+    times, values = [], []
+    with open(path, newline="") as f:
+        for sample in csv.DictReader(f):
+            value = sample.get("gpu_mem_used_bytes") or sample.get("host_rss_bytes")
+            if value:
+                times.append(float(sample["t_monotonic_s"]) - t0)
+                values.append(float(value))
+    return {"telemetry_mem_t_s": np.array(times, dtype=np.float64), "telemetry_mem_bytes": np.array(values, dtype=np.float64)}
 
 
 # ---------------------------------------------------------------------------------------------------

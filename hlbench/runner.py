@@ -21,6 +21,8 @@ from hlbench.cell import Cell
 from hlbench.env import host_environment
 from hlbench.records import SCHEMA_VERSION, append_record, read_records
 from hlbench.suite import Suite
+from hlbench.telemetry.collect import Collector, TelemetryConfig
+from hlbench.telemetry.mfu import CALIBRATION_CACHE_ENV
 
 LOG_TAIL_LINES = 20
 
@@ -66,17 +68,24 @@ def run_tasks(
     run_id: str,
     on_start: Callable[[Task], None] = lambda task: None,
     on_record: Callable[[Task, dict[str, Any]], None] = lambda task, record: None,
+    telemetry: TelemetryConfig | None = None,
 ) -> list[dict[str, Any]]:
-    """Run each task and append its record; raises Interrupted on SIGINT/SIGTERM between or during cells."""
+    """Run each task and append its record; raises Interrupted on SIGINT/SIGTERM between or during cells.
+
+    `telemetry`: sampling settings (default: the suite's); raw samples go to <run-id>.telemetry/.
+    """
     logs_dir = records_path.with_suffix(".logs")
     logs_dir.mkdir(parents=True, exist_ok=True)
+    if telemetry is None:
+        telemetry = TelemetryConfig(**suite.config.telemetry.model_dump())
+
     records = []
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for task in tasks:
             on_start(task)
             record = _base_record(suite, task, run_id)
-            outcome = _outcome(task, logs_dir)
+            outcome = _outcome(task, logs_dir, telemetry)
             record["env"]["framework"] = outcome.pop("env_framework", None)
             record.update(outcome)
             append_record(records_path, record)
@@ -122,21 +131,41 @@ def _base_record(suite: Suite, task: Task, run_id: str) -> dict[str, Any]:
     }
 
 
-def _outcome(task: Task, logs_dir: Path) -> dict[str, Any]:
+def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig) -> dict[str, Any]:
     """Everything the record learns from running (or not running) the task."""
     spec = get_spec(task.cell.backend)
     reason = spec.unsupported_reason(task.cell.axes)
     if reason:
         return {"status": "skipped", "reason": reason}
     log_path = logs_dir / f"{task.cell.hash}-r{task.repeat}.log"
+    samples_path = logs_dir.with_suffix(".telemetry") / f"{task.cell.hash}-r{task.repeat}.csv"
     start = time.perf_counter()
-    outcome = _spawn(task.cell, log_path)
+    outcome = _spawn(task.cell, log_path, telemetry, samples_path)
     outcome["worker_wall_s"] = time.perf_counter() - start
     outcome["log_path"] = str(log_path)
     return outcome
 
 
-def _spawn(cell: Cell, log_path: Path) -> dict[str, Any]:
+def _spawn(cell: Cell, log_path: Path, telemetry: TelemetryConfig, samples_path: Path) -> dict[str, Any]:
+    outcome: dict[str, Any] | None = None
+    collector: Collector | None = None
+
+    def started(pid: int) -> None:
+        nonlocal collector
+        if telemetry.enabled:
+            collector = Collector(cell.device, pid, telemetry)
+
+    try:
+        outcome = _wait_for_worker(cell, log_path, started)
+        return outcome
+    finally:
+        if collector is not None:  # also for timeouts and crashes: the samples show what happened
+            section = collector.finish(outcome, samples_path)
+            if outcome is not None:
+                outcome["telemetry"] = section
+
+
+def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[int], None]) -> dict[str, Any]:
     timeout_s = cell.measurement["timeout_s"]
     with tempfile.TemporaryDirectory(prefix="hlbench-") as tmp:
         cell_file, result_file = Path(tmp, "cell.json"), Path(tmp, "result.json")
@@ -147,8 +176,11 @@ def _spawn(cell: Cell, log_path: Path) -> dict[str, Any]:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "hlbench.worker", str(cell_file), str(result_file)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                # one CPU GEMM calibration per (framework, precision) per run, shared by its workers (MFU)
+                env={**os.environ, CALIBRATION_CACHE_ENV: str(log_path.parent.with_suffix(".calibration.json"))},
             )
             try:
+                started(proc.pid)
                 returncode = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)

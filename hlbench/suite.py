@@ -106,6 +106,11 @@ class Optimizer(_Strict):
 ExcludeValue = Union[bool, str, int, list[Union[bool, str, int]]]
 
 
+class Telemetry(_Strict):
+    enabled: bool = Field(True, description="sample NVML (GPUs) and the host beside each worker")
+    interval_s: Annotated[float, Field(ge=0.01, le=10.0)] = Field(0.1, description="seconds between samples")
+
+
 class SuiteConfig(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="default: the file's stem")
     description: str | None = None
@@ -117,6 +122,7 @@ class SuiteConfig(_Strict):
     exclude: list[dict[Literal["workload", "backend", *AXIS_NAMES], ExcludeValue]] = []  # type: ignore[misc]
     measurement: Measurement = Field(default_factory=Measurement)
     optimizer: Optimizer = Field(default_factory=Optimizer)
+    telemetry: Telemetry = Field(default_factory=Telemetry)  # how figures are observed, not what is run: not in cell hashes
 
     @field_validator("device")
     @classmethod

@@ -31,12 +31,23 @@ def execute(cell: Cell) -> dict[str, Any]:
         backend = load_adapter(get_spec(cell.backend))
         result["framework_env"] = backend.environment(cell.device)
         result.update(run_cell(cell, backend), status="ok")
+        result["metrics"].update(_mfu(cell, result))
     except SkipCell as exc:
         result.update(status="skipped", reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its record
         oom = backend.is_oom(exc) if backend is not None else isinstance(exc, MemoryError)
         result.update(status="oom" if oom else "error", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500], error=_error(exc))
     return result
+
+
+def _mfu(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
+    """MFU after the measured windows (a CPU calibration must not run while they are timed)."""
+    from hlbench.telemetry.mfu import mfu_metrics
+
+    info = result["backend_info"]
+    return mfu_metrics(get_spec(cell.backend).framework, cell.axes["precision"], str(info.get("device", "")),
+                       (result["framework_env"] or {}).get("gpus", []), result["metrics"].get("tokens_per_s"),
+                       info.get("flops_per_token"))
 
 
 def _error(exc: BaseException) -> dict[str, Any]:

@@ -180,10 +180,20 @@ def troubled_records() -> list[dict[str, Any]]:
     rng = np.random.default_rng(11)
     common = dict(run_id=TROUBLED_RUN_ID, suite="troubled", workload="gpt-tiny", backend="torch", repeat=0,
                   mem_bytes=330e6, excess=3.6)
-    samples = [{"t_s": round(0.1 * i, 3), "mem_used_bytes": int(300e6 + 1e6 * min(i, 20))} for i in range(40)]
+    # raw samples as hlbench.telemetry writes them: a CSV beside the records file, path relative to it
+    samples_rel = "troubled.telemetry/fixture-r0.csv"
+    csv_lines = ["t_monotonic_s,host_rss_bytes,host_cpu_pct,host_rapl_energy_j,gpu_index,gpu_mem_used_bytes"]
+    csv_lines += [f"{100 + 0.1 * i:.3f},400000000,100.0,,0,{int(300e6 + 1e6 * min(i, 20))}" for i in range(40)]
+    (HERE / samples_rel).parent.mkdir(exist_ok=True)
+    (HERE / samples_rel).write_text("\n".join(csv_lines) + "\n")
+    telemetry = {"interval_s": 0.1, "samples_path": samples_rel, "n_samples": 40,
+                 "sources": {"host": True, "nvml": True, "rapl": False},
+                 "derived": {"gpu_mem_used_peak_bytes": 320e6, "gpu_throttled_fraction": 0.25,
+                             "gpu_throttle_reasons_seen": ["sw_power_cap"]},
+                 "telemetry_status": {"host_rapl_energy_j": "no RAPL powercap interface"}}
     return [
         record(rng, precision="fp32", accumulation=1, pruning="none", step_s=0.02, minute=0,
-               telemetry={"nvml": {"samples": samples}, "throttled": True}, **common),
+               telemetry=telemetry, **common),
         record(rng, precision="fp32", accumulation=2, pruning="none", step_s=0.022, slow_window=1.6, minute=1, **common),
         record(rng, precision="fp32", accumulation=4, pruning="none", step_s=0.025, steps=2, windows=2,
                budget_hit=True, minute=2, **common),

@@ -1,0 +1,82 @@
+"""The runner's side of telemetry for one worker: start the samplers, stop them, write the raw samples
+beside the records and build the record's `telemetry` section."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from hlbench.telemetry.derive import summarize
+from hlbench.telemetry.host import HostProbe
+from hlbench.telemetry.nvml import open_nvml
+from hlbench.telemetry.sampler import DEFAULT_INTERVAL_S, Sampler, write_csv
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    enabled: bool = True
+    interval_s: float = DEFAULT_INTERVAL_S
+
+
+def nvml_indices(device: str) -> list[int]:
+    """NVML device indices for a cell's requested device. CUDA numbers the devices CUDA_VISIBLE_DEVICES
+    exposes; NVML numbers all of them in PCI order, so the first is mapped through the second (set
+    CUDA_DEVICE_ORDER=PCI_BUS_ID for CUDA's own order to agree with NVML's)."""
+    if device == "cpu":
+        return []
+    index = 0 if device == "auto" else int(device.partition(":")[2] or 0)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        entries = [v.strip() for v in visible.split(",") if v.strip()]
+        if index >= len(entries) or not entries[index].isdigit():
+            return []  # hidden, or named by UUID: not mapped here
+        index = int(entries[index])
+    return [index]
+
+
+class Collector:
+    def __init__(self, device: str, pid: int, config: TelemetryConfig) -> None:
+        self.config = config
+        self.status: dict[str, str] = {}
+        try:
+            host = HostProbe(pid)
+        except psutil.Error as exc:
+            host, self.status["host"] = None, f"psutil cannot read the worker: {exc}"
+        nvml, reason = open_nvml(nvml_indices(device), pid)
+        if reason:
+            self.status["nvml"] = reason
+        self.nvml_info = nvml.info() if nvml else None
+        self.sampler = Sampler(host, nvml, config.interval_s).start()
+
+    def finish(self, result: dict[str, Any] | None, samples_path: Path) -> dict[str, Any]:
+        """Stop sampling; write the samples; the record's telemetry section (result: the worker's, if any)."""
+        rows = self.sampler.stop()
+        if self.sampler.nvml:
+            self.sampler.nvml.close()
+        write_csv(rows, samples_path)
+        windows = ((result or {}).get("timing") or {}).get("window_monotonic_s") or []
+        metrics = (result or {}).get("metrics") or {}
+        steps = ((result or {}).get("timing") or {}).get("steps_measured")
+        tokens = metrics.get("tokens_per_step", 0) * steps if steps else None
+        summary = summarize(rows, windows, tokens) if windows else {"derived": None, "reasons": {
+            "windows": "the worker reported no measured window"}}
+        # a source's own reason (no RAPL interface, no NVML) says more than the derived "no samples"
+        status = {**summary["reasons"], **self.status, **self.sampler.status()}
+        device = ((result or {}).get("backend_info") or {}).get("device", "")
+        if "nvml" in status and device and "cpu" in device.lower():
+            status["nvml"] = "the cell ran on the CPU"
+        return {
+            "interval_s": self.config.interval_s,
+            # relative to the records file's directory, so a results folder can be moved or archived
+            "samples_path": f"{samples_path.parent.name}/{samples_path.name}",
+            "n_samples": len(rows),
+            "sources": {"host": self.sampler.host is not None, "nvml": self.sampler.nvml is not None,
+                        "rapl": bool(self.sampler.host and self.sampler.host.rapl.domains)},
+            "nvml": self.nvml_info,
+            "derived": summary["derived"],
+            "telemetry_status": dict(sorted(status.items())),  # field or source -> why it is null
+        }
