@@ -7,6 +7,22 @@ loss is divided by that count before its gradient is taken, and the gradients ar
 The optimizer step is one `tf.function` (a graph); the `compile` axis adds XLA (`jit_compile=True`).
 Tracing and XLA compilation happen on the first call, which the measurement loop times as warmup
 (startup), never as a measured step.
+
+Precision (hlbench.precision, DESIGN §3), the same meaning as in torch_backend:
+- fp32: TF32 off (TensorFlow turns it on by default on Ampere+); tf32: on, GPU compute capability ≥ 8.0;
+- bf16 / fp16: float32 variables, matmuls in the compute dtype (casts where variables are used,
+  tf_models.py; the LSTM through Keras's mixed policy); fp16 adds dynamic loss scaling with
+  GradScaler's algorithm (tf_optim.DynamicLossScale): gradients unscaled before clipping, a step with
+  a non-finite gradient skipped (tf.cond), the scale halved;
+- bf16-pure: variables and AdamW moments in bfloat16 (their gradients follow);
+- fp8: not available in TensorFlow (the registry skips it).
+Dtypes are static in a graph: they are recorded at trace time from the Python side and checked
+after the first step (hlbench.precision.check_observed); a contradiction raises PrecisionViolation.
+
+Test-only hooks (never set them in a real run; see hlbench.precision):
+- HLBENCH_TEST_PRECISION_MISMATCH=1: the level's dtypes are not applied (bf16 compute for fp32);
+- HLBENCH_TEST_NONFINITE_STEP=k: optimizer step k's gradients are made non-finite (the op exists in
+  the graph only when the variable is set).
 """
 
 from __future__ import annotations
@@ -21,10 +37,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 import tensorflow as tf  # noqa: E402
 
+from hlbench import precision  # noqa: E402
 from hlbench.backends import TF  # noqa: E402
 from hlbench.backends.base import Backend, SkipCell, Trainer  # noqa: E402
 from hlbench.backends.tf_models import build_model  # noqa: E402
-from hlbench.backends.tf_optim import AdamW, clip_by_global_norm  # noqa: E402
+from hlbench.backends.tf_optim import AdamW, DynamicLossScale, clip_by_global_norm  # noqa: E402
 from hlbench.cell import Cell  # noqa: E402
 from hlbench.data import IGNORE_INDEX, Batch  # noqa: E402
 from hlbench.train import model_spec  # noqa: E402
@@ -56,6 +73,25 @@ def resolve_device(requested: str) -> str:
     return f"/GPU:{index}"
 
 
+DTYPES = {precision.FLOAT32: tf.float32, precision.BFLOAT16: tf.bfloat16, precision.FLOAT16: tf.float16}
+
+
+def require_device_for(level: precision.Level, device: str) -> None:
+    """SkipCell, with the reason, when `device` cannot run `level` (never a silent fallback)."""
+    if level.min_cuda_capability is None:
+        return
+    capability, here = None, "cpu"
+    if device.startswith("/GPU"):
+        gpu = tf.config.list_physical_devices("GPU")[int(device.rpartition(":")[2])]
+        details = tf.config.experimental.get_device_details(gpu)
+        capability = details.get("compute_capability")
+        here = f"{device} ({details.get('device_name')}, compute capability {'.'.join(map(str, capability or ()))})"
+    if capability is None or tuple(capability) < level.min_cuda_capability:
+        need = ".".join(map(str, level.min_cuda_capability))
+        raise SkipCell(f"{level.name} needs an NVIDIA Ampere or newer GPU (compute capability ≥ {need}); "
+                       f"this cell's device is {here}")
+
+
 def _token_loss_sum(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
     """Sum of per-token cross-entropies over positions whose target is not IGNORE_INDEX (float32)."""
     mask = tf.not_equal(targets, IGNORE_INDEX)
@@ -72,10 +108,25 @@ class TFTrainer(Trainer):
         self.grad_clip_norm = cell.optimizer["grad_clip_norm"]
         self.jit_compile = bool(cell.axes.get("compile", False))
         self.names = list(spec.param_shapes())
+        self.level = precision.level(cell.axes["precision"])
+        # Test-only: run other dtypes than the label says, so the check must catch it (module docstring).
+        injected = precision.mismatch_injected()
+        param_dtype = DTYPES[precision.FLOAT32 if injected else self.level.param]
+        if injected:
+            compute_dtype = tf.bfloat16 if self.level.compute == precision.FLOAT32 else tf.float32
+        else:
+            compute_dtype = DTYPES[self.level.compute]
+        self.observed: dict[str, Any] = {}
+        self.steps = 0  # train_step calls so far
+        self._nonfinite_step = precision.nonfinite_step()  # test-only
         with tf.device(device):
-            self.model = build_model(spec, weights)
+            self.model = build_model(spec, weights, param_dtype, compute_dtype)
             self.params = [self.model.variables[n] for n in self.names]
             self.optimizer = AdamW(self.params, [spec.decayed(n) for n in self.names], cell.optimizer)
+            self.loss_scale = DynamicLossScale(
+                precision.LOSS_SCALE_INIT, precision.LOSS_SCALE_GROWTH_FACTOR, precision.LOSS_SCALE_BACKOFF_FACTOR,
+                precision.LOSS_SCALE_GROWTH_INTERVAL) if self.level.loss_scaling else None
+            self._step_counter = tf.Variable(0, trainable=False, dtype=tf.int64) if self._nonfinite_step is not None else None
         w = cell.workload
         batch_spec = tf.TensorSpec((w["global_batch"], w["seq_len"]), tf.int64)
         scalar = tf.TensorSpec((), tf.float32)
@@ -96,6 +147,8 @@ class TFTrainer(Trainer):
             with tf.GradientTape() as tape:
                 micro_sum = _token_loss_sum(self.model(x), y)
                 scaled = micro_sum / n_tokens
+                if self.loss_scale is not None:  # fp16: gradients of the scaled loss (unscaled later)
+                    scaled = scaled * self.loss_scale.scale
             grads = tape.gradient(scaled, self.params)
             # Embedding lookups give IndexedSlices; dense, as PyTorch's nn.Embedding gradient is by default.
             return micro_sum, [tf.convert_to_tensor(g) for g in grads]
@@ -119,9 +172,26 @@ class TFTrainer(Trainer):
 
     def _train_step_fn(self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor) -> tf.Tensor:
         loss, grads = self._accumulate(inputs, targets, n_tokens)
+        self.observed["grad"] = precision.single_dtype([g.dtype.name for g in grads])  # trace time
+        if self._step_counter is not None:  # test-only (module docstring): step k's gradients non-finite
+            poison = tf.where(tf.equal(self._step_counter, self._nonfinite_step), float("inf"), 0.0)
+            grads = [grads[0] + tf.cast(poison, grads[0].dtype)] + list(grads[1:])
+            self._step_counter.assign_add(1)
+        if self.loss_scale is None:
+            if self.grad_clip_norm is not None:
+                grads = clip_by_global_norm(grads, self.grad_clip_norm)
+            self.optimizer.apply(grads)
+            return loss
+        grads, found_inf = self.loss_scale.unscale(grads)  # before clipping, as scaler.unscale_ in torch
         if self.grad_clip_norm is not None:
             grads = clip_by_global_norm(grads, self.grad_clip_norm)
-        self.optimizer.apply(grads)
+
+        def apply() -> tf.Tensor:
+            self.optimizer.apply(grads)
+            return tf.constant(True)
+
+        tf.cond(found_inf, lambda: tf.constant(False), apply)  # a non-finite step is skipped, not applied
+        self.loss_scale.update(found_inf)
         return loss
 
     def _feed(self, batch: Batch) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -131,12 +201,28 @@ class TFTrainer(Trainer):
 
     def train_step(self, batch: Batch) -> tf.Tensor:
         with tf.device(self.device):
-            return self._train_step(*self._feed(batch))
+            loss = self._train_step(*self._feed(batch))
+        if self.steps == 0:
+            self._check_first_step()
+        self.steps += 1
+        return loss
+
+    def _check_first_step(self) -> None:
+        """The dtypes the traced step used (recorded at trace time) against the label."""
+        self.observed.update(self.model.observed)
+        self.observed.update(
+            param=precision.single_dtype([_dtype(p).name for p in self.params]),
+            optimizer_state=precision.single_dtype([_dtype(t).name for t in self.optimizer.m + self.optimizer.v]),
+            tf32=bool(tf.config.experimental.tensor_float_32_execution_enabled()) and self.device.startswith("/GPU"),
+        )
+        precision.check_observed(self.level.name, self.observed)
 
     def gradients(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
         with tf.device(self.device):
             loss, grads = self._gradients(*self._feed(batch))
-        return float(loss), {n: g.numpy() for n, g in zip(self.names, grads)}
+        inv_scale = 1.0 / float(self.loss_scale.scale) if self.loss_scale is not None else 1.0
+        return float(loss), {n: np.asarray(tf.cast(g, tf.float32).numpy()) * np.float32(inv_scale)
+                             for n, g in zip(self.names, grads)}
 
     def weights(self) -> dict[str, np.ndarray]:
         return {n: np.asarray(tf.cast(p, tf.float32).numpy()) for n, p in zip(self.names, self.params)}
@@ -170,11 +256,32 @@ class TFTrainer(Trainer):
         # peak bytes in use by TensorFlow's BFC allocator on this GPU since the reset at the first window
         return {"tf_gpu_peak_bytes": int(info["peak"]), "framework_memory_reason": None}
 
+    def _applied(self) -> str:
+        """What this trainer applied, in TensorFlow's terms."""
+        parts = [f"variables {_dtype(self.params[0]).name}"]
+        if self.model.compute_dtype != _dtype(self.params[0]):
+            policy = getattr(self.model, "policy", None)  # the LSTM's Keras dtype policy
+            parts.append(f"{self.model.compute_dtype.name} matmuls (variables cast at use"
+                         + (f"; Keras policy {policy})" if policy else ")"))
+        if self.loss_scale is not None:
+            parts.append("DynamicLossScale (GradScaler's algorithm)")
+        if tf.config.experimental.tensor_float_32_execution_enabled() and self.device.startswith("/GPU"):
+            parts.append("TF32 matmuls")
+        return " + ".join(parts)
+
     def info(self) -> dict[str, Any]:
+        state = self.optimizer.m + self.optimizer.v
         return {
             "device": self.device,
             "optimizer_impl": "hlbench.tf_optim.AdamW (torch formula)",
             "param_dtype": self.params[0].dtype.name,
+            "precision": self._applied(),
+            "dtypes": dict(self.observed),  # observed at trace time and checked against the label
+            "loss_scale_final": float(self.loss_scale.scale) if self.loss_scale is not None else None,
+            "overflow_skipped_steps": int(self.loss_scale.overflow_steps) if self.loss_scale is not None else None,
+            # what bf16-pure saves over the mixed levels, by construction (the allocator peak is in `memory`)
+            "param_bytes": sum(int(np.prod(p.shape)) * _dtype(p).size for p in self.params),
+            "optimizer_state_bytes": sum(int(np.prod(t.shape)) * _dtype(t).size for t in state),
             "tf32_enabled": tf.config.experimental.tensor_float_32_execution_enabled(),
             "jit_compile": self.jit_compile,
             "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -211,10 +318,19 @@ class TFBackend(Backend):
         reason = TF.unsupported_reason(cell.axes)
         if reason:
             raise SkipCell(reason)
-        return TFTrainer(cell, weights, resolve_device(cell.device))
+        device = resolve_device(cell.device)
+        level = precision.level(cell.axes["precision"])
+        require_device_for(level, device)
+        tf.config.experimental.enable_tensor_float_32_execution(level.tf32)  # off at every other level
+        return TFTrainer(cell, weights, device)
 
     def is_oom(self, exc: BaseException) -> bool:
         return isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError))
+
+
+def _dtype(variable: Any) -> tf.DType:
+    """A variable's dtype as a tf.DType (Keras 3 variables give a string)."""
+    return tf.as_dtype(variable.dtype)
 
 
 def _keras_version() -> str | None:
