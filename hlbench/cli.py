@@ -71,9 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", metavar="GLOB", action="append",
                      help="run only cells whose id matches GLOB (repeatable), e.g. 'gpt-*/torch/*/ga1/*'")
     run.add_argument("--quiet", action="store_true", help="no progress bar (for CI logs); the summary still prints")
+    run.add_argument("--no-telemetry", action="store_true",
+                     help="no NVML/host sampling beside the workers (default: the suite's telemetry settings)")
+    run.add_argument("--report", type=Path, metavar="MD", nargs="?", const=Path("auto"),
+                     help="write a markdown report of this run when it ends (default path: reports/<suite>-<run-id>.md)")
     run.set_defaults(func=cmd_run)
 
-    env = sub.add_parser("env", help="print this machine's environment as hlbench records it (JSON)")
+    env = sub.add_parser("env", help="print what this machine offers (JSON): host, GPUs via NVML, frameworks, "
+                                     "the measured CPU GEMM peak")
+    env.add_argument("--no-calibrate", action="store_true", help="skip the CPU GEMM measurement (~1 s)")
     env.set_defaults(func=cmd_env)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
@@ -81,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
+    from hlbench.env import machine_report
+
     frameworks = {name: spec.framework_installed() for name, spec in registry().items()}
-    print(json.dumps({"host": host_environment(), "backends_installed": frameworks}, indent=2))
+    report = {"host": host_environment(), "backends_installed": frameworks, **machine_report(not args.no_calibrate)}
+    print(json.dumps(report, indent=2, ensure_ascii=False))
     return EXIT_OK
 
 
@@ -126,8 +135,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hlbench.progress import Progress
 
     progress = Progress(tasks, enabled=not args.quiet)
+    telemetry = None
+    if args.no_telemetry:
+        from hlbench.telemetry.collect import TelemetryConfig
+
+        telemetry = TelemetryConfig(enabled=False)
     try:
-        records = runner.run_tasks(suite, tasks, records_path, run_id, progress.start, progress.record)
+        records = runner.run_tasks(suite, tasks, records_path, run_id, progress.start, progress.record, telemetry)
     except runner.Interrupted:
         progress.close()
         print(f"hlbench: interrupted; records so far are in {records_path}\n"
@@ -136,6 +150,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress.close()
     print(progress.summary(records))
     print(f"records: {records_path}")
+    if args.report:
+        from hlbench.report import write_report
+
+        out = Path("reports") / f"{suite.name}-{run_id}.md" if args.report == Path("auto") else args.report
+        print(f"report: {write_report([records_path], out)}")
+    else:
+        print(f"next: hlbench report {records_path} -o reports/{suite.name}.md")
     failed = [r for r in records if r["status"] not in ("ok", "skipped")]
     return EXIT_FAILED_CELLS if failed else EXIT_OK
 

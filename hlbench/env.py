@@ -71,3 +71,36 @@ def host_environment() -> dict[str, Any]:
         "hlbench_git": _git_commit(),
         "numpy_version": _version("numpy"),
     }
+
+
+def _package_versions() -> dict[str, str | None]:
+    """Installed versions, read from package metadata: nothing is imported."""
+    packages = ("torch", "tensorflow", "tensorflow-cpu", "keras", "nvidia-ml-py", "pandas", "scipy")
+    return {p: _version(p) for p in packages}
+
+
+def machine_report(calibrate: bool = True) -> dict[str, Any]:
+    """What `hlbench env` adds to the host environment: NVML and its GPUs, package versions, and the
+    CPU's measured fp32 GEMM rate (NumPy; workers measure their own framework's for MFU)."""
+    from hlbench.telemetry.nvml import NVMLProbe, load_nvml
+    from hlbench.telemetry.peaks import cpu_gemm_flops, gpu_peak
+
+    report: dict[str, Any] = {"packages": _package_versions()}
+    nvml, reason = load_nvml()
+    if nvml is None:
+        report["nvml"] = {"available": False, "reason": reason, "gpus": []}
+    else:
+        try:
+            probe = NVMLProbe(nvml, list(range(nvml.nvmlDeviceGetCount())), None)
+            info = probe.info()
+            for device in info["devices"]:
+                flops, source = gpu_peak(device["name"], "bf16")
+                device["peak_bf16_dense_flops"], device["peak_source"] = flops, source
+            report["nvml"] = {"available": True, "reason": None, "driver_version": info["driver_version"],
+                              "nvml_version": info["nvml_version"], "gpus": info["devices"]}
+        finally:
+            nvml.nvmlShutdown()
+    if calibrate:
+        flops, source = cpu_gemm_flops("numpy", "fp32")
+        report["cpu_gemm_fp32_flops"], report["cpu_gemm_source"] = flops, source
+    return report

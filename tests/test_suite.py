@@ -76,7 +76,7 @@ def test_dry_run_lists_cells(write_suite, capsys):
     assert main(["run", str(write_suite(GOOD)), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "gpt-tiny/torch/fp32/ga4/none" in out
-    assert "skip: precision 'bf16' is not implemented" in out
+    assert "skip: pruning 'magnitude' is not implemented" in out  # declared, not yet built: planned as a skip
     assert "12 cell(s)" in out
 
 
