@@ -8,6 +8,7 @@ into an `error` record, so a cell that silently ran another precision can never 
 What is observed (each backend, first optimizer step only, nothing in the measured steps):
 - param: the storage dtype of every trainable parameter (one name, or a mismatch if they differ);
 - matmul_output: the output dtype of the first linear layer of the forward pass;
+- recurrent_output (LSTM only): the output dtype of the recurrent layer;
 - grad: the dtype of every parameter's accumulated gradient before the optimizer step;
 - optimizer_state: the dtype of AdamW's moments;
 - tf32: whether fp32 matmuls may use TF32 (true only for the tf32 level).
@@ -97,9 +98,12 @@ def check_observed(name: str, observed: dict[str, Any]) -> None:
     """Raise PrecisionViolation naming every observed dtype that contradicts level `name`.
 
     Keys of `expected` that are missing from `observed` are violations too: an unobserved dtype
-    proves nothing.
+    proves nothing. An LSTM's own output (`recurrent_output`, where observed) must be in the
+    compute dtype as well: the recurrence is most of that model's work, not only its head.
     """
     want = expected(name)
+    if "recurrent_output" in observed:
+        want["recurrent_output"] = level(name).compute
     wrong = [f"{key}: expected {value}, observed {observed.get(key, 'nothing')}"
              for key, value in want.items() if observed.get(key) != value]
     if wrong:

@@ -10,9 +10,9 @@ runs, so the frameworks would not train the same way.
 Both are a few lines, written here once.
 
 Reduced-precision state (bf16-pure): each update is computed in float32 from the stored values and
-rounded once into the variable's dtype, as PyTorch's fused AdamW kernels do (verified bit-exact on
-bf16 parameters and moments on the CPU, torch 2.13); for float32 variables every cast is a no-op and
-the arithmetic is unchanged.
+rounded once into the variable's dtype, as PyTorch's fused AdamW kernels do (on the CPU, torch 2.13:
+equal but for rare one-ulp differences where torch's kernel fuses a multiply-add; tested); for
+float32 variables every cast is a no-op and the arithmetic is unchanged.
 
 Dynamic loss scaling (fp16): DynamicLossScale, torch.amp.GradScaler's algorithm. Why not
 keras.optimizers.LossScaleOptimizer: it wraps a Keras optimizer (this AdamW is not one, see above),

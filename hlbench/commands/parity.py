@@ -12,7 +12,7 @@ from hlbench.errors import UsageError
 
 EPILOG = """\
 A cell group is the suite's cells that differ only in backend. Only groups at a precision with
-tolerances (today: fp32) and without pruning are checked; use --all-axes to include every
+tolerances (fp32, bf16, fp16, bf16-pure; hlbench.parity.TOLERANCES) and without pruning are checked; use --all-axes to include every
 accumulation and compile value (default: the smallest accumulation, compile false).
 
 Each backend runs in a fresh process. Records (kind: parity) go to
@@ -38,6 +38,8 @@ def register(sub: Any) -> None:
     p.add_argument("--seq-len", type=int, default=32, help="with --model (default: 32)")
     p.add_argument("--batch-size", type=int, default=8, help="with --model (default: 8)")
     p.add_argument("--accumulation", type=int, default=1, help="with --model (default: 1)")
+    p.add_argument("--precision", default="fp32",
+                   help="with --model, comma-separated levels, e.g. fp32,bf16,fp16,bf16-pure (default: fp32)")
     p.add_argument("--backends", default="torch,tf", help="with --model, comma-separated (default: torch,tf)")
     p.add_argument("--device", default="cpu", help="with --model: cpu | cuda[:N] | auto (default: cpu)")
     p.add_argument("--steps", type=int, default=None, help="AdamW steps before the final loss check (default: 20)")
@@ -55,7 +57,8 @@ def _suite_from_args(args: argparse.Namespace) -> Any:
         "device": args.device,
         "backends": [b.strip() for b in args.backends.split(",") if b.strip()],
         "workloads": [{"model": args.model, "size": args.size, "seq_len": args.seq_len, "batch_size": args.batch_size}],
-        "axes": {"accumulation": [args.accumulation]},
+        "axes": {"accumulation": [args.accumulation],
+                 "precision": [v.strip() for v in args.precision.split(",") if v.strip()]},
     }
     where = Path(f"<--model {args.model}>")
     return suite_from_mapping(raw, where, hashlib.sha256(repr(raw).encode()).hexdigest())
