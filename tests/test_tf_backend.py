@@ -57,6 +57,20 @@ def test_parity_with_pytorch_in_fp32(write_suite, model):
     np.testing.assert_allclose(tf_losses, torch_losses, rtol=1e-4)
 
 
+@pytest.mark.parametrize(("model", "level"), [("gpt", "bf16"), ("gpt", "fp16"), ("gpt", "bf16-pure"), ("lstm", "fp16")])
+def test_parity_with_pytorch_at_reduced_precision(write_suite, model, level):
+    """The same run at a reduced level in both frameworks stays within that level's tolerances."""
+    text = SUITE.replace("MODEL", model).replace("VARLEN", "false").replace(
+        "accumulation: [1, 4]", f"accumulation: [1]\n  precision: [{level}]")
+    group = [c for c in load_suite(write_suite(text)).cells if not c.axes["compile"]]
+    assert [c.backend for c in group] == ["torch", "tf"]
+    probes = [parity.probe(c, BACKENDS[c.backend](), parity.DEFAULT_STEPS) for c in group]
+    checks = parity.compare(probes, parity.TOLERANCES[level], parity.DEFAULT_STEPS)
+    failed = [c for c in checks if not c["passed"]]
+    assert not failed, failed
+    assert probes[1].train_losses[-1] < probes[1].train_losses[0]
+
+
 @pytest.mark.parametrize("model", ["gpt", "lstm"])
 @pytest.mark.parametrize("variable_length", [False, True])
 def test_accumulated_gradient_equals_full_batch_gradient(write_suite, model, variable_length):
@@ -76,6 +90,7 @@ def test_gradients_leave_the_model_unchanged_and_xla_trains_the_same(write_suite
     graph, xla = _trainer(cells[("tf", 4, False)]), _trainer(cells[("tf", 4, True)])
     assert graph.info()["jit_compile"] is False and xla.info()["jit_compile"] is True
     assert graph.info()["tf32_enabled"] is False  # fp32 means fp32
+    assert graph.info()["dtypes"] == {}  # observed in the first train step, not before
     batches = train_batches(cells[("tf", 4, False)], corpus_for(cells[("tf", 4, False)]), 5)
     before = graph.weights()
     graph.gradients(batches[0])
