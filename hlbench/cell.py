@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hlbench.axes import AXES
@@ -23,6 +23,8 @@ class Cell:
     measurement: dict[str, Any]
     optimizer: dict[str, Any]
     seed: int
+    # resolved settings of the named axis values: {"pruning": {...}, "augmentation": {...}}
+    techniques: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:

@@ -12,9 +12,12 @@ import dataclasses
 import hashlib
 import math
 import os
+import time
 from typing import Any
 
 import numpy as np
+
+from hlbench.techniques.augment import AugmentationConfig, corrupt_inputs, delete_spans
 
 IGNORE_INDEX = -100  # target at padded positions: PyTorch cross-entropy's default ignore_index
 SPLITS = ("train", "eval")
@@ -288,13 +291,20 @@ def make_corpus(cfg: dict[str, Any], seed: int) -> Corpus:
 
 
 def make_batches(corpus: Corpus, seed: int, n_batches: int, batch_size: int, seq_len: int,
-                 split: str = "train", variable_length: bool = False) -> list[Batch]:
+                 split: str = "train", variable_length: bool = False,
+                 augmentation: AugmentationConfig | None = None,
+                 stats: dict[str, float] | None = None) -> list[Batch]:
     """`n_batches` batches of (inputs, targets) = (window[:, :-1], window[:, 1:]).
 
     Deterministic in (corpus, seed, split, sizes). Train and eval use separate generators (second
     seed word 0 or 1), so the eval stream never overlaps the train stream. With `variable_length`,
     row r keeps a length l_r ~ Uniform{max(1, T//4) .. T} from the same generator; positions >= l_r
     get input 0 and target IGNORE_INDEX.
+
+    `augmentation` (hlbench.techniques.augment) draws from its own generator (third seed word 2), so
+    token_replace / token_mask leave the underlying token stream exactly as without augmentation;
+    span_delete draws longer windows to refill what it deletes. The host time augmentation takes is
+    added to `stats["augmentation_s"]`.
     """
     _check_split(split)
     _positive_int(n_batches, "n_batches")
@@ -302,16 +312,33 @@ def make_batches(corpus: Corpus, seed: int, n_batches: int, batch_size: int, seq
     _positive_int(seq_len, "seq_len")
     corpus.check_seq_len(seq_len)
     rng = np.random.default_rng([seed, SPLITS.index(split)])
+    augment = augmentation if augmentation is not None and augmentation.method != "none" else None
+    aug_rng = np.random.default_rng([seed, SPLITS.index(split), 2])
+    extra = augment.extra_tokens(seq_len) if augment else 0
+    if extra:
+        corpus.check_seq_len(seq_len + extra)
+    aug_s = 0.0
     batches = []
     positions = np.arange(seq_len)
     for _ in range(n_batches):
-        window = corpus.sample(rng, batch_size, seq_len, split)
+        window = corpus.sample(rng, batch_size, seq_len + extra, split)
+        if extra:
+            t0 = time.perf_counter()
+            window = delete_spans(window, seq_len + 1, augment, aug_rng)
+            aug_s += time.perf_counter() - t0
         inputs = np.ascontiguousarray(window[:, :-1])
         targets = np.ascontiguousarray(window[:, 1:])
+        pad = np.zeros_like(inputs, dtype=bool)
         if variable_length:
             lengths = rng.integers(max(1, seq_len // 4), seq_len + 1, size=batch_size)
             pad = positions[None, :] >= lengths[:, None]
             inputs[pad] = 0
             targets[pad] = IGNORE_INDEX
+        if augment and augment.method in ("token_replace", "token_mask"):
+            t0 = time.perf_counter()
+            inputs = corrupt_inputs(inputs, ~pad, augment, corpus.vocab_size, aug_rng)
+            aug_s += time.perf_counter() - t0
         batches.append(Batch(inputs, targets))
+    if stats is not None:
+        stats["augmentation_s"] = stats.get("augmentation_s", 0.0) + aug_s
     return batches

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hlbench import workloads
-from hlbench.axes import AXIS_NAMES, PRECISIONS, PRUNING_METHODS
+from hlbench.axes import AUGMENTATION_METHODS, AXIS_NAMES, PRECISIONS, PRUNING_METHODS
 from hlbench.backends import registry
 from hlbench.cell import Cell
 from hlbench.data import make_corpus
@@ -67,10 +67,13 @@ class WorkloadConfig(_Strict):
 class Axes(_Strict):
     precision: list[Literal[PRECISIONS]] = Field(["fp32"], min_length=1)  # type: ignore[valid-type]
     accumulation: list[PositiveInt] = Field([1], min_length=1)
-    pruning: list[Literal[PRUNING_METHODS]] = Field(["none"], min_length=1)  # type: ignore[valid-type]
+    # names: a method (none, magnitude, structured, 2:4) or a variant defined in the suite's `pruning:`
+    pruning: list[str] = Field(["none"], min_length=1)
     compile: list[bool] = Field([False], min_length=1)
+    # names: none, token_replace, token_mask, span_delete, or a variant defined in `augmentation:`
+    augmentation: list[str] = Field(["none"], min_length=1)
 
-    @field_validator("precision", "accumulation", "pruning", "compile")
+    @field_validator("precision", "accumulation", "pruning", "compile", "augmentation")
     @classmethod
     def _unique(cls, values: list[Any]) -> list[Any]:
         dupes = sorted({str(v) for v in values if values.count(v) > 1})
@@ -106,6 +109,56 @@ class Optimizer(_Strict):
 ExcludeValue = Union[bool, str, int, list[Union[bool, str, int]]]
 
 
+class Pruning(_Strict):
+    """A named pruning setting (suite key `pruning: {NAME: {...}}`); see hlbench.techniques.pruning."""
+
+    method: Literal[PRUNING_METHODS] | None = None  # type: ignore[valid-type]  # default: the name
+    sparsity: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    schedule: Literal["oneshot", "gradual"] = "oneshot"
+    at: Literal["init", "after_warmup"] = "init"
+    start_step: Annotated[int, Field(ge=0)] = 0
+    end_step: Annotated[int, Field(ge=0)] = 0
+    every_steps: PositiveInt = 1
+    shrink: bool = False
+    sparse_kernels: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Pruning":
+        method = self.method
+        if method == "none" and self.model_fields_set - {"method"}:
+            raise ValueError("method none takes no settings")
+        if self.shrink and method != "structured":
+            raise ValueError(f"shrink applies to structured pruning only (method is {method})")
+        if self.sparse_kernels and method != "2:4":
+            raise ValueError(f"sparse_kernels applies to 2:4 pruning only (method is {method})")
+        if method == "2:4" and "sparsity" in self.model_fields_set:
+            raise ValueError("2:4 has a fixed sparsity of 50%; remove `sparsity`")
+        if method == "2:4" and self.schedule != "oneshot":
+            raise ValueError("2:4 is oneshot only")
+        if self.schedule == "gradual" and self.end_step <= self.start_step:
+            raise ValueError(f"gradual: end_step ({self.end_step}) must be after start_step ({self.start_step})")
+        if self.schedule == "oneshot" and self.model_fields_set & {"start_step", "end_step", "every_steps"}:
+            raise ValueError("start_step, end_step and every_steps belong to schedule: gradual")
+        return self
+
+
+class Augmentation(_Strict):
+    """A named augmentation setting (suite key `augmentation: {NAME: {...}}`); see hlbench.techniques.augment."""
+
+    method: Literal[AUGMENTATION_METHODS] | None = None  # type: ignore[valid-type]  # default: the name
+    rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    mask_token: Annotated[int, Field(ge=0)] | None = None
+    span_mean: Annotated[float, Field(ge=1.0)] = 3.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Augmentation":
+        if self.mask_token is not None and self.method != "token_mask":
+            raise ValueError("mask_token applies to token_mask only")
+        if "span_mean" in self.model_fields_set and self.method != "span_delete":
+            raise ValueError("span_mean applies to span_delete only")
+        return self
+
+
 class Telemetry(_Strict):
     enabled: bool = Field(True, description="sample NVML (GPUs) and the host beside each worker")
     interval_s: Annotated[float, Field(ge=0.01, le=10.0)] = Field(0.1, description="seconds between samples")
@@ -123,6 +176,8 @@ class SuiteConfig(_Strict):
     measurement: Measurement = Field(default_factory=Measurement)
     optimizer: Optimizer = Field(default_factory=Optimizer)
     telemetry: Telemetry = Field(default_factory=Telemetry)  # how figures are observed, not what is run: not in cell hashes
+    pruning: dict[str, dict[str, Any]] = {}  # NAME -> Pruning settings, for the pruning axis
+    augmentation: dict[str, dict[str, Any]] = {}  # NAME -> Augmentation settings, for the augmentation axis
 
     @field_validator("device")
     @classmethod
@@ -180,11 +235,39 @@ def suite_from_mapping(raw: Any, path: Path, sha256: str) -> Suite:
         config = SuiteConfig.model_validate(raw)
     except ValidationError as exc:
         raise UsageError(f"{path}: {_first_error(exc)}") from None
+    techniques = _resolve_techniques(path, config)
     specs = [_workload_spec(path, i, w) for i, w in enumerate(config.workloads)]
     data = [_resolve_data(path, i, w, spec) for i, (w, spec) in enumerate(zip(config.workloads, specs))]
     _check_exclude(path, config)
-    cells = _expand(path, config, specs, data)
+    cells = _expand(path, config, specs, data, techniques)
     return Suite(config, path, sha256, cells)
+
+
+def _resolve_techniques(path: Path, config: SuiteConfig) -> dict[str, dict[str, dict[str, Any]]]:
+    """Axis value name -> full settings, for pruning and augmentation; unknown names and bad settings
+    are one-line errors naming the key."""
+    resolved: dict[str, dict[str, dict[str, Any]]] = {}
+    for axis, model, builtins in (("pruning", Pruning, PRUNING_METHODS),
+                                  ("augmentation", Augmentation, AUGMENTATION_METHODS)):
+        defined: dict[str, dict[str, Any]] = getattr(config, axis)
+        settings = {}
+        for name in sorted(set(getattr(config.axes, axis)) | set(defined)):
+            raw = dict(defined.get(name, {}))
+            if name not in builtins and "method" not in raw:
+                where = f"{axis}.{name}" if name in defined else f"axes.{axis}"
+                raise UsageError(f"{path}: {where}: {name!r} is neither a method ({', '.join(builtins)}) nor "
+                                 f"defined with a `method` under `{axis}:`")
+            raw.setdefault("method", name)
+            try:
+                value = model.model_validate(raw)
+            except ValidationError as exc:
+                detail = _first_error(exc)
+                raise UsageError(f"{path}: {axis}.{name}" + ("" if detail.startswith("<top>") else ".")
+                                 + detail.removeprefix("<top>")) from None
+            # "none" is just that: no settings, so every un-pruned, un-augmented cell hashes alike
+            settings[name] = {"method": "none"} if value.method == "none" else value.model_dump()
+        resolved[axis] = settings
+    return resolved
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -270,7 +353,8 @@ def _excluded(rules: list[dict[str, Any]], values: dict[str, Any]) -> bool:
 
 
 def _expand(
-    path: Path, config: SuiteConfig, specs: list[workloads.ModelSpec], data: list[dict[str, Any]]
+    path: Path, config: SuiteConfig, specs: list[workloads.ModelSpec], data: list[dict[str, Any]],
+    techniques: dict[str, dict[str, dict[str, Any]]],
 ) -> list[Cell]:
     cells = []
     axis_values = [getattr(config.axes, axis) for axis in AXIS_NAMES]
@@ -279,7 +363,8 @@ def _expand(
             axes = dict(zip(AXIS_NAMES, combo))
             if _excluded(config.exclude, {"workload": w.display_name, "backend": backend, **axes}):
                 continue
-            cells.append(_make_cell(path, config, w, spec, d, backend, axes))
+            settings = {axis: techniques[axis][axes[axis]] for axis in ("pruning", "augmentation")}
+            cells.append(_make_cell(path, config, w, spec, d, backend, axes, settings))
     if not cells:
         raise UsageError(f"{path}: exclude: the rules exclude every cell of the matrix")
     return cells
@@ -293,6 +378,7 @@ def _make_cell(
     data: dict[str, Any],
     backend: str,
     axes: dict[str, Any],
+    techniques: dict[str, dict[str, Any]],
 ) -> Cell:
     k = axes["accumulation"]
     if w.hold == "global":
@@ -322,4 +408,5 @@ def _make_cell(
         measurement=config.measurement.model_dump(),
         optimizer=config.optimizer.model_dump(mode="json"),
         seed=config.seed,
+        techniques=techniques,
     )

@@ -20,6 +20,7 @@ from hlbench.backends.base import Backend, Trainer
 from hlbench.cell import Cell
 from hlbench.data import Batch, Corpus, make_batches, make_corpus
 from hlbench.measure import Timing, run_timed, step_stats
+from hlbench.techniques.augment import AugmentationConfig
 
 
 def model_spec(cell: Cell) -> workloads.ModelSpec:
@@ -32,11 +33,17 @@ def corpus_for(cell: Cell) -> Corpus:
     return make_corpus(data, seed=cell.seed)
 
 
-def train_batches(cell: Cell, corpus: Corpus, n_steps: int) -> list[Batch]:
+def augmentation_for(cell: Cell) -> AugmentationConfig:
+    return AugmentationConfig.from_dict(cell.techniques.get("augmentation") or {"method": "none"})
+
+
+def train_batches(cell: Cell, corpus: Corpus, n_steps: int, stats: dict[str, float] | None = None) -> list[Batch]:
     """The global batches of steps 0 … n_steps-1: the same tokens in every backend and every cell
-    whose global batch is the same (so accumulation settings compare the same optimization)."""
+    whose global batch and augmentation are the same (so accumulation settings compare the same
+    optimization). Augmentation happens here, on the host; its time is added to `stats`."""
     w = cell.workload
-    return make_batches(corpus, cell.seed, n_steps, w["global_batch"], w["seq_len"], "train", w["variable_length"])
+    return make_batches(corpus, cell.seed, n_steps, w["global_batch"], w["seq_len"], "train", w["variable_length"],
+                        augmentation_for(cell), stats)
 
 
 def eval_batches(cell: Cell, corpus: Corpus) -> list[Batch]:
@@ -57,7 +64,8 @@ def run_cell(cell: Cell, backend: Backend) -> dict[str, Any]:
     spec = model_spec(cell)
     corpus = corpus_for(cell)
     n_steps = m["warmup_steps"] + m["windows"] * m["steps"]
-    batches = train_batches(cell, corpus, n_steps)
+    prep_stats: dict[str, float] = {}
+    batches = train_batches(cell, corpus, n_steps, prep_stats)
     held_out = eval_batches(cell, corpus)
     weights = spec.init_weights(cell.seed)
     data_prep_s = time.perf_counter() - t0
@@ -96,6 +104,9 @@ def run_cell(cell: Cell, backend: Backend) -> dict[str, Any]:
         "timing": {
             **timing.to_dict(),
             "data_prep_s": data_prep_s,
+            # host time spent augmenting the train batches (inside data_prep_s, outside the step times)
+            "augmentation_s": prep_stats.get("augmentation_s", 0.0),
+            "augmentation_per_step_s": prep_stats.get("augmentation_s", 0.0) / n_steps,
             "build_s": build_s,
             "startup_s": build_s + sum(timing.warmup_step_times_s),
             "eval_s": eval_s,

@@ -1,8 +1,9 @@
 """Safe YAML loading with the strictness a benchmark config needs.
 
 PyYAML's SafeLoader never constructs Python objects, but it silently keeps the last of two duplicate
-keys and reads `3e-4` as a string (YAML 1.1 wants a dot in floats). Both would turn a typo into a
-wrong benchmark, so this loader rejects duplicates and reads YAML 1.2 floats.
+keys, reads `3e-4` as a string (YAML 1.1 wants a dot in floats) and `2:4` as the integer 124 (YAML 1.1's
+base-60 ints). Each would turn a typo or a pruning method into a wrong benchmark, so this loader
+rejects duplicates and reads YAML 1.2 numbers.
 """
 
 from __future__ import annotations
@@ -31,6 +32,17 @@ class StrictLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+
+# YAML 1.2 integers only: without the base-60 form, `2:4` stays the string "2:4".
+StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:int"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$"),
+    list("-+0123456789"),
+)
 
 # YAML 1.2 float syntax, so that `lr: 3e-4` is a number, not a string.
 StrictLoader.add_implicit_resolver(

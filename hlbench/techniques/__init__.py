@@ -1,0 +1,1 @@
+"""Training techniques as framework-neutral data and NumPy: pruning masks and schedules, data augmentation."""
