@@ -7,6 +7,7 @@ the measured part of a record.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import sys
@@ -21,11 +22,15 @@ from hlbench.cell import Cell
 from hlbench.data import Batch, Corpus, make_batches, make_corpus
 from hlbench.measure import Timing, run_timed, step_stats
 from hlbench.techniques.augment import AugmentationConfig
+from hlbench.techniques.driver import PruningRun
 
 
 def model_spec(cell: Cell) -> workloads.ModelSpec:
     spec = cell.workload["spec"]
-    return workloads.get_spec(spec["model"], spec["size"], spec["vocab_size"])
+    base = workloads.get_spec(spec["model"], spec["size"], spec["vocab_size"])
+    # a structured `shrink` leaves fewer heads / MLP neurons (hlbench.techniques.driver)
+    shrunk = {k: spec[k] for k in ("n_head_kept", "d_mlp") if spec.get(k) is not None}
+    return dataclasses.replace(base, **shrunk) if shrunk else base
 
 
 def corpus_for(cell: Cell) -> Corpus:
@@ -68,10 +73,12 @@ def run_cell(cell: Cell, backend: Backend) -> dict[str, Any]:
     batches = train_batches(cell, corpus, n_steps, prep_stats)
     held_out = eval_batches(cell, corpus)
     weights = spec.init_weights(cell.seed)
+    pruning = PruningRun(cell, spec)
+    build_cell, spec, weights = pruning.prepare(cell, weights)  # a structured shrink: a smaller model
     data_prep_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    trainer = backend.build(cell, weights)
+    trainer = backend.build(build_cell, weights)
     build_s = time.perf_counter() - t0
 
     losses: list[Any] = []
@@ -80,13 +87,18 @@ def run_cell(cell: Cell, backend: Backend) -> dict[str, Any]:
     # so the end-to-end tests of `hlbench compare` can produce a real, known slowdown.
     delay_s = float(os.environ.get("HLBENCH_TEST_STEP_DELAY_S", "0") or 0)
 
+    first_measured = m["warmup_steps"]
+
     def step(i: int) -> None:
+        if i != first_measured:  # a pruning event before the first measured step runs untimed (below)
+            pruning.before_step(i, trainer)
         losses.append(trainer.train_step(batches[i]))
         if delay_s:
             time.sleep(delay_s)
 
     def on_window_start() -> None:
         if not peak_reset[0]:  # one peak over all measured windows, warmup excluded
+            pruning.before_step(first_measured, trainer)  # e.g. oneshot after the warmup
             trainer.reset_peak_memory()
             peak_reset[0] = True
 
@@ -115,7 +127,7 @@ def run_cell(cell: Cell, backend: Backend) -> dict[str, Any]:
         "loss": _losses(corpus, timing, train_losses, eval_loss, m["warmup_steps"]),
         "memory": {**framework_memory, **_host_memory()},
         "backend_info": {**trainer.info(), "n_params": spec.n_params, "flops_per_token": spec.flops_per_token(
-            cell.workload["seq_len"])},
+            cell.workload["seq_len"]), "pruning": pruning.report(trainer)},
     }
 
 

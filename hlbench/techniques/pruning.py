@@ -246,3 +246,11 @@ def describe(config: PruningConfig) -> str:
     text = f"{config.method} {config.sparsity:.0%}"
     return text + (" shrink" if config.shrink else "") + (" gradual" if config.schedule == "gradual" else "")
 
+
+
+def shrunk_spec(spec: ModelSpec, units: dict[int, dict[str, np.ndarray]]) -> ModelSpec:
+    """The architecture after `shrink`: same model, fewer heads and MLP neurons in every layer."""
+    import dataclasses
+
+    shapes = shrunk_shapes(spec, units)
+    return dataclasses.replace(spec, n_head_kept=shapes["n_head_kept"], d_mlp=shapes["d_mlp_kept"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from typing import Any
+
 import numpy as np
 
 from hlbench.workloads.base import ModelSpec, normal
@@ -32,6 +34,10 @@ class GPTSpec(ModelSpec):
     n_head: int
     d_model: int
     n_positions: int
+    # Set only by structured pruning with `shrink` (hlbench.techniques.pruning): the attention heads
+    # (each d_model / n_head wide) and MLP neurons that remain in every layer. None: all of them.
+    n_head_kept: int | None = None
+    d_mlp: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -47,18 +53,29 @@ class GPTSpec(ModelSpec):
     def d_head(self) -> int:
         return self.d_model // self.n_head
 
+    @property
+    def d_attn(self) -> int:
+        """Width of q, k, v and of the attention output: the kept heads × d_head."""
+        return (self.n_head if self.n_head_kept is None else self.n_head_kept) * self.d_head
+
+    @property
+    def d_ff(self) -> int:
+        """MLP hidden width: 4·d, or what structured pruning left."""
+        return 4 * self.d_model if self.d_mlp is None else self.d_mlp
+
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         d, V, P = self.d_model, self.vocab_size, self.n_positions
+        a, f = self.d_attn, self.d_ff
         shapes: dict[str, tuple[int, ...]] = {"wte": (V, d), "wpe": (P, d)}
         for i in range(self.n_layer):
             p = f"h.{i}."
             shapes.update({
                 p + "ln_1.g": (d,), p + "ln_1.b": (d,),
-                p + "attn.c_attn.w": (d, 3 * d), p + "attn.c_attn.b": (3 * d,),
-                p + "attn.c_proj.w": (d, d), p + "attn.c_proj.b": (d,),
+                p + "attn.c_attn.w": (d, 3 * a), p + "attn.c_attn.b": (3 * a,),
+                p + "attn.c_proj.w": (a, d), p + "attn.c_proj.b": (d,),
                 p + "ln_2.g": (d,), p + "ln_2.b": (d,),
-                p + "mlp.c_fc.w": (d, 4 * d), p + "mlp.c_fc.b": (4 * d,),
-                p + "mlp.c_proj.w": (4 * d, d), p + "mlp.c_proj.b": (d,),
+                p + "mlp.c_fc.w": (d, f), p + "mlp.c_fc.b": (f,),
+                p + "mlp.c_proj.w": (f, d), p + "mlp.c_proj.b": (d,),
             })
         shapes.update({"ln_f.g": (d,), "ln_f.b": (d,)})
         return shapes
@@ -92,10 +109,15 @@ class GPTSpec(ModelSpec):
         6*N: forward (2 FLOPs per multiply-add) + backward (twice the forward) over the N =
         `n_params_flops` matmul parameters. 12*L*d*T: attention scores (QK^T) and the weighted sum
         (AV), 2*T*d multiply-adds per token per layer, times 2 FLOPs x 3 for forward + backward.
-        T is the full sequence length; causal masking is not discounted.
+        T is the full sequence length; causal masking is not discounted. After a structured `shrink`,
+        d in the attention term is the kept attention width (heads × d_head).
         """
         self._check_seq_len(seq_len)
-        return float(6 * self.n_params_flops + 12 * self.n_layer * self.d_model * seq_len)
+        return float(6 * self.n_params_flops + 12 * self.n_layer * self.d_attn * seq_len)
+
+    def to_dict(self) -> dict[str, Any]:
+        # the shrink fields only when set, so unpruned cells keep the content hashes they always had
+        return {k: v for k, v in super().to_dict().items() if v is not None or k not in ("n_head_kept", "d_mlp")}
 
 
 def _preset(size: str, n_layer: int, n_head: int, d_model: int, n_positions: int,

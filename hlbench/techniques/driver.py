@@ -1,0 +1,84 @@
+"""Pruning during a cell's training: when to prune, at which sparsity, and what to record.
+
+The training loop (hlbench.train) calls `prepare` before building the trainer (a structured `shrink`
+changes the architecture and the weights the backend loads), `before_step(i, trainer)` before every
+optimizer step, and `report(trainer)` at the end. Masks come from hlbench.techniques.pruning, computed
+from the trainer's current weights in the neutral layout, so every backend prunes the same weights;
+the trainer applies them (Trainer.apply_masks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+
+from hlbench.cell import Cell
+from hlbench.techniques import pruning as P
+from hlbench.workloads import ModelSpec
+
+
+def pruning_for(cell: Cell) -> P.PruningConfig:
+    return P.PruningConfig.from_dict(cell.techniques.get("pruning") or {"method": "none"})
+
+
+class PruningRun:
+    def __init__(self, cell: Cell, spec: ModelSpec) -> None:
+        self.config = pruning_for(cell)
+        self.spec = spec
+        self.n_params_before = spec.n_params
+        self.events = set(self.config.event_steps(cell.measurement["warmup_steps"]))
+        self.event_s: list[float] = []
+        self.shapes: dict[str, int] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.config.method != "none"
+
+    def prepare(self, cell: Cell, weights: dict[str, np.ndarray]) -> tuple[Cell, ModelSpec, dict[str, np.ndarray]]:
+        """For `shrink`: the cell, spec and weights of the physically smaller model (pruned at init)."""
+        if not self.config.shrink:
+            return cell, self.spec, weights
+        if self.config.schedule != "oneshot" or self.config.at != "init":
+            raise ValueError("shrink removes units once, from the initial weights: use schedule oneshot, at init")
+        full = self.spec
+        units = P.structured_units(full, weights, self.config.sparsity)
+        small_weights = P.shrink_weights(full, weights, units)
+        self.shapes = P.shrunk_shapes(full, units)
+        self.spec = P.shrunk_spec(full, units)
+        self.full_spec = full
+        self.events = set()  # nothing left to mask: the pruned units no longer exist
+        workload = {**cell.workload, "spec": self.spec.to_dict()}
+        return dataclasses.replace(cell, workload=workload), self.spec, small_weights
+
+    def spec_before(self) -> ModelSpec:
+        return getattr(self, "full_spec", self.spec)
+
+    def before_step(self, step: int, trainer: Any) -> None:
+        if step not in self.events:
+            return
+        t0 = time.perf_counter()
+        masks = P.compute_masks(self.spec, trainer.weights(), self.config, self.config.sparsity_at(step))
+        trainer.apply_masks(masks)
+        self.event_s.append(time.perf_counter() - t0)
+
+    def report(self, trainer: Any) -> dict[str, Any] | None:
+        if not self.active:
+            return None
+        weights = trainer.weights()
+        measured = P.sparsity_report(self.spec, weights, self.config)
+        return {
+            "method": self.config.method,
+            "description": P.describe(self.config),
+            "target_sparsity": P.expected_sparsity(self.spec_before(), self.config),
+            **measured,
+            "n_params_before": self.n_params_before,
+            "shrink_shapes": self.shapes,
+            "n_m_holds": P.check_n_m(weights, P.prunable(self.spec)) if self.config.method == "2:4" else None,
+            # masks: zeros stored in dense kernels (no speedup expected from dense matmuls);
+            # shrink: a smaller dense model; semi-structured: sparse kernels (CUDA only)
+            "execution": "shrunk dense model" if self.config.shrink else trainer.info().get("sparse_execution", "dense kernels with masks"),
+            "event_s": self.event_s,  # host time of each pruning event (mask computation and application)
+        }
