@@ -239,3 +239,17 @@ def test_bf16_rounding_matches_both_frameworks():
     ours = precision.round_to_storage(x, "bfloat16")
     np.testing.assert_array_equal(ours, torch.from_numpy(x).bfloat16().float().numpy())
     np.testing.assert_array_equal(ours, tf.cast(tf.cast(x, tf.bfloat16), tf.float32).numpy())
+
+
+def test_gpu_precision_suite_and_script():
+    """The GPU script's suite covers the whole PyTorch axis; the script parses (it runs only on GPUs)."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    suite = load_suite(repo / "suites" / "gpu-precision.yaml")
+    assert list(suite.config.backends) == ["torch"] and suite.config.device == "cuda"
+    assert set(suite.config.axes.precision) == set(precision.LEVELS)
+    script = repo / "benchmarks" / "gpu_precision.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "suites/gpu-precision.yaml" in script.read_text()
