@@ -7,7 +7,9 @@ into an `error` record, so a cell that silently ran another precision can never 
 
 What is observed (each backend, first optimizer step only, nothing in the measured steps):
 - param: the storage dtype of every trainable parameter (one name, or a mismatch if they differ);
-- matmul_output: the output dtype of the first linear layer of the forward pass;
+- matmul_output: the dtype of the logits, the output of the forward pass's last matmul (the tied
+  head of the GPT, the linear head of the LSTM), observed outside the model so torch.compile and
+  XLA see no hook;
 - recurrent_output (LSTM only): the output dtype of the recurrent layer;
 - grad: the dtype of every parameter's accumulated gradient before the optimizer step;
 - optimizer_state: the dtype of AdamW's moments;

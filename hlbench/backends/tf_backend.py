@@ -145,7 +145,9 @@ class TFTrainer(Trainer):
         def micro_step(i: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
             x, y = inputs[i * micro:(i + 1) * micro], targets[i * micro:(i + 1) * micro]
             with tf.GradientTape() as tape:
-                micro_sum = _token_loss_sum(self.model(x), y)
+                logits = self.model(x)  # (b, T, V)
+                self.observed.setdefault("matmul_output", logits.dtype.name)  # trace time: the head's matmul
+                micro_sum = _token_loss_sum(logits, y)
                 scaled = micro_sum / n_tokens
                 if self.loss_scale is not None:  # fp16: gradients of the scaled loss (unscaled later)
                     scaled = scaled * self.loss_scale.scale

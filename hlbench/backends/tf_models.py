@@ -18,8 +18,8 @@ the softmax of attention and the loss (torch's reduced-precision CPU kernels for
 and GELU compute in float32 and round once; these do the same). The LSTM uses the Keras dtype policy
 of the level ("mixed_bfloat16", "mixed_float16", "bfloat16"), Keras's own autocast.
 
-`observed` records, at trace time (dtypes are static in a graph), the output dtype of the first
-linear layer (and of the LSTM): the forward half of the precision check (hlbench.precision).
+`observed` records, at trace time (dtypes are static in a graph), the output dtype of the LSTM; the
+trainer records the logits' (tf_backend.py): the forward half of the precision check.
 """
 
 from __future__ import annotations
@@ -48,9 +48,7 @@ class TFModel:
     def _linear(self, x: tf.Tensor, w: tf.Variable, b: tf.Variable) -> tf.Tensor:
         """x (..., in) @ w (in, out) + b, in the compute dtype (variables cast where used)."""
         cd = self.compute_dtype
-        y = tf.matmul(tf.cast(x, cd), tf.cast(w, cd)) + tf.cast(b, cd)
-        self.observed.setdefault("matmul_output", y.dtype.name)  # trace time: Python, not in the graph
-        return y
+        return tf.matmul(tf.cast(x, cd), tf.cast(w, cd)) + tf.cast(b, cd)
 
 
 def _layer_norm(x: tf.Tensor, g: tf.Variable, b: tf.Variable) -> tf.Tensor:

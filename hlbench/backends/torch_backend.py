@@ -14,8 +14,8 @@ Precision (hlbench.precision, DESIGN §3), nanoGPT style — no-op objects inste
   AdamW's moments are bf16 (the fused CPU/CUDA AdamW computes each update in fp32 and stores bf16);
 - fp8: torchao's float8 linear layers inside bf16 autocast (CUDA, compute capability ≥ 8.9).
 The loss is taken on fp32 logits at every level (autocast does the same for cross_entropy).
-The dtypes of the first step are observed (a forward hook on the first linear layer, removed after
-that step) and checked against the label (hlbench.precision.check_observed): a contradiction raises
+The dtypes of the first step are observed (the logits, i.e. the output head's matmul; the LSTM's
+output through a forward hook removed after that step) and checked against the label (hlbench.precision.check_observed): a contradiction raises
 PrecisionViolation, which the worker records as `error`.
 
 Test-only hooks (never set them in a real run; see hlbench.precision):
@@ -144,8 +144,8 @@ class TorchTrainer(Trainer):
         self.steps = 0  # train_step calls so far
         self._nonfinite_step = precision.nonfinite_step()  # test-only
         self.observed: dict[str, Any] = {}
-        self._hooks = self._observe_forward()
         self.compiled = bool(cell.axes.get("compile", False))
+        self._hooks = self._observe_recurrence()
         # torch.compile (TorchInductor) compiles forward and backward lazily, on the first call: the
         # measurement loop's warmup steps, timed as startup. The optimizer step stays eager (fused).
         self.forward = torch.compile(self.model) if self.compiled else self.model
@@ -169,19 +169,16 @@ class TorchTrainer(Trainer):
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _observe_forward(self) -> list[Any]:
-        """Forward hooks that record the output dtype of the first linear layer (and of the LSTM);
-        removed after the first train step, so measured steps carry no hook."""
-        def record(key: str) -> Any:
-            def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-                out = output[0] if isinstance(output, tuple) else output
-                self.observed.setdefault(key, dtype_name(out.dtype))
-            return hook
+    def _observe_recurrence(self) -> list[Any]:
+        """A forward hook recording the LSTM's output dtype, removed after the first train step so
+        measured steps carry no hook. Not under torch.compile: removing a hook changes the module's
+        guards, and the recompilation would land in a later step."""
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            self.observed.setdefault("recurrent_output", dtype_name(output[0].dtype))
 
-        first_linear = next(m for m in self.model.modules() if isinstance(m, nn.Linear))
-        hooks = [first_linear.register_forward_hook(record("matmul_output"))]
-        hooks += [m.register_forward_hook(record("recurrent_output")) for m in self.model.modules() if isinstance(m, nn.LSTM)]
-        return hooks
+        if self.compiled:
+            return []
+        return [m.register_forward_hook(hook) for m in self.model.modules() if isinstance(m, nn.LSTM)]
 
     def accumulate_gradients(self, batch: Batch) -> torch.Tensor:
         """Forward and backward over the k micro-batches of `batch`; returns the step's loss (on device).
@@ -194,6 +191,8 @@ class TorchTrainer(Trainer):
             rows = slice(i * micro, (i + 1) * micro)
             with self._ctx():
                 logits = self.forward(inputs[rows])  # (b, T, V)
+                if self.steps == 0:  # the output head's matmul, seen outside the (maybe compiled) model
+                    self.observed.setdefault("matmul_output", dtype_name(logits.dtype))
                 micro_sum = F.cross_entropy(
                     logits.float().reshape(-1, self.vocab_size), targets[rows].reshape(-1),
                     ignore_index=IGNORE_INDEX, reduction="sum",
