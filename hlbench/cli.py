@@ -166,7 +166,7 @@ def _print_cells(suite: Any) -> None:
 
     rows = []
     for cell in suite.cells:
-        skip = get_spec(cell.backend).unsupported_reason(cell.axes)
+        skip = get_spec(cell.backend).unsupported_reason_for(cell)
         w = cell.workload
         rows.append([cell.id, cell.hash, w["global_batch"], w["micro_batch"], w["seq_len"], f"skip: {skip}" if skip else "run"])
     print(tabulate(rows, headers=["cell", "hash", "global batch", "micro batch", "seq len", "plan"]))

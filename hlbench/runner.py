@@ -134,7 +134,7 @@ def _base_record(suite: Suite, task: Task, run_id: str) -> dict[str, Any]:
 def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig) -> dict[str, Any]:
     """Everything the record learns from running (or not running) the task."""
     spec = get_spec(task.cell.backend)
-    reason = spec.unsupported_reason(task.cell.axes)
+    reason = spec.unsupported_reason_for(task.cell)
     if reason:
         return {"status": "skipped", "reason": reason}
     log_path = logs_dir / f"{task.cell.hash}-r{task.repeat}.log"

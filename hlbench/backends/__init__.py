@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from hlbench.axes import PRECISIONS
+from hlbench.axes import PRECISIONS, PRUNING_METHODS
 from hlbench.errors import UsageError
 
 
@@ -39,6 +39,15 @@ class BackendSpec:
                 return self.reasons.get((axis, value), f"{axis} {value!r} is not implemented in the {self.name} backend yet")
         return None
 
+    def unsupported_reason_for(self, cell: Any) -> str | None:
+        """`unsupported_reason` for a cell, judging a named pruning/augmentation variant by its method."""
+        axes = dict(cell.axes)
+        for axis in ("pruning", "augmentation"):
+            method = (getattr(cell, "techniques", None) or {}).get(axis, {}).get("method")
+            if method is not None:
+                axes[axis] = method
+        return self.unsupported_reason(axes)
+
     def framework_installed(self) -> bool:
         """Whether the framework can be found, without importing it (TensorFlow's import takes seconds)."""
         try:
@@ -52,7 +61,8 @@ TORCH = BackendSpec(
     framework="torch",
     adapter="hlbench.backends.torch_backend:TorchBackend",
     # tf32 and fp8 are implemented; whether the device can run them is decided in build() (SkipCell).
-    supports={"precision": frozenset(PRECISIONS), "pruning": frozenset({"none"}), "compile": frozenset({False, True})},
+    supports={"precision": frozenset(PRECISIONS), "pruning": frozenset(PRUNING_METHODS),
+              "compile": frozenset({False, True})},
     install_hint='pip install "hlbench[torch]" (see the README for CUDA builds)',
 )
 
@@ -60,7 +70,7 @@ TF = BackendSpec(
     name="tf",
     framework="tensorflow",
     adapter="hlbench.backends.tf_backend:TFBackend",
-    supports={"precision": frozenset(PRECISIONS) - {"fp8"}, "pruning": frozenset({"none"}),
+    supports={"precision": frozenset(PRECISIONS) - {"fp8"}, "pruning": frozenset(PRUNING_METHODS),
               "compile": frozenset({False, True})},
     install_hint='pip install "hlbench[tf]" (tensorflow-cpu; see the README for GPU builds)',
     reasons={("precision", "fp8"): "fp8 is not available in TensorFlow (float8 training exists only for "

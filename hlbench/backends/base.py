@@ -36,6 +36,12 @@ class Trainer(ABC):
         Parity checks use it; a backend without it cannot take part in them."""
         raise NotImplementedError(f"{type(self).__name__} does not expose gradients for parity checks")
 
+    def apply_masks(self, masks: dict[str, np.ndarray]) -> None:
+        """Prune: multiply the named parameters (neutral layout masks, True = keep) and their AdamW
+        moments by the masks now, and their gradients at every later step, so pruned weights stay
+        exactly zero. A later call replaces the masks of the parameters it names."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement pruning")
+
     def weights(self) -> dict[str, np.ndarray]:
         """The current parameters as float32 NumPy arrays, neutral names and layouts (parity checks)."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its weights for parity checks")

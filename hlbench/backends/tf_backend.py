@@ -44,6 +44,8 @@ from hlbench.backends.tf_models import build_model  # noqa: E402
 from hlbench.backends.tf_optim import AdamW, DynamicLossScale, clip_by_global_norm  # noqa: E402
 from hlbench.cell import Cell  # noqa: E402
 from hlbench.data import IGNORE_INDEX, Batch  # noqa: E402
+from hlbench.techniques import pruning as P  # noqa: E402
+from hlbench.techniques.driver import pruning_for  # noqa: E402
 from hlbench.train import model_spec  # noqa: E402
 
 
@@ -127,6 +129,11 @@ class TFTrainer(Trainer):
                 precision.LOSS_SCALE_INIT, precision.LOSS_SCALE_GROWTH_FACTOR, precision.LOSS_SCALE_BACKOFF_FACTOR,
                 precision.LOSS_SCALE_GROWTH_INTERVAL) if self.level.loss_scaling else None
             self._step_counter = tf.Variable(0, trainable=False, dtype=tf.int64) if self._nonfinite_step is not None else None
+            # One mask per parameter a pruning event may touch, made before tracing (all ones until
+            # apply_masks), so the compiled step multiplies those gradients by them (no retracing).
+            pruning = pruning_for(cell)
+            self.mask_vars = {n: tf.Variable(tf.ones_like(self.params[self.names.index(n)]), trainable=False,
+                                             name=f"mask/{n}") for n in P.maskable(spec, pruning)}
         w = cell.workload
         batch_spec = tf.TensorSpec((w["global_batch"], w["seq_len"]), tf.int64)
         scalar = tf.TensorSpec((), tf.float32)
@@ -174,6 +181,8 @@ class TFTrainer(Trainer):
 
     def _train_step_fn(self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor) -> tf.Tensor:
         loss, grads = self._accumulate(inputs, targets, n_tokens)
+        if self.mask_vars:  # pruned weights get no gradient, so their AdamW moments and update stay 0
+            grads = [g * self.mask_vars[n] if n in self.mask_vars else g for n, g in zip(self.names, grads)]
         self.observed["grad"] = precision.single_dtype([g.dtype.name for g in grads])  # trace time
         if self._step_counter is not None:  # test-only (module docstring): step k's gradients non-finite
             poison = tf.where(tf.equal(self._step_counter, self._nonfinite_step), float("inf"), 0.0)
@@ -225,6 +234,17 @@ class TFTrainer(Trainer):
         inv_scale = 1.0 / float(self.loss_scale.scale) if self.loss_scale is not None else 1.0
         return float(loss), {n: np.asarray(tf.cast(g, tf.float32).numpy()) * np.float32(inv_scale)
                              for n, g in zip(self.names, grads)}
+
+    def apply_masks(self, masks: dict[str, np.ndarray]) -> None:
+        with tf.device(self.device):
+            for name, mask in masks.items():
+                if name not in self.mask_vars:
+                    raise ValueError(f"{name} is not maskable under this cell's pruning settings")
+                i = self.names.index(name)
+                keep = tf.constant(mask, dtype=_dtype(self.params[i]))
+                for var in (self.params[i], self.optimizer.m[i], self.optimizer.v[i]):
+                    var.assign(var * keep)
+                self.mask_vars[name].assign(keep)
 
     def weights(self) -> dict[str, np.ndarray]:
         return {n: np.asarray(tf.cast(p, tf.float32).numpy()) for n, p in zip(self.names, self.params)}
@@ -287,6 +307,7 @@ class TFTrainer(Trainer):
             "tf32_enabled": tf.config.experimental.tensor_float_32_execution_enabled(),
             "jit_compile": self.jit_compile,
             "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "sparse_execution": "dense kernels with masks" if self.mask_vars else None,
         }
 
 
@@ -317,7 +338,7 @@ class TFBackend(Backend):
         return env
 
     def build(self, cell: Cell, weights: dict[str, np.ndarray]) -> TFTrainer:
-        reason = TF.unsupported_reason(cell.axes)
+        reason = TF.unsupported_reason_for(cell)
         if reason:
             raise SkipCell(reason)
         device = resolve_device(cell.device)

@@ -73,9 +73,9 @@ class GPT(TFModel):
 
     def _attention(self, x: tf.Tensor, i: int) -> tf.Tensor:
         v_ = self.variables
-        B, T, C = tf.shape(x)[0], tf.shape(x)[1], self.spec.d_model
-        nh = self.spec.n_head
-        hs = C // nh
+        B, T, C = tf.shape(x)[0], tf.shape(x)[1], self.spec.d_attn  # d_model unless structured shrink
+        hs = self.spec.d_head
+        nh = C // hs
         qkv = self._linear(x, v_[f"h.{i}.attn.c_attn.w"], v_[f"h.{i}.attn.c_attn.b"])  # (B, T, 3C)
         q, k, v = tf.split(qkv, 3, axis=-1)
         q, k, v = (tf.transpose(tf.reshape(t, (B, T, nh, hs)), (0, 2, 1, 3)) for t in (q, k, v))  # (B, nh, T, hs)

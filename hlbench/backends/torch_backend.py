@@ -159,6 +159,7 @@ class TorchTrainer(Trainer):
         ]
         self.params = decay + no_decay
         self.optimizer, self.optimizer_impl = make_adamw(groups, cell.optimizer, device)
+        self.masks: dict[torch.nn.Parameter, torch.Tensor] = {}  # pruned parameters (apply_masks)
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device, non_blocking=True)
@@ -203,6 +204,8 @@ class TorchTrainer(Trainer):
 
     def train_step(self, batch: Batch) -> torch.Tensor:
         loss = self.accumulate_gradients(batch)
+        if self.masks:  # pruned weights get no gradient, so their AdamW moments and update stay 0
+            torch._foreach_mul_([p.grad for p in self.masks], list(self.masks.values()))
         if self.steps == self._nonfinite_step:  # test-only (module docstring)
             self.params[0].grad.view(-1)[0] = float("inf")
         first = self.steps == 0
@@ -246,6 +249,19 @@ class TorchTrainer(Trainer):
             grads[name] = np.ascontiguousarray(grad.T if transposed else grad)
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss), grads
+
+    @torch.no_grad()
+    def apply_masks(self, masks: dict[str, np.ndarray]) -> None:
+        for name, mask in masks.items():
+            param, transposed = self.param_map[name]
+            keep = torch.from_numpy(np.ascontiguousarray(mask.T if transposed else mask))
+            keep = keep.to(device=param.device, dtype=param.dtype)
+            param.mul_(keep)
+            state = self.optimizer.state.get(param, {})
+            for key in ("exp_avg", "exp_avg_sq"):  # absent before the first step
+                if key in state:
+                    state[key].mul_(keep)
+            self.masks[param] = keep
 
     def weights(self) -> dict[str, np.ndarray]:
         return {
@@ -326,6 +342,7 @@ class TorchTrainer(Trainer):
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "torch_num_threads": torch.get_num_threads(),
             "torch_compile": self.compiled,
+            "sparse_execution": "dense kernels with masks" if self.masks else None,
         }
 
 
@@ -357,9 +374,14 @@ class TorchBackend(Backend):
         device = resolve_device(cell.device)
         # The registry's spec is the one list of what this backend implements; the runner skips such
         # cells before spawning, and this guards in-process callers (tests, benchmarks) the same way.
-        reason = TORCH.unsupported_reason(cell.axes)
+        reason = TORCH.unsupported_reason_for(cell)
         if reason:
             raise SkipCell(reason)
+        if (cell.techniques.get("pruning") or {}).get("sparse_kernels"):
+            # PyTorch's to_sparse_semi_structured serves inference; training through semi-structured
+            # kernels needs torchao's sparse training, which hlbench does not wire up yet.
+            raise SkipCell("2:4 with sparse_kernels: semi-structured sparse training kernels are not "
+                           "implemented in hlbench yet; use sparse_kernels: false (masks on dense kernels)")
         level = precision.level(cell.axes["precision"])
         require_device_for(level, device)
         set_tf32(level.tf32)

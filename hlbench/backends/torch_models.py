@@ -19,37 +19,41 @@ LAYER_NORM_EPS = 1e-5  # GPT-2's
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, d_model: int, n_head: int) -> None:
+    """`n_head` heads of `d_head`; d_attn = n_head·d_head is d_model unless structured pruning shrank it."""
+
+    def __init__(self, d_model: int, n_head: int, d_head: int) -> None:
         super().__init__()
-        self.n_head = n_head
-        self.c_attn = nn.Linear(d_model, 3 * d_model)
-        self.c_proj = nn.Linear(d_model, d_model)
+        self.n_head, self.d_head = n_head, d_head
+        self.c_attn = nn.Linear(d_model, 3 * n_head * d_head)
+        self.c_proj = nn.Linear(n_head * d_head, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        B, T, _ = x.shape
+        A = self.n_head * self.d_head
+        q, k, v = self.c_attn(x).split(A, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, self.d_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, A))
 
 
 class MLP(nn.Module):
-    def __init__(self, d_model: int) -> None:
+    def __init__(self, d_model: int, d_ff: int) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(d_model, 4 * d_model)
-        self.c_proj = nn.Linear(4 * d_model, d_model)
+        self.c_fc = nn.Linear(d_model, d_ff)
+        self.c_proj = nn.Linear(d_ff, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
 
 
 class Block(nn.Module):
-    def __init__(self, d_model: int, n_head: int) -> None:
+    def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
-        self.attn = CausalSelfAttention(d_model, n_head)
-        self.ln_2 = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
-        self.mlp = MLP(d_model)
+        d = spec.d_model
+        self.ln_1 = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.attn = CausalSelfAttention(d, spec.d_attn // spec.d_head, spec.d_head)
+        self.ln_2 = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.mlp = MLP(d, spec.d_ff)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))  # pre-LayerNorm residual blocks
@@ -63,7 +67,7 @@ class GPT(nn.Module):
         super().__init__()
         self.wte = nn.Embedding(spec.vocab_size, spec.d_model)
         self.wpe = nn.Embedding(spec.n_positions, spec.d_model)
-        self.h = nn.ModuleList(Block(spec.d_model, spec.n_head) for _ in range(spec.n_layer))
+        self.h = nn.ModuleList(Block(spec) for _ in range(spec.n_layer))
         self.ln_f = nn.LayerNorm(spec.d_model, eps=LAYER_NORM_EPS)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,11 @@ class PruningRun:
 
     def prepare(self, cell: Cell, weights: dict[str, np.ndarray]) -> tuple[Cell, ModelSpec, dict[str, np.ndarray]]:
         """For `shrink`: the cell, spec and weights of the physically smaller model (pruned at init)."""
+        from hlbench.backends.base import SkipCell
+
+        if self.config.method == "structured" and self.spec.model != "gpt":
+            raise SkipCell(f"structured pruning removes attention heads and MLP neurons; the {self.spec.model} "
+                           "workload has neither (use magnitude or 2:4)")
         if not self.config.shrink:
             return cell, self.spec, weights
         if self.config.schedule != "oneshot" or self.config.at != "init":

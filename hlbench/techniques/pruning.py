@@ -78,6 +78,16 @@ def prunable(spec: ModelSpec) -> list[str]:
     return [n for n in spec.param_shapes() if n.endswith((".wx", ".wh")) or n == "head.w"]
 
 
+def maskable(spec: ModelSpec, config: PruningConfig) -> list[str]:
+    """Every parameter a pruning event of this config can mask (backends prepare one mask for each)."""
+    if config.method == "none" or config.shrink:
+        return []
+    if config.method == "structured":
+        leaves = ("attn.c_attn.w", "attn.c_attn.b", "attn.c_proj.w", "mlp.c_fc.w", "mlp.c_fc.b", "mlp.c_proj.w")
+        return [f"h.{i}.{leaf}" for i in range(spec.n_layer) for leaf in leaves]
+    return prunable(spec)
+
+
 def magnitude_masks(weights: dict[str, np.ndarray], names: Sequence[str], sparsity: float) -> dict[str, np.ndarray]:
     """Global unstructured masks: exactly round(sparsity · n) weights pruned over all `names`."""
     flat = np.concatenate([np.abs(weights[n].astype(np.float32)).ravel() for n in names])
