@@ -313,10 +313,12 @@ def _efficiency(record: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _techniques(info: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    pruning = info.get("pruning") if isinstance(info.get("pruning"), dict) else {}
     return {
         "n_params": info.get("n_params"),
-        "sparsity": _num(_first(info.get("sparsity_global"), info.get("sparsity"), metrics.get("sparsity"))),
-        "loss_scale": _num(_first(info.get("loss_scale"), metrics.get("loss_scale"))),
+        "sparsity": _num(_first(pruning.get("sparsity_global"), info.get("sparsity_global"), info.get("sparsity"),
+                                metrics.get("sparsity"))),
+        "loss_scale": _num(_first(info.get("loss_scale_final"), info.get("loss_scale"), metrics.get("loss_scale"))),
         "overflow_skipped_steps": _first(info.get("overflow_skipped_steps"), metrics.get("overflow_skipped_steps")),
     }
 

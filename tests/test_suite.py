@@ -76,8 +76,12 @@ def test_dry_run_lists_cells(write_suite, capsys):
     assert main(["run", str(write_suite(GOOD)), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "gpt-tiny/torch/fp32/ga4/none" in out
-    assert "skip: pruning 'magnitude' is not implemented" in out  # declared, not yet built: planned as a skip
     assert "12 cell(s)" in out
+    two = GOOD.replace("backends: [torch]", "backends: [torch, tf]").replace("precision: [fp32, bf16]", "precision: [fp32, fp8]")
+    assert main(["run", str(write_suite(two)), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("gpt-tiny/tf/fp8/") and "skip: fp8 is not available in TensorFlow" in line for line in lines)
+    assert not any(line.startswith("gpt-tiny/torch/fp8/") and "skip" in line for line in lines)  # decided on the device
 
 
 def test_byte_corpus_path_is_relative_to_suite(write_suite, tmp_path):
