@@ -67,7 +67,8 @@ def test_registry_gives_specific_reasons():
         "fp8 is not available in TensorFlow (float8 training exists only for PyTorch, through torchao)")
     assert TF.unsupported_reason({"precision": "bf16-pure"}) is None
     assert TORCH.unsupported_reason({"precision": "fp8"}) is None  # the device decides, in build()
-    assert "not implemented in the torch backend yet" in TORCH.unsupported_reason({"pruning": "magnitude"})
+    assert TORCH.unsupported_reason({"pruning": "magnitude"}) is None
+    assert "not implemented in the torch backend yet" in TORCH.unsupported_reason({"pruning": "lottery"})
 
 
 # ---------------------------------------------------------------- both backends, tiny workloads
