@@ -124,6 +124,14 @@ def nonfinite_step() -> int | None:
     return int(value) if value else None
 
 
+def applied_dtypes(level: Level) -> tuple[str, str]:
+    """(parameter, compute) dtype names a backend applies for `level`: the label's own, except under
+    the test-only mismatch injection, which runs something else so the first-step check must fail."""
+    if not mismatch_injected():
+        return level.param, level.compute
+    return FLOAT32, BFLOAT16 if level.compute == FLOAT32 else FLOAT32
+
+
 def mismatch_injected() -> bool:
     return os.environ.get(MISMATCH_ENV, "") not in ("", "0")
 

@@ -119,4 +119,5 @@ def test_shrunk_model_has_fewer_parameters_and_the_masked_models_loss(cells, bac
     record = run_cell(shrunk, BACKENDS[backend]())
     assert record["backend_info"]["n_params"] == small_spec.n_params
     assert record["backend_info"]["pruning"]["shrink_shapes"]["n_head_kept"] == 1
+    assert record["backend_info"]["pruning"]["sparsity_global"] == pytest.approx(0.5)  # half the kernels removed
     assert record["backend_info"]["flops_per_token"] < spec.flops_per_token(16)

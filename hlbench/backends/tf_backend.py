@@ -112,12 +112,8 @@ class TFTrainer(Trainer):
         self.names = list(spec.param_shapes())
         self.level = precision.level(cell.axes["precision"])
         # Test-only: run other dtypes than the label says, so the check must catch it (module docstring).
-        injected = precision.mismatch_injected()
-        param_dtype = DTYPES[precision.FLOAT32 if injected else self.level.param]
-        if injected:
-            compute_dtype = tf.bfloat16 if self.level.compute == precision.FLOAT32 else tf.float32
-        else:
-            compute_dtype = DTYPES[self.level.compute]
+        param_name, compute_name = precision.applied_dtypes(self.level)
+        param_dtype, compute_dtype = DTYPES[param_name], DTYPES[compute_name]
         self.observed: dict[str, Any] = {}
         self.steps = 0  # train_step calls so far
         self._nonfinite_step = precision.nonfinite_step()  # test-only

@@ -124,11 +124,8 @@ class TorchTrainer(Trainer):
         self.level = precision.level(cell.axes["precision"])
         # Test-only: run other dtypes than the label says, so the check must catch it (module docstring).
         injected = precision.mismatch_injected()
-        param_dtype = DTYPES[precision.FLOAT32 if injected else self.level.param]
-        if injected:
-            compute_dtype = torch.bfloat16 if self.level.compute == precision.FLOAT32 else torch.float32
-        else:
-            compute_dtype = DTYPES[self.level.compute]
+        param_name, compute_name = precision.applied_dtypes(self.level)
+        param_dtype, compute_dtype = DTYPES[param_name], DTYPES[compute_name]
         torch.manual_seed(cell.seed)
         model = build_model(spec)
         load_weights(model, spec, weights)  # exactly the fp32 NumPy weights; bf16-pure rounds them next

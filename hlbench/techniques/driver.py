@@ -74,6 +74,13 @@ class PruningRun:
             return None
         weights = trainer.weights()
         measured = P.sparsity_report(self.spec, weights, self.config)
+        if self.config.shrink:
+            # nothing is zero in a shrunk model: its sparsity is the share of the pruned kernels removed
+            before, after = self.spec_before().param_shapes(), self.spec.param_shapes()
+            names = [n for n in P.prunable(self.spec_before()) if n.startswith("h.")]
+            size = lambda shape: int(np.prod(shape))  # noqa: E731
+            measured["sparsity_per_layer"] = {n: 1.0 - size(after[n]) / size(before[n]) for n in names}
+            measured["sparsity_global"] = 1.0 - sum(size(after[n]) for n in names) / sum(size(before[n]) for n in names)
         return {
             "method": self.config.method,
             "description": P.describe(self.config),
