@@ -24,6 +24,7 @@ class Sampler:
     def __init__(self, host: HostProbe | None, nvml: NVMLProbe | None, interval_s: float = DEFAULT_INTERVAL_S) -> None:
         self.host, self.nvml, self.interval_s = host, nvml, interval_s
         self.rows: list[dict[str, Any]] = []
+        self.failure: str | None = None  # why sampling stopped early, if it did
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hlbench-telemetry", daemon=True)
 
@@ -34,7 +35,11 @@ class Sampler:
     def _run(self) -> None:
         next_t = time.monotonic()
         while not self._stop.is_set():
-            self.sample_once()
+            try:
+                self.sample_once()
+            except Exception as exc:  # noqa: BLE001 - telemetry must never take the run down; say why it stopped
+                self.failure = f"sampling stopped early: {type(exc).__name__}: {exc}"
+                return
             next_t += self.interval_s
             # a fixed schedule (no drift); if a sample took longer than the interval, skip ahead
             delay = next_t - time.monotonic()
@@ -56,7 +61,7 @@ class Sampler:
         return self.rows
 
     def status(self) -> dict[str, str]:
-        status: dict[str, str] = {}
+        status: dict[str, str] = {"sampler": self.failure} if self.failure else {}
         if self.host:
             status.update(self.host.status)
         if self.nvml:
