@@ -159,18 +159,23 @@ def _check(name: str, values: dict[str, float], rel_diff: float, tolerance: floa
             "passed": bool(rel_diff <= tolerance), "detail": detail}
 
 
+def _weights_check(probes: list[Probe]) -> dict[str, Any]:
+    """Each backend's loaded weights against the NumPy initial weights: exact, naming the worst tensor."""
+    worst = {p.backend: max(p.weights_max_abs_diff.items(), key=lambda item: item[1]) for p in probes}
+    wrong = {backend: (name, diff) for backend, (name, diff) in worst.items() if diff > 0}
+    detail = "; ".join(f"{b} loaded {n} differently from the NumPy initial weights (max abs diff {d:.3g})"
+                       for b, (n, d) in wrong.items())
+    return _check("initial_weights", {b: d for b, (_, d) in worst.items()},
+                  max((d for _, d in wrong.values()), default=0.0), 0.0,
+                  detail or "every backend loaded exactly the NumPy initial weights")
+
+
 def compare(probes: list[Probe], tol: Tolerances, steps: int) -> list[dict[str, Any]]:
     """The checks of every probe against the first; each check's rel_diff is the worst over backends."""
     ref, others = probes[0], probes[1:]
     checks = []
 
-    bad = {p.backend: (n, d) for p in probes for n, d in sorted(p.weights_max_abs_diff.items(), key=lambda x: -x[1])[:1] if d > 0}
-    checks.append(_check(
-        "initial_weights", {p.backend: max(p.weights_max_abs_diff.values()) for p in probes},
-        max((d for _, d in bad.values()), default=0.0), 0.0,
-        "; ".join(f"{b} loaded {n} differently from the NumPy initial weights (max abs diff {d:.3g})"
-                  for b, (n, d) in bad.items()) or "every backend loaded exactly the NumPy initial weights",
-    ))
+    checks.append(_weights_check(probes))
     for name, get, t in (
         ("initial_loss", lambda p: p.initial_loss, tol.initial_loss),
         ("grad_norm", lambda p: p.grad_norm, tol.grad_norm),
