@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar (for CI logs); the summary still prints")
     run.add_argument("--no-telemetry", action="store_true",
                      help="no NVML/host sampling beside the workers (default: the suite's telemetry settings)")
+    run.add_argument("--profile", action="store_true",
+                     help="a profiling pass per cell after its measured windows: phase breakdown, framework "
+                          "profiler traces in <run-id>.profile/ (default: the suite's `profile`)")
     run.add_argument("--report", type=Path, metavar="MD", nargs="?", const=Path("auto"),
                      help="write a markdown report of this run when it ends (default path: reports/<suite>-<run-id>.md)")
     run.set_defaults(func=cmd_run)
@@ -141,7 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         telemetry = TelemetryConfig(enabled=False)
     try:
-        records = runner.run_tasks(suite, tasks, records_path, run_id, progress.start, progress.record, telemetry)
+        records = runner.run_tasks(suite, tasks, records_path, run_id, progress.start, progress.record, telemetry,
+                                   True if args.profile else None)
     except runner.Interrupted:
         progress.close()
         print(f"hlbench: interrupted; records so far are in {records_path}\n"

@@ -28,6 +28,8 @@ import numpy as np
 
 from hlbench import __version__
 from hlbench.errors import UsageError
+from hlbench.profiling.categories import CATEGORIES
+from hlbench.profiling.phases import PHASES
 from hlbench.records import SCHEMA_VERSION, read_records
 
 if TYPE_CHECKING:  # pandas is imported lazily so `import hlbench.results` stays cheap
@@ -164,6 +166,9 @@ def _cell_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
     return BASE_COLUMNS[:at] + extra + BASE_COLUMNS[at:]
 
 
+PROFILE_COLUMNS = [*(f"phase_{p}_share" for p in PHASES), *(f"category_{c}_share" for c in CATEGORIES),
+                   "profile_step_s", "profile_trace_path"]
+
 BASE_COLUMNS: list[str] = [
     # identity
     "run_id", "suite", "source_file", "cell_id", "cell_hash", "repeat", "started_at",
@@ -185,6 +190,8 @@ BASE_COLUMNS: list[str] = [
     "energy_j", "energy_per_token_j", "flops_per_token", "peak_flops_per_s", "mfu",
     # techniques
     "n_params", "sparsity", "loss_scale", "overflow_skipped_steps",
+    # profiling pass (None without profiling; hlbench.profiling)
+    *PROFILE_COLUMNS,
     # environment
     "throttled", "device_name", "driver_version", "framework_version", "hlbench_version", "hlbench_commit",
     # raw samples (NumPy arrays)
@@ -227,10 +234,23 @@ def _cell_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     row.update(_efficiency(record, row))
     row.update(_techniques(record.get("backend_info") or {}, record.get("metrics") or {}))
     row.update(_environment(record))
+    row.update(_profile(record.get("profile")))
     row.update(_telemetry_memory(record.get("telemetry"), path, _get(record, "timing", "window_monotonic_s")))
     if row["tokens_per_step"] is None and row["global_batch"] and row["seq_len"]:
         row["tokens_per_step"] = row["global_batch"] * row["seq_len"]
     return row
+
+
+def _profile(profile: dict[str, Any] | None) -> dict[str, Any]:
+    """Phase shares of the step and operator-category shares of the trace, one column each."""
+    profile = profile if isinstance(profile, dict) else {}
+    phases, categories = profile.get("phase_shares") or {}, profile.get("category_shares") or {}
+    return {
+        **{f"phase_{p}_share": _num(phases.get(p)) for p in PHASES},
+        **{f"category_{c}_share": _num(categories.get(c)) for c in CATEGORIES},
+        "profile_step_s": _num(profile.get("step_s")),
+        "profile_trace_path": profile.get("trace_path"),
+    }
 
 
 def _speed(record: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from hlbench.env import host_environment
 from hlbench.records import SCHEMA_VERSION, append_record, read_records
 from hlbench.suite import Suite
 from hlbench.telemetry.collect import Collector, TelemetryConfig
+from hlbench.profiling import PROFILE_DIR_ENV
 from hlbench.telemetry.mfu import CALIBRATION_CACHE_ENV
 
 LOG_TAIL_LINES = 20
@@ -69,15 +70,20 @@ def run_tasks(
     on_start: Callable[[Task], None] = lambda task: None,
     on_record: Callable[[Task, dict[str, Any]], None] = lambda task, record: None,
     telemetry: TelemetryConfig | None = None,
+    profile: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Run each task and append its record; raises Interrupted on SIGINT/SIGTERM between or during cells.
 
     `telemetry`: sampling settings (default: the suite's); raw samples go to <run-id>.telemetry/.
+    `profile`: the profiling pass per cell (default: the suite's `profile`); traces go to
+    <run-id>.profile/<cell_hash>-r<repeat>/.
     """
     logs_dir = records_path.with_suffix(".logs")
     logs_dir.mkdir(parents=True, exist_ok=True)
     if telemetry is None:
         telemetry = TelemetryConfig(**suite.config.telemetry.model_dump())
+    if profile is None:
+        profile = suite.config.profile
 
     records = []
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -85,7 +91,7 @@ def run_tasks(
         for task in tasks:
             on_start(task)
             record = _base_record(suite, task, run_id)
-            outcome = _outcome(task, logs_dir, telemetry)
+            outcome = _outcome(task, logs_dir, telemetry, profile)
             record["env"]["framework"] = outcome.pop("env_framework", None)
             record.update(outcome)
             append_record(records_path, record)
@@ -127,11 +133,12 @@ def _base_record(suite: Suite, task: Task, run_id: str) -> dict[str, Any]:
         "memory": None,
         "backend_info": None,
         "telemetry": None,  # filled by the telemetry samplers (NVML, host) when present
+        "profile": None,  # the profiling pass's section when profiling is on (hlbench.profiling)
         "env": {"host": host_environment(), "framework": None},
     }
 
 
-def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig) -> dict[str, Any]:
+def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig, profile: bool = False) -> dict[str, Any]:
     """Everything the record learns from running (or not running) the task."""
     spec = get_spec(task.cell.backend)
     reason = spec.unsupported_reason_for(task.cell)
@@ -140,13 +147,15 @@ def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig) -> dict[str
     log_path = logs_dir / f"{task.cell.hash}-r{task.repeat}.log"
     samples_path = logs_dir.with_suffix(".telemetry") / f"{task.cell.hash}-r{task.repeat}.csv"
     start = time.perf_counter()
-    outcome = _spawn(task.cell, log_path, telemetry, samples_path)
+    profile_dir = logs_dir.with_suffix(".profile") / f"{task.cell.hash}-r{task.repeat}" if profile else None
+    outcome = _spawn(task.cell, log_path, telemetry, samples_path, profile_dir)
     outcome["worker_wall_s"] = time.perf_counter() - start
     outcome["log_path"] = str(log_path)
     return outcome
 
 
-def _spawn(cell: Cell, log_path: Path, telemetry: TelemetryConfig, samples_path: Path) -> dict[str, Any]:
+def _spawn(cell: Cell, log_path: Path, telemetry: TelemetryConfig, samples_path: Path,
+           profile_dir: Path | None = None) -> dict[str, Any]:
     outcome: dict[str, Any] | None = None
     collector: Collector | None = None
 
@@ -156,7 +165,7 @@ def _spawn(cell: Cell, log_path: Path, telemetry: TelemetryConfig, samples_path:
             collector = Collector(cell.device, pid, telemetry)
 
     try:
-        outcome = _wait_for_worker(cell, log_path, started)
+        outcome = _wait_for_worker(cell, log_path, started, profile_dir)
         return outcome
     finally:
         if collector is not None:  # also for timeouts and crashes: the samples show what happened
@@ -165,7 +174,8 @@ def _spawn(cell: Cell, log_path: Path, telemetry: TelemetryConfig, samples_path:
                 outcome["telemetry"] = section
 
 
-def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[int], None]) -> dict[str, Any]:
+def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[int], None],
+                     profile_dir: Path | None = None) -> dict[str, Any]:
     timeout_s = cell.measurement["timeout_s"]
     with tempfile.TemporaryDirectory(prefix="hlbench-") as tmp:
         cell_file, result_file = Path(tmp, "cell.json"), Path(tmp, "result.json")
@@ -176,8 +186,7 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[int], None])
             proc = subprocess.Popen(
                 [sys.executable, "-m", "hlbench.worker", str(cell_file), str(result_file)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                # one CPU GEMM calibration per (framework, precision) per run, shared by its workers (MFU)
-                env={**os.environ, CALIBRATION_CACHE_ENV: str(log_path.parent.with_suffix(".calibration.json"))},
+                env=_worker_env(log_path, profile_dir),
             )
             try:
                 started(proc.pid)
@@ -193,6 +202,15 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[int], None])
             framework_env = result.pop("framework_env", None)
             return {**result, "env_framework": framework_env}
     return _died(returncode, log_path)
+
+
+def _worker_env(log_path: Path, profile_dir: Path | None) -> dict[str, str]:
+    # one CPU GEMM calibration per (framework, precision) per run, shared by its workers (MFU)
+    env = {**os.environ, CALIBRATION_CACHE_ENV: str(log_path.parent.with_suffix(".calibration.json"))}
+    env.pop(PROFILE_DIR_ENV, None)  # profiling is the runner's decision, never inherited
+    if profile_dir is not None:
+        env[PROFILE_DIR_ENV] = str(profile_dir.resolve())
+    return env
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -176,6 +176,8 @@ class SuiteConfig(_Strict):
     measurement: Measurement = Field(default_factory=Measurement)
     optimizer: Optimizer = Field(default_factory=Optimizer)
     telemetry: Telemetry = Field(default_factory=Telemetry)  # how figures are observed, not what is run: not in cell hashes
+    # a profiling pass per cell after its measured windows (hlbench.profiling): not in cell hashes either
+    profile: bool = Field(False, description="phase breakdown and framework profiler traces per cell")
     pruning: dict[str, dict[str, Any]] = {}  # NAME -> Pruning settings, for the pruning axis
     augmentation: dict[str, dict[str, Any]] = {}  # NAME -> Augmentation settings, for the augmentation axis
 

@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,8 +63,11 @@ def eval_batches(cell: Cell, corpus: Corpus) -> list[Batch]:
     return [micro for batch in whole for micro in batch.split(chunks)]
 
 
-def run_cell(cell: Cell, backend: Backend) -> dict[str, Any]:
-    """Train and measure one cell; returns the record's measured fields (status `ok`)."""
+def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> dict[str, Any]:
+    """Train and measure one cell; returns the record's measured fields (status `ok`).
+
+    `profile_dir`: run the profiling pass (hlbench.profiling) after the measured windows and the eval,
+    trace files under it; the record's `profile` is None without it."""
     m = cell.measurement
     t0 = time.perf_counter()
     spec = model_spec(cell)
@@ -112,7 +116,14 @@ def run_cell(cell: Cell, backend: Backend) -> dict[str, Any]:
     eval_s = time.perf_counter() - t0
 
     measured = batches[m["warmup_steps"] : m["warmup_steps"] + timing.steps_measured]
+    profile = None
+    if profile_dir is not None:  # extra steps after the windows and the eval: nothing above sees them
+        from hlbench.profiling.section import profile_section
+
+        # a real host batch preparation (augmentation included) per profiled step: batch 0 again
+        profile = profile_section(trainer, lambda: train_batches(cell, corpus, 1)[0], Path(profile_dir))
     return {
+        "profile": profile,
         "timing": {
             **timing.to_dict(),
             "data_prep_s": data_prep_s,

@@ -18,6 +18,7 @@ from typing import Any
 from hlbench.backends import get_spec, load_adapter
 from hlbench.backends.base import SkipCell
 from hlbench.cell import Cell
+from hlbench.profiling import PROFILE_DIR_ENV
 from hlbench.train import run_cell
 
 TRACEBACK_TAIL_LINES = 30
@@ -30,7 +31,8 @@ def execute(cell: Cell) -> dict[str, Any]:
     try:
         backend = load_adapter(get_spec(cell.backend))
         result["framework_env"] = backend.environment(cell.device)
-        result.update(run_cell(cell, backend), status="ok")
+        profile_dir = os.environ.get(PROFILE_DIR_ENV) or None  # the runner sets it when profiling is on
+        result.update(run_cell(cell, backend, Path(profile_dir) if profile_dir else None), status="ok")
         result["metrics"].update(_mfu(cell, result))
     except SkipCell as exc:
         result.update(status="skipped", reason=str(exc))

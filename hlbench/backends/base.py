@@ -7,6 +7,7 @@ Trainer through the same framework-neutral loop, so the measurement is identical
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,17 @@ class Trainer(ABC):
     def weights(self) -> dict[str, np.ndarray]:
         """The current parameters as float32 NumPy arrays, neutral names and layouts (parity checks)."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its weights for parity checks")
+
+    def profile_phases(self, batch: Batch) -> dict[str, float]:
+        """One optimizer step over `batch`, timed phase by phase with a device sync around each
+        (hlbench.profiling.phases.PHASES names them): seconds per phase. Only the profile pass calls it,
+        after the measured windows; it trains like train_step but its loss is not recorded."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement the phase breakdown")
+
+    def profile_trace(self, batch: Batch, out_dir: Path) -> dict[str, Any]:
+        """One or two optimizer steps under the framework's profiler, trace files written under
+        `out_dir`: {"trace_path", "top_ops", "op_self_s" (operator name -> self seconds), "notes"}."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement profiler traces")
 
     @abstractmethod
     def sync(self) -> None:

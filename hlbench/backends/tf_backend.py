@@ -28,6 +28,7 @@ Test-only hooks (never set them in a real run; see hlbench.precision):
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ from hlbench.backends.tf_models import build_model  # noqa: E402
 from hlbench.backends.tf_optim import AdamW, DynamicLossScale, clip_by_global_norm  # noqa: E402
 from hlbench.cell import Cell  # noqa: E402
 from hlbench.data import IGNORE_INDEX, Batch  # noqa: E402
+from hlbench.profiling.phases import PhaseTimer  # noqa: E402
 from hlbench.techniques import pruning as P  # noqa: E402
 from hlbench.techniques.driver import pruning_for  # noqa: E402
 from hlbench.train import model_spec  # noqa: E402
@@ -140,6 +142,19 @@ class TFTrainer(Trainer):
                                       jit_compile=self.jit_compile)
         self._eval_sum = tf.function(lambda x, y: _token_loss_sum(self.model(x), y), jit_compile=self.jit_compile)
 
+    def _micro_loss(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """One micro-batch's forward: its summed token loss (float32)."""
+        logits = self.model(x)  # (b, T, V)
+        self.observed.setdefault("matmul_output", logits.dtype.name)  # trace time: the head's matmul
+        return _token_loss_sum(logits, y)
+
+    def _forward_loss(self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor) -> tf.Tensor:
+        """The step's loss over the k micro-batches without gradients (the profile pass's forward phase)."""
+        micro = inputs.shape[0] // self.accumulation
+        total = tf.add_n([self._micro_loss(inputs[i * micro:(i + 1) * micro], targets[i * micro:(i + 1) * micro])
+                          for i in range(self.accumulation)])
+        return total / n_tokens
+
     def _accumulate(self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """Forward and backward over the k micro-batches in order; returns (step loss, summed gradients)."""
         k = self.accumulation
@@ -148,9 +163,7 @@ class TFTrainer(Trainer):
         def micro_step(i: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
             x, y = inputs[i * micro:(i + 1) * micro], targets[i * micro:(i + 1) * micro]
             with tf.GradientTape() as tape:
-                logits = self.model(x)  # (b, T, V)
-                self.observed.setdefault("matmul_output", logits.dtype.name)  # trace time: the head's matmul
-                micro_sum = _token_loss_sum(logits, y)
+                micro_sum = self._micro_loss(x, y)
                 scaled = micro_sum / n_tokens
                 if self.loss_scale is not None:  # fp16: gradients of the scaled loss (unscaled later)
                     scaled = scaled * self.loss_scale.scale
@@ -175,23 +188,24 @@ class TFTrainer(Trainer):
         )
         return loss_sum / n_tokens, grads
 
-    def _train_step_fn(self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor) -> tf.Tensor:
-        loss, grads = self._accumulate(inputs, targets, n_tokens)
-        if self.mask_vars:  # pruned weights get no gradient, so their AdamW moments and update stay 0
-            grads = [g * self.mask_vars[n] if n in self.mask_vars else g for n, g in zip(self.names, grads)]
-        self.observed["grad"] = precision.single_dtype([g.dtype.name for g in grads])  # trace time
-        if self._step_counter is not None:  # test-only (module docstring): step k's gradients non-finite
-            poison = tf.where(tf.equal(self._step_counter, self._nonfinite_step), float("inf"), 0.0)
-            grads = [grads[0] + tf.cast(poison, grads[0].dtype)] + list(grads[1:])
-            self._step_counter.assign_add(1)
-        if self.loss_scale is None:
-            if self.grad_clip_norm is not None:
-                grads = clip_by_global_norm(grads, self.grad_clip_norm)
-            self.optimizer.apply(grads)
-            return loss
-        grads, found_inf = self.loss_scale.unscale(grads)  # before clipping, as scaler.unscale_ in torch
+    def _mask_gradients(self, grads: list[tf.Tensor]) -> list[tf.Tensor]:
+        # pruned weights get no gradient, so their AdamW moments and update stay 0
+        return [g * self.mask_vars[n] if n in self.mask_vars else g for n, g in zip(self.names, grads)]
+
+    def _unscale_and_clip(self, grads: list[tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor | None]:
+        """Unscaled (fp16, before clipping, as scaler.unscale_ in torch) and clipped gradients, and
+        whether a gradient was non-finite (None without loss scaling)."""
+        found_inf = None
+        if self.loss_scale is not None:
+            grads, found_inf = self.loss_scale.unscale(grads)
         if self.grad_clip_norm is not None:
             grads = clip_by_global_norm(grads, self.grad_clip_norm)
+        return grads, found_inf
+
+    def _apply(self, grads: list[tf.Tensor], found_inf: tf.Tensor | None) -> None:
+        if found_inf is None:
+            self.optimizer.apply(grads)
+            return
 
         def apply() -> tf.Tensor:
             self.optimizer.apply(grads)
@@ -199,7 +213,79 @@ class TFTrainer(Trainer):
 
         tf.cond(found_inf, lambda: tf.constant(False), apply)  # a non-finite step is skipped, not applied
         self.loss_scale.update(found_inf)
+
+    def _train_step_fn(self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor) -> tf.Tensor:
+        loss, grads = self._accumulate(inputs, targets, n_tokens)
+        if self.mask_vars:
+            grads = self._mask_gradients(grads)
+        self.observed["grad"] = precision.single_dtype([g.dtype.name for g in grads])  # trace time
+        if self._step_counter is not None:  # test-only (module docstring): step k's gradients non-finite
+            poison = tf.where(tf.equal(self._step_counter, self._nonfinite_step), float("inf"), 0.0)
+            grads = [grads[0] + tf.cast(poison, grads[0].dtype)] + list(grads[1:])
+            self._step_counter.assign_add(1)
+        self._apply(*self._unscale_and_clip(grads))
         return loss
+
+    def _step_prefix(self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor, *, mask: bool,
+                     clip: bool) -> list[tf.Tensor]:
+        """The fused step's first part, without side effects: gradients, then masked, then unscaled and
+        clipped — the same methods _train_step_fn calls, in its order."""
+        _, grads = self._accumulate(inputs, targets, n_tokens)
+        if mask and self.mask_vars:
+            grads = self._mask_gradients(grads)
+        if clip:
+            grads, _ = self._unscale_and_clip(grads)
+        return grads
+
+    def _phase_functions(self) -> dict[str, Any]:
+        """Cumulative prefixes of the step, each its own function, traced on first use (the profile
+        pass's untimed first call). One graph per phase boundary, not the fused graph: a phase is the
+        difference between consecutive prefixes (forward = the forward-only loss; backward = gradients
+        − forward; mask; unscale_clip; optimizer = the real fused train_step − everything before it),
+        so the phases add up to the fused step timed here. profile_pass times the fused step again, on
+        its own, and the tests check the sum against that."""
+        if not hasattr(self, "_phase_fns"):
+            jit = self.jit_compile
+
+            def prefix(mask: bool, clip: bool) -> Any:
+                return tf.function(lambda x, y, n: self._step_prefix(x, y, n, mask=mask, clip=clip), jit_compile=jit)
+
+            self._phase_fns = {"forward": tf.function(self._forward_loss, jit_compile=jit),
+                               "backward": prefix(False, False), "mask": prefix(True, False),
+                               "unscale_clip": prefix(True, True)}
+        return self._phase_fns
+
+    def profile_phases(self, batch: Batch) -> dict[str, float]:
+        fns, timer = self._phase_functions(), PhaseTimer(self.sync)
+        with tf.device(self.device):
+            with timer.phase("host_to_device"):
+                feed = self._feed(batch)
+            cumulative_s = {}
+            for name in ("forward", "backward", "mask", "unscale_clip"):
+                if name == "mask" and not self.mask_vars:
+                    continue
+                # the least of a few runs: a phase is a difference of two prefixes, and CPU timing
+                # noise in either would otherwise swamp a short phase (no side effects: repeatable)
+                runs_s = []
+                for _ in range(PREFIX_RUNS):
+                    with timer.phase(name):
+                        _block(fns[name](*feed))
+                    runs_s.append(timer.seconds.pop(name))
+                cumulative_s[name] = min(runs_s)
+            with timer.phase("optimizer"):  # the real step, once: it trains
+                _block(self._train_step(*feed))
+            cumulative_s["optimizer"] = timer.seconds.pop("optimizer")
+        previous = 0.0
+        for name, seconds in cumulative_s.items():  # prefix times → phase times
+            timer.seconds[name] = max(seconds - previous, 0.0)
+            previous = seconds
+        self.steps += 1
+        return timer.seconds
+
+    def profile_trace(self, batch: Batch, out_dir: Path) -> dict[str, Any]:
+        from hlbench.profiling.tf_trace import trace_steps
+
+        return trace_steps(self, batch, out_dir)
 
     def _feed(self, batch: Batch) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.device(self.device):
@@ -345,6 +431,18 @@ class TFBackend(Backend):
 
     def is_oom(self, exc: BaseException) -> bool:
         return isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError))
+
+
+PREFIX_RUNS = 3  # runs per side-effect-free step prefix in the profile pass (TFTrainer.profile_phases)
+
+
+def _block(tensors: Any) -> None:
+    """Wait until `tensors` are computed: reading back the smallest of them forces completion of the
+    function that produced them all (a function's outputs are delivered together); the PhaseTimer's
+    sync then waits for the GPU too."""
+    flat = [t for t in tf.nest.flatten(tensors) if hasattr(t, "numpy")]
+    if flat:
+        min(flat, key=lambda t: int(np.prod(t.shape))).numpy()
 
 
 def _dtype(variable: Any) -> tf.DType:

@@ -27,6 +27,7 @@ Test-only hooks (never set them in a real run; see hlbench.precision):
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from hlbench.backends.base import Backend, SkipCell, Trainer
 from hlbench.backends.torch_models import build_model, load_weights, parameter_map
 from hlbench.cell import Cell
 from hlbench.data import IGNORE_INDEX, Batch
+from hlbench.profiling.phases import PhaseTimer
 from hlbench.train import model_spec
 
 
@@ -178,36 +180,36 @@ class TorchTrainer(Trainer):
             return []
         return [m.register_forward_hook(hook) for m in self.model.modules() if isinstance(m, nn.LSTM)]
 
-    def accumulate_gradients(self, batch: Batch) -> torch.Tensor:
+    def accumulate_gradients(self, batch: Batch, timer: PhaseTimer | None = None) -> torch.Tensor:
         """Forward and backward over the k micro-batches of `batch`; returns the step's loss (on device).
-        With fp16 the gradients are those of the loss times the scaler's scale (unscaled later)."""
-        inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
+        With fp16 the gradients are those of the loss times the scaler's scale (unscaled later).
+        `timer` (the profile pass only) times the transfer and the k forwards and backwards as phases."""
+        with timer.phase("host_to_device") if timer else nullcontext():
+            inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
         n_tokens = batch.n_target_tokens  # counted on the host: no device sync
         micro = len(batch) // self.accumulation
         loss_sum = torch.zeros((), device=self.device)
         for i in range(self.accumulation):
             rows = slice(i * micro, (i + 1) * micro)
-            with self._ctx():
-                logits = self.forward(inputs[rows])  # (b, T, V)
-                if self.steps == 0:  # the output head's matmul, seen outside the (maybe compiled) model
-                    self.observed.setdefault("matmul_output", dtype_name(logits.dtype))
-                micro_sum = F.cross_entropy(
-                    logits.float().reshape(-1, self.vocab_size), targets[rows].reshape(-1),
-                    ignore_index=IGNORE_INDEX, reduction="sum",
-                )
-            self.scaler.scale(micro_sum / n_tokens).backward()
+            with timer.phase("forward") if timer else nullcontext():
+                with self._ctx():
+                    logits = self.forward(inputs[rows])  # (b, T, V)
+                    if self.steps == 0:  # the output head's matmul, seen outside the (maybe compiled) model
+                        self.observed.setdefault("matmul_output", dtype_name(logits.dtype))
+                    micro_sum = F.cross_entropy(
+                        logits.float().reshape(-1, self.vocab_size), targets[rows].reshape(-1),
+                        ignore_index=IGNORE_INDEX, reduction="sum",
+                    )
+            with timer.phase("backward") if timer else nullcontext():
+                self.scaler.scale(micro_sum / n_tokens).backward()
             loss_sum += micro_sum.detach()
         return loss_sum / n_tokens
 
-    def train_step(self, batch: Batch) -> torch.Tensor:
-        loss = self.accumulate_gradients(batch)
-        if self.masks:  # pruned weights get no gradient, so their AdamW moments and update stay 0
-            torch._foreach_mul_([p.grad for p in self.masks], list(self.masks.values()))
-        if self.steps == self._nonfinite_step:  # test-only (module docstring)
-            self.params[0].grad.view(-1)[0] = float("inf")
-        first = self.steps == 0
-        if first:
-            self.observed["grad"] = precision.single_dtype([dtype_name(p.grad.dtype) for p in self.params])
+    def _mask_gradients(self) -> None:
+        # pruned weights get no gradient, so their AdamW moments and update stay 0
+        torch._foreach_mul_([p.grad for p in self.masks], list(self.masks.values()))
+
+    def _unscale_and_clip(self) -> None:
         self.scaler.unscale_(self.optimizer)  # before clipping: clip the true gradient (no-op unless fp16)
         if self.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip_norm, foreach=True)
@@ -215,13 +217,48 @@ class TorchTrainer(Trainer):
             # found_inf as the scaler computed it in unscale_ (a private method, but the only sync-free
             # way to count skipped steps: get_scale() would read the scale back every step)
             self._overflow_steps += sum(self.scaler._found_inf_per_device(self.optimizer).values())
+
+    def _optimizer_step(self) -> None:
         self.scaler.step(self.optimizer)  # skips the update when a gradient is non-finite (fp16)
         self.scaler.update()  # fp16: ×0.5 after an overflow, ×2 after 2000 finite steps
+
+    def train_step(self, batch: Batch) -> torch.Tensor:
+        loss = self.accumulate_gradients(batch)
+        if self.masks:
+            self._mask_gradients()
+        if self.steps == self._nonfinite_step:  # test-only (module docstring)
+            self.params[0].grad.view(-1)[0] = float("inf")
+        first = self.steps == 0
+        if first:
+            self.observed["grad"] = precision.single_dtype([dtype_name(p.grad.dtype) for p in self.params])
+        self._unscale_and_clip()
+        self._optimizer_step()
         if first:
             self._check_first_step()
         self.optimizer.zero_grad(set_to_none=True)
         self.steps += 1
         return loss
+
+    def profile_phases(self, batch: Batch) -> dict[str, float]:
+        """One optimizer step through train_step's own methods, each phase timed between syncs (the
+        profile pass runs this after the measured windows; the first-step checks have run by then)."""
+        timer = PhaseTimer(self.sync)
+        self.accumulate_gradients(batch, timer)
+        if self.masks:
+            with timer.phase("mask"):
+                self._mask_gradients()
+        with timer.phase("unscale_clip"):
+            self._unscale_and_clip()
+        with timer.phase("optimizer"):
+            self._optimizer_step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.steps += 1
+        return timer.seconds
+
+    def profile_trace(self, batch: Batch, out_dir: Path) -> dict[str, Any]:
+        from hlbench.profiling.torch_trace import trace_steps
+
+        return trace_steps(self, batch, out_dir)
 
     def _check_first_step(self) -> None:
         for hook in self._hooks:
