@@ -180,3 +180,31 @@ def test_report_command_writes_markdown_and_plots(tmp_path: Path, capsys: pytest
     assert main(["report", str(src), "-o", str(out)]) == 0
     assert out.read_text().startswith("# hlbench report: fixture\n")
     assert (tmp_path / "reports" / "fixture_plots" / "throughput.png").exists()
+
+
+def test_profiled_records_get_a_profiling_section(tmp_path: Path) -> None:
+    """Phase shares per cell, category shares per backend and precision, and the stacked-bar plot;
+    records without a profile (every other test here) get no such section."""
+    phases = {"host_batch": 0.05, "host_to_device": 0.01, "forward": 0.3, "backward": 0.5, "unscale_clip": 0.04,
+              "optimizer": 0.1}
+    categories = {"matmul": 0.4, "attention": 0.1, "normalization": 0.05, "elementwise": 0.2, "optimizer": 0.1,
+                  "cast": 0.05, "data_movement": 0.08, "communication": 0.0, "other": 0.02}
+    lines = []
+    for line in (DATA / "records.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["cell_id"] == "gpt-tiny/torch/fp32/ga1/none" and r["status"] == "ok":
+            r["profile"] = {"phase_shares": phases, "category_shares": categories, "step_s": 0.0064}
+        lines.append(json.dumps(r))
+    profiled = tmp_path / "profiled.jsonl"
+    profiled.write_text("\n".join(lines) + "\n")
+    out = write_report([profiled], tmp_path / "p.md")
+    section = out.read_text().split("## Profiling")[1].split("\n## ")[0]
+    def cells_of(prefix: str) -> list[str]:
+        (line,) = [ln for ln in section.splitlines() if ln.startswith(prefix)]
+        return [c.strip() for c in line.strip("|").split("|")]
+
+    assert cells_of("| gpt-tiny/torch/fp32/ga1/none") == ["gpt-tiny/torch/fp32/ga1/none", "6.40", "5.0%", "1.0%",
+                                                          "30.0%", "50.0%", "4.0%", "10.0%"]
+    assert cells_of("| PyTorch")[:3] == ["PyTorch", "fp32", "40.0%"]  # matmul share of the torch fp32 cells
+    assert (tmp_path / "p_plots" / "profile-phases.png").stat().st_size > 1000
+    assert "## Profiling" not in render([DATA / "records.jsonl"], tmp_path / "c.md")

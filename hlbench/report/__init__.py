@@ -40,6 +40,7 @@ def render(paths: Sequence[Path], out_md: Path, tolerance_nats: float = DEFAULT_
 
     plot_dir = f"{out_md.stem}_plots"
     links = _draw(cells, out_md.parent / plot_dir, plots) if draw_plots and len(cells) else []
+    profile_plot = _profile_plot(df, out_md.parent / plot_dir) if draw_plots else None
     lines = [
         *markdown.header(df, parity, cells, [p.name for p in results.files]),
         *markdown.findings(findings(cells, effects, ratios, parity, fronts)),
@@ -49,6 +50,7 @@ def render(paths: Sequence[Path], out_md: Path, tolerance_nats: float = DEFAULT_
         *markdown.frameworks(ratios, cells, parity),
         *markdown.failures(df, list(cells["cell_id"])),
         *markdown.stability(cells),
+        *markdown.profiling(df, profile_plot, plot_dir),
         *markdown.plots(links, plot_dir),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -66,6 +68,13 @@ def _draw(cells, out_dir: Path, plots) -> list[tuple[str, str | None, str]]:  # 
         ("Accumulation steps vs peak memory", plots.accumulation_vs_memory(cells, out_dir),
          "fewer than two accumulation values with a memory figure"),
     ]
+
+
+def _profile_plot(df, out_dir: Path) -> str | None:  # type: ignore[no-untyped-def]
+    from hlbench.report.profiling import profiled, stacked_phases
+
+    cells = profiled(df)
+    return stacked_phases(cells, out_dir) if len(cells) else None
 
 
 def _empty_cells():  # type: ignore[no-untyped-def]

@@ -217,3 +217,23 @@ def plots(links: list[tuple[str, str | None, str]], plot_dir: str) -> list[str]:
         lines += [f"### {title}", ""]
         lines += [f"![{title}]({plot_dir}/{name})" if name else f"Not plotted: {missing_reason}.", ""]
     return lines
+
+
+def profiling(df: pd.DataFrame, plot: str | None, plot_dir: str) -> list[str]:
+    """Phase shares per cell and operator-category shares per backend and precision (profiled runs only)."""
+    from hlbench.report.profiling import category_rows, phase_rows, profiled
+
+    cells = profiled(df)
+    if cells.empty:
+        return []
+    lines = ["## Profiling", "",
+             "From each cell's profiling pass after its measured windows (`hlbench run --profile`): step time in "
+             "the pass, and each phase's share of it (a device sync around every phase).", ""]
+    lines += table(*phase_rows(cells))
+    rows, headers = category_rows(cells)
+    if rows:
+        lines += ["Operator categories, share of profiled self time (mean over cells):", ""]
+        lines += table(rows, headers)
+    if plot:
+        lines += [f"![Phase shares]({plot_dir}/{plot})", ""]
+    return lines
