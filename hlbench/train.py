@@ -116,14 +116,8 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
     eval_s = time.perf_counter() - t0
 
     measured = batches[m["warmup_steps"] : m["warmup_steps"] + timing.steps_measured]
-    profile = None
-    if profile_dir is not None:  # extra steps after the windows and the eval: nothing above sees them
-        from hlbench.profiling.section import profile_section
-
-        # a real host batch preparation (augmentation included) per profiled step: batch 0 again
-        profile = profile_section(trainer, lambda: train_batches(cell, corpus, 1)[0], Path(profile_dir))
-    return {
-        "profile": profile,
+    result = {
+        "profile": None,
         "timing": {
             **timing.to_dict(),
             "data_prep_s": data_prep_s,
@@ -140,6 +134,13 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
         "backend_info": {**trainer.info(), "n_params": spec.n_params, "flops_per_token": spec.flops_per_token(
             cell.workload["seq_len"]), "pruning": pruning.report(trainer)},
     }
+    if profile_dir is not None:
+        # extra steps after the windows, the eval and every figure above: nothing above sees them
+        from hlbench.profiling.section import profile_section
+
+        # a real host batch preparation (augmentation included) per profiled step: batch 0 again
+        result["profile"] = profile_section(trainer, lambda: train_batches(cell, corpus, 1)[0], Path(profile_dir))
+    return result
 
 
 def _throughput(cell: Cell, timing: Timing, measured: list[Batch]) -> dict[str, Any]:
