@@ -25,18 +25,26 @@ class Cell:
     seed: int
     # resolved settings of the named axis values: {"pruning": {...}, "augmentation": {...}}
     techniques: dict[str, Any] = field(default_factory=dict)
+    # data-parallel training over several ranks (hlbench.launch), resolved for this cell's backend:
+    # {"strategy": ddp | fsdp | mirrored | multi_worker, "world_size", "nnodes", "nproc_per_node"};
+    # None: one process on one device. Where the ranks meet (hosts, ports) is not part of it.
+    launch: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
         """Readable id, e.g. `gpt-small/torch/fp32/ga4/none`."""
         parts = [self.workload["name"], self.backend]
         parts += [axis.short(self.axes[axis.name]) for axis in AXES if axis.name in self.axes]
+        if self.launch:  # e.g. .../ddp2: a data-parallel cell never shares an id with a single-device one
+            parts.append(f"{self.launch['strategy'].replace('_', '-')}{self.launch['world_size']}")
         return "/".join(p for p in parts if p)  # an axis may leave its default value out of the id
 
     @property
     def hash(self) -> str:
         """Content hash of everything that affects the cell's numbers (not the suite's name, not the repeat)."""
         content = self.to_dict()
+        if content["launch"] is None:  # single-device cells hash as they did before launchers existed
+            del content["launch"]
         content["measurement"] = {
             k: v for k, v in self.measurement.items() if k not in UNHASHED_MEASUREMENT_KEYS
         }

@@ -45,6 +45,12 @@ class Batch:
                              f"micro-batches; the batch size must be a multiple of it")
         return [Batch(i, t) for i, t in zip(np.split(self.inputs, k), np.split(self.targets, k))]
 
+    def shard(self, rank: int, world_size: int) -> Batch:
+        """Data parallel: rank's rows of the global batch, [rank·B/W, (rank+1)·B/W) (a view). Each rank
+        then splits its shard into its k micro-batches; the step's loss stays the sum over every row's
+        target tokens divided by the global batch's count (n_target_tokens of the whole batch)."""
+        return self.split(world_size)[rank]
+
     def __len__(self) -> int:
         return self.inputs.shape[0]
 

@@ -21,7 +21,15 @@ class SkipCell(Exception):
 
 
 class Trainer(ABC):
-    """One model + optimizer on one device, trained one optimizer step at a time."""
+    """One model + optimizer on one device, trained one optimizer step at a time.
+
+    Data parallel (a cell with `launch`, hlbench.launch): every rank builds the same trainer from the
+    same weights and is given the same global batches; the trainer trains its own rows of each batch
+    (hlbench.data.Batch.shard) and combines gradients across ranks, so the optimization is the
+    single-device one. `rank` 0 is the one whose result is written (the chief)."""
+
+    rank: int = 0  # this process's rank among the processes of a data-parallel cell
+    world_size: int = 1  # data-parallel replicas in all (may exceed the processes: TF's MirroredStrategy)
 
     @abstractmethod
     def train_step(self, batch: Batch) -> Any:
@@ -69,6 +77,11 @@ class Trainer(ABC):
     def eval_loss(self, batches: list[Batch]) -> float:
         """Mean loss per target token over held-out batches, without training."""
 
+    def all_gather_objects(self, obj: Any) -> list[Any]:
+        """`obj` (JSON-serialisable) from every process of the cell, in rank order; a collective, so
+        every process must call it. One process: [obj]."""
+        return [obj]
+
     def reset_peak_memory(self) -> None:
         """Start a new peak for the framework's allocator statistics (no-op where there are none)."""
 
@@ -83,6 +96,14 @@ class Trainer(ABC):
 
 class Backend(ABC):
     name: str
+
+    def prepare(self, cell: Cell) -> None:
+        """Called once per worker process before anything else touches the framework: process-wide
+        setup that must precede the runtime's initialisation (a data-parallel cell's process group,
+        tf.distribute strategy, logical devices)."""
+
+    def shutdown(self) -> None:
+        """Called once when the worker's cell is finished (ok or not): leave process groups cleanly."""
 
     @abstractmethod
     def environment(self, device: str) -> dict[str, Any]:
