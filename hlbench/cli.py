@@ -10,6 +10,7 @@ import argparse
 import fnmatch
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -76,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", action="store_true",
                      help="a profiling pass per cell after its measured windows: phase breakdown, framework "
                           "profiler traces in <run-id>.profile/ (default: the suite's `profile`)")
+    run.add_argument("--devices", metavar="IDS",
+                     help="run single-device cells concurrently, one per GPU, e.g. 0,1,2,3: each worker sees only "
+                          "its GPU (CUDA_VISIBLE_DEVICES) and has its own telemetry; for the sweep's throughput "
+                          "(not with a suite `launcher:`, whose cells use the GPUs themselves)")
+    run.add_argument("--node-rank", type=int, default=0, metavar="N",
+                     help="this machine's rank in a multi-node suite (launcher.nnodes > 1): run the same command "
+                          "on every node with 0 … nnodes-1; node 0 writes the cells' records (default: 0)")
     run.add_argument("--report", type=Path, metavar="MD", nargs="?", const=Path("auto"),
                      help="write a markdown report of this run when it ends (default path: reports/<suite>-<run-id>.md)")
     run.set_defaults(func=cmd_run)
@@ -110,6 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not cells:
             raise UsageError(f"--only {' '.join(args.only)}: matches none of the {len(suite.cells)} cells")
         suite.cells = cells
+    devices = _check_placement(args, suite)
     if args.dry_run:
         _print_cells(suite)
         return EXIT_OK
@@ -145,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         telemetry = TelemetryConfig(enabled=False)
     try:
         records = runner.run_tasks(suite, tasks, records_path, run_id, progress.start, progress.record, telemetry,
-                                   True if args.profile else None)
+                                   True if args.profile else None, devices, args.node_rank)
     except runner.Interrupted:
         progress.close()
         print(f"hlbench: interrupted; records so far are in {records_path}\n"
@@ -163,6 +172,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"next: hlbench report {records_path} -o reports/{suite.name}.md")
     failed = [r for r in records if r["status"] not in ("ok", "skipped")]
     return EXIT_FAILED_CELLS if failed else EXIT_OK
+
+
+def _check_placement(args: argparse.Namespace, suite: Any) -> list[str] | None:
+    """--devices and --node-rank against the suite and this machine; UsageError naming what to fix."""
+    launcher = suite.config.launcher
+    nnodes = launcher.nnodes if launcher else 1
+    if not 0 <= args.node_rank < nnodes:
+        raise UsageError(f"--node-rank {args.node_rank}: the suite's launcher has {nnodes} node(s) (0 … {nnodes - 1})"
+                         if launcher else f"--node-rank {args.node_rank}: the suite has no multi-node `launcher:`")
+    if args.devices is None:
+        return None
+    if launcher is not None:
+        raise UsageError("--devices runs single-device cells side by side; this suite's `launcher:` already gives "
+                         "each cell all the GPUs of its ranks (drop --devices or the launcher)")
+    if suite.config.device == "cpu":
+        raise UsageError("--devices: the suite runs on the CPU (device: cpu); set device: auto or cuda")
+    devices = [d.strip() for d in args.devices.split(",")]
+    if not all(d.isdigit() for d in devices) or len(set(devices)) != len(devices):
+        raise UsageError(f"--devices {args.devices!r}: expected distinct GPU indices separated by commas, e.g. 0,1,2,3")
+    from hlbench.telemetry import nvml
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    count = len([v for v in visible.split(",") if v.strip()]) if visible is not None else nvml.gpu_count()
+    if count == 0:
+        raise UsageError(f"--devices {args.devices}: no NVIDIA GPU is visible here (NVML, CUDA_VISIBLE_DEVICES)")
+    missing = [d for d in devices if int(d) >= count]
+    if missing:
+        raise UsageError(f"--devices: GPU(s) {', '.join(missing)} do not exist; this machine shows {count} (0 … {count - 1})")
+    if visible is not None:  # a worker's CUDA_VISIBLE_DEVICES names physical GPUs: map through the parent's
+        entries = [v.strip() for v in visible.split(",") if v.strip()]
+        devices = [entries[int(d)] for d in devices]
+    return devices
 
 
 def _print_cells(suite: Any) -> None:

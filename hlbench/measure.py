@@ -45,11 +45,17 @@ def run_timed(
     budget_s: float,
     on_window_start: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.perf_counter,
+    agree: Callable[[bool], bool] | None = None,
 ) -> Timing:
     """Run warmup then up to `windows` × `steps` measured steps, stopping early past `budget_s`.
 
     Step indices run on from the warmup (0 … warmup_steps-1, then the measured ones), so each optimizer
     step sees its own batch. At least one measured step always runs, so a record always has a figure.
+
+    `agree` (data-parallel cells): makes the budget decision collective — given this rank's "over
+    budget", it returns whether any rank is. Every rank must then run the same steps (one that stopped
+    alone would leave the others waiting in an all-reduce), so the budget is checked only between
+    windows, outside the timed region, with one small collective per window.
     """
     timing = Timing(steps_planned=windows * steps)
     for i in range(warmup_steps):
@@ -60,7 +66,8 @@ def run_timed(
 
     index, spent_s = warmup_steps, 0.0
     for _ in range(windows):
-        if spent_s >= budget_s:
+        over = spent_s >= budget_s
+        if (agree(over) if agree is not None and timing.window_step_times_s else over):
             timing.budget_hit = True
             break
         on_window_start()
@@ -69,7 +76,7 @@ def run_timed(
         start, start_monotonic = clock(), time.monotonic()
         end = start
         for _ in range(steps):
-            if spent_s >= budget_s and (times or timing.window_step_times_s):
+            if agree is None and spent_s >= budget_s and (times or timing.window_step_times_s):
                 timing.budget_hit = True
                 break
             t0 = clock()

@@ -108,12 +108,14 @@ def load_all(paths: Sequence[Path]) -> Results:
             kind = record.get("kind", "cell")
             if kind == "parity":
                 parity_rows.extend(_parity_rows(record, path))
+            elif kind == "follower":
+                continue  # a multi-node run's other nodes: the cell's figures are in node 0's record
             elif kind == "cell":
                 key = (str(record.get("run_id")), str(record.get("cell_hash")), int(record.get("repeat") or 0))
                 latest.pop(key, None)  # re-insert so that order follows the winning record
                 latest[key] = _cell_row(record, path)
             else:
-                raise UsageError(f"{path}: line {line}: unknown record kind {kind!r} (expected 'cell' or 'parity')")
+                raise UsageError(f"{path}: line {line}: unknown record kind {kind!r} (expected 'cell', 'parity' or 'follower')")
     if not latest and not parity_rows:
         raise UsageError(f"no records in {', '.join(str(p) for p in files)}")
     cells = pd.DataFrame(list(latest.values()), columns=_cell_columns(latest.values()))

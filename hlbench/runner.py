@@ -9,8 +9,11 @@ import os
 import signal
 import subprocess
 import sys
+import queue
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +22,8 @@ from typing import Any, Callable
 from hlbench.backends import get_spec
 from hlbench.cell import Cell
 from hlbench.env import host_environment
+from hlbench.launch import (GroupTimeout, ProcessGroup, Rendezvous, commands, failed_rank_outcome, local_gpus,
+                            rank_results, torchrun_root_cause, wait_group)
 from hlbench.records import SCHEMA_VERSION, append_record, read_records
 from hlbench.suite import Suite
 from hlbench.telemetry.collect import Collector, TelemetryConfig
@@ -71,8 +76,14 @@ def run_tasks(
     on_record: Callable[[Task, dict[str, Any]], None] = lambda task, record: None,
     telemetry: TelemetryConfig | None = None,
     profile: bool | None = None,
+    devices: list[str] | None = None,
+    node_rank: int = 0,
 ) -> list[dict[str, Any]]:
     """Run each task and append its record; raises Interrupted on SIGINT/SIGTERM between or during cells.
+
+    `devices`: GPU ids (CUDA_VISIBLE_DEVICES entries) to run single-device cells on concurrently, one
+    cell per GPU. `node_rank`: this machine's rank for a suite with a multi-node launcher; nodes other
+    than 0 write `kind: follower` records (how their ranks ended), node 0 the cells' records.
 
     `telemetry`: sampling settings (default: the suite's); raw samples go to <run-id>.telemetry/.
     `profile`: the profiling pass per cell (default: the suite's `profile`); traces go to
@@ -85,23 +96,69 @@ def run_tasks(
     if profile is None:
         profile = suite.config.profile
 
-    records = []
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        for task in tasks:
+    rendezvous = Rendezvous.from_launcher(suite.config.launcher, node_rank)
+    records: list[dict[str, Any]] = []
+    lock = threading.Lock()  # parallel cells: one writer of the records file and the progress bar at a time
+
+    def run_one(task: Task, gpu: str | None, cancel: threading.Event | None) -> None:
+        with lock:
             on_start(task)
-            record = _base_record(suite, task, run_id)
-            outcome = _outcome(task, logs_dir, telemetry, profile)
-            record["env"]["framework"] = outcome.pop("env_framework", None)
-            record.update(outcome)
+        record = _base_record(suite, task, run_id)
+        outcome = _outcome(task, logs_dir, telemetry, profile, Placement(rendezvous, gpu, cancel))
+        record["env"]["framework"] = outcome.pop("env_framework", None)
+        record.update(outcome)
+        if node_rank > 0:  # node 0 holds the cell's record; this one only says how this node's ranks ended
+            record["kind"], record["node_rank"] = "follower", node_rank
+            if record["status"] == "crashed" and record.get("exit_code") == 0:
+                record.update(status="ok", reason=f"node {node_rank}: its ranks finished; the figures are in "
+                                                  "node 0's records", exit_code=None, error=None)
+        with lock:
             append_record(records_path, record)
             records.append(record)
             on_record(task, record)
+
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if devices:
+            _run_parallel(tasks, devices, run_one)
+        else:
+            for task in tasks:
+                run_one(task, None, None)
     except KeyboardInterrupt:
         raise Interrupted() from None
     finally:
         signal.signal(signal.SIGTERM, previous_term)
     return records
+
+
+def _run_parallel(tasks: list[Task], devices: list[str],
+                  run_one: Callable[[Task, str | None, threading.Event | None], None]) -> None:
+    """--devices: independent cells at once, one per GPU; a task waits for a free GPU. On Ctrl-C every
+    running group is killed (its record is not written, so --resume runs it again)."""
+    free: queue.Queue[str] = queue.Queue()
+    for device in devices:
+        free.put(device)
+    cancel = threading.Event()
+
+    def job(task: Task) -> None:
+        if cancel.is_set():
+            return
+        gpu = free.get()
+        try:
+            run_one(task, gpu, cancel)
+        finally:
+            free.put(gpu)
+
+    with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="hlbench-cell") as pool:
+        futures = [pool.submit(job, task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:
+            cancel.set()
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -134,12 +191,15 @@ def _base_record(suite: Suite, task: Task, run_id: str) -> dict[str, Any]:
         "backend_info": None,
         "telemetry": None,  # filled by the telemetry samplers (NVML, host) when present
         "profile": None,  # the profiling pass's section when profiling is on (hlbench.profiling)
+        "distributed": None,  # data-parallel cells: strategy, world size, per-rank figures (hlbench.ranks)
         "env": {"host": host_environment(), "framework": None},
     }
 
 
-def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig, profile: bool = False) -> dict[str, Any]:
+def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig, profile: bool = False,
+             placement: Placement | None = None) -> dict[str, Any]:
     """Everything the record learns from running (or not running) the task."""
+    placement = placement or Placement()
     spec = get_spec(task.cell.backend)
     reason = spec.unsupported_reason_for(task.cell)
     if reason:
@@ -148,24 +208,38 @@ def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig, profile: bo
     samples_path = logs_dir.with_suffix(".telemetry") / f"{task.cell.hash}-r{task.repeat}.csv"
     start = time.perf_counter()
     profile_dir = logs_dir.with_suffix(".profile") / f"{task.cell.hash}-r{task.repeat}" if profile else None
-    outcome = _spawn(task.cell, log_path, telemetry, samples_path, profile_dir)
+    group_id = f"hlbench-{task.cell.hash}-r{task.repeat}"  # the same on every node (run ids differ per node)
+    outcome = _spawn(task.cell, log_path, telemetry, samples_path, profile_dir, placement, group_id)
     outcome["worker_wall_s"] = time.perf_counter() - start
     outcome["log_path"] = str(log_path)
+    if placement.gpu is not None:
+        outcome["gpu_slot"] = placement.gpu  # --devices: the GPU this worker was given (NVML/CUDA index)
     return outcome
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a task's processes run: the rendezvous of a data-parallel cell, and with --devices the one
+    GPU a single-device worker may see (CUDA_VISIBLE_DEVICES, so it is cuda:0 inside the worker)."""
+
+    rendezvous: Rendezvous = Rendezvous()
+    gpu: str | None = None
+    cancel: threading.Event | None = None  # set when the run is interrupted (parallel cells)
+
+
 def _spawn(cell: Cell, log_path: Path, telemetry: TelemetryConfig, samples_path: Path,
-           profile_dir: Path | None = None) -> dict[str, Any]:
+           profile_dir: Path | None, placement: Placement, group_id: str) -> dict[str, Any]:
     outcome: dict[str, Any] | None = None
     collector: Collector | None = None
 
-    def started(pid: int) -> None:
+    def started(pids: list[int]) -> None:
         nonlocal collector
         if telemetry.enabled:
-            collector = Collector(cell.device, pid, telemetry)
+            gpus = [int(placement.gpu)] if placement.gpu is not None and placement.gpu.isdigit() else local_gpus(cell)
+            collector = Collector(cell.device, pids, telemetry, tree=cell.launch is not None, gpus=gpus)
 
     try:
-        outcome = _wait_for_worker(cell, log_path, started, profile_dir)
+        outcome = _wait_for_worker(cell, log_path, started, profile_dir, placement, group_id)
         return outcome
     finally:
         if collector is not None:  # also for timeouts and crashes: the samples show what happened
@@ -174,66 +248,67 @@ def _spawn(cell: Cell, log_path: Path, telemetry: TelemetryConfig, samples_path:
                 outcome["telemetry"] = section
 
 
-def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[int], None],
-                     profile_dir: Path | None = None) -> dict[str, Any]:
+def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], None],
+                     profile_dir: Path | None, placement: Placement, group_id: str) -> dict[str, Any]:
     timeout_s = cell.measurement["timeout_s"]
     with tempfile.TemporaryDirectory(prefix="hlbench-") as tmp:
         cell_file, result_file = Path(tmp, "cell.json"), Path(tmp, "result.json")
         cell_file.write_text(json.dumps(cell.to_dict()))
-        with open(log_path, "wb") as log:
-            # A new session: the worker gets its own process group, which a timeout kills whole, and the
-            # terminal's Ctrl-C reaches only the parent, which then stops the worker itself.
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hlbench.worker", str(cell_file), str(result_file)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env=_worker_env(log_path, profile_dir),
-            )
-            try:
-                started(proc.pid)
-                returncode = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                return {"status": "timeout", "reason": f"no result within timeout_s={timeout_s:g} s; worker killed"}
-            except BaseException:
-                _kill_group(proc)
-                raise
-        if result_file.exists() and returncode == 0:
+        env = _worker_env(log_path, profile_dir)
+        if placement.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = placement.gpu
+        log_path.write_bytes(b"")  # a fresh log per attempt; the processes append to it
+        group = ProcessGroup(commands(cell, cell_file, result_file, placement.rendezvous, group_id), log_path, env)
+        try:
+            started(group.pids)
+            codes = wait_group(group, timeout_s, placement.cancel)
+        except GroupTimeout:
+            what = "worker killed" if len(group.pids) == 1 and not cell.launch else "every process of the cell killed"
+            return {"status": "timeout", "reason": f"no result within timeout_s={timeout_s:g} s; {what}"}
+        if result_file.exists() and all(c == 0 for c in codes):
             result = json.loads(result_file.read_text())
             framework_env = result.pop("framework_env", None)
             return {**result, "env_framework": framework_env}
-    return _died(returncode, log_path)
+        if cell.launch is not None:
+            failed = failed_rank_outcome(rank_results(result_file))
+            if failed is not None:
+                return failed
+    return _died(codes, log_path, cell, placement.rendezvous)
 
 
 def _worker_env(log_path: Path, profile_dir: Path | None) -> dict[str, str]:
     # one CPU GEMM calibration per (framework, precision) per run, shared by its workers (MFU)
-    env = {**os.environ, CALIBRATION_CACHE_ENV: str(log_path.parent.with_suffix(".calibration.json"))}
-    env.pop(PROFILE_DIR_ENV, None)  # profiling is the runner's decision, never inherited
-    if profile_dir is not None:
-        env[PROFILE_DIR_ENV] = str(profile_dir.resolve())
+    env = {CALIBRATION_CACHE_ENV: str(log_path.parent.with_suffix(".calibration.json"))}
+    # profiling is the runner's decision, never inherited ("" means off)
+    env[PROFILE_DIR_ENV] = str(profile_dir.resolve()) if profile_dir is not None else ""
     return env
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # already gone
-    proc.wait()
-
-
-def _died(returncode: int, log_path: Path) -> dict[str, Any]:
-    tail = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+def _died(codes: list[int], log_path: Path, cell: Cell, rendezvous: Rendezvous) -> dict[str, Any]:
+    """A crashed record: which process (rank) died, by which signal or exit code."""
+    text = log_path.read_text(errors="replace")
+    tail = text.splitlines()[-LOG_TAIL_LINES:]
+    failing = [(i, c) for i, c in enumerate(codes) if c != 0] or [(0, codes[0] if codes else 0)]
+    index, returncode = failing[0]
+    who = "worker"
+    if cell.launch is not None:
+        strategy = cell.launch["strategy"]
+        if strategy in ("ddp", "fsdp"):
+            cause = torchrun_root_cause(text)
+            who, returncode = (f"rank {cause[0]}", cause[1]) if cause else ("torchrun", returncode)
+        elif strategy == "multi_worker":
+            who = f"rank {rendezvous.node_rank * cell.launch['nproc_per_node'] + index}"
     if returncode < 0:
         name = signal.Signals(-returncode).name
         return {
             "status": "crashed",
-            "reason": f"worker killed by {name}" + (" (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""),
+            "reason": f"{who} killed by {name}" + (" (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""),
             "signal": name,
             "error": {"type": "crash", "message": name, "traceback_tail": tail},
         }
     return {
         "status": "crashed",
-        "reason": f"worker exited with code {returncode} without a result",
+        "reason": f"{who} exited with code {returncode} without a result",
         "exit_code": returncode,
         "error": {"type": "crash", "message": f"exit code {returncode}", "traceback_tail": tail},
     }

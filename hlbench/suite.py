@@ -164,6 +164,51 @@ class Telemetry(_Strict):
     interval_s: Annotated[float, Field(ge=0.01, le=10.0)] = Field(0.1, description="seconds between samples")
 
 
+class Launcher(_Strict):
+    """Data-parallel training of every cell over several ranks (hlbench.launch): PyTorch cells through
+    torchrun (torch.distributed.run) with DDP or FSDP, TensorFlow cells through tf.distribute. The
+    batch a workload names keeps its meaning: with `hold: global` it is the global batch, split over
+    world_size × accumulation micro-batches; with `hold: micro` each rank's micro-batch."""
+
+    nproc_per_node: PositiveInt = Field(description="ranks per node: one per GPU (torch processes; TF replicas "
+                                                    "or worker processes)")
+    nnodes: PositiveInt = Field(1, description="machines; run the same command on each with --node-rank")
+    hosts: list[str] | None = Field(None, min_length=1, description="one address per node, node 0 first; "
+                                                                     "default [localhost] (nnodes 1)")
+    port: Annotated[int, Field(ge=1024, le=65000)] = Field(
+        29500, description="torch's rendezvous on hosts[0]; TF multi_worker ranks listen on port+1+local rank")
+    rdzv_backend: Literal["static", "c10d"] = Field("static", description="torchrun's rendezvous")
+    torch: Literal["ddp", "fsdp"] = Field("ddp", description="DistributedDataParallel or FSDP2 (fully_shard)")
+    tf: Literal["mirrored", "multi_worker"] = Field(
+        "mirrored", description="MirroredStrategy (one process, all its devices) or MultiWorkerMirroredStrategy "
+                                "(one process per rank, TF_CONFIG)")
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Launcher":
+        if self.hosts is None and self.nnodes > 1:
+            raise ValueError(f"hosts: {self.nnodes} nodes need their {self.nnodes} addresses, node 0 first")
+        if self.hosts is not None and len(self.hosts) != self.nnodes:
+            raise ValueError(f"hosts: {len(self.hosts)} address(es) for nnodes {self.nnodes}")
+        if self.tf == "mirrored" and self.nnodes > 1:
+            raise ValueError("tf: mirrored runs in one process on one machine; use multi_worker for several nodes")
+        return self
+
+    def node_host(self, node_rank: int = 0) -> str:
+        return (self.hosts or ["localhost"])[node_rank]
+
+    def for_backend(self, backend: str) -> dict[str, Any] | None:
+        """The cell's `launch` for a backend (None: the backend has no data-parallel launcher)."""
+        strategy = {"torch": self.torch, "tf": self.tf}.get(backend)
+        if strategy is None:
+            return None
+        return {"strategy": strategy, "world_size": self.world_size, "nnodes": self.nnodes,
+                "nproc_per_node": self.nproc_per_node}
+
+
 class SuiteConfig(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="default: the file's stem")
     description: str | None = None
@@ -178,6 +223,7 @@ class SuiteConfig(_Strict):
     telemetry: Telemetry = Field(default_factory=Telemetry)  # how figures are observed, not what is run: not in cell hashes
     # a profiling pass per cell after its measured windows (hlbench.profiling): not in cell hashes either
     profile: bool = Field(False, description="phase breakdown and framework profiler traces per cell")
+    launcher: Launcher | None = Field(None, description="data-parallel ranks per cell; default: one device")
     pruning: dict[str, dict[str, Any]] = {}  # NAME -> Pruning settings, for the pruning axis
     augmentation: dict[str, dict[str, Any]] = {}  # NAME -> Augmentation settings, for the augmentation axis
 
@@ -198,6 +244,18 @@ class SuiteConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("a backend is listed twice")
         return names
+
+    @model_validator(mode="after")
+    def _launcher_fits(self) -> "SuiteConfig":
+        if self.launcher is None:
+            return self
+        if re.fullmatch(r"cuda:\d+", self.device):
+            raise ValueError(f"device: {self.device!r} pins one GPU, but with a launcher each rank uses the GPU of "
+                             "its local rank; use auto or cuda")
+        for name in self.backends:
+            if self.launcher.for_backend(name) is None:
+                raise ValueError(f"launcher: backend {name!r} has no data-parallel launcher (torch and tf do)")
+        return self
 
     @model_validator(mode="after")
     def _unique_workload_names(self) -> "SuiteConfig":
@@ -383,22 +441,25 @@ def _make_cell(
     techniques: dict[str, dict[str, Any]],
 ) -> Cell:
     k = axes["accumulation"]
+    launch = config.launcher.for_backend(backend) if config.launcher else None
+    ranks = launch["world_size"] if launch else 1
     if w.hold == "global":
-        if w.batch_size % k:
+        if w.batch_size % (k * ranks):
+            what = f"{k} steps" + (f" × {ranks} ranks" if ranks > 1 else "")
             raise UsageError(
-                f"{path}: axes.accumulation: {k} steps do not divide batch_size {w.batch_size} of workload "
-                f"{w.display_name!r} (hold: global needs micro = global / k); exclude the pair or change one"
+                f"{path}: axes.accumulation: {what} do not divide batch_size {w.batch_size} of workload "
+                f"{w.display_name!r} (hold: global needs micro = global / (k × ranks)); exclude the pair or change one"
             )
-        global_batch, micro_batch = w.batch_size, w.batch_size // k
+        global_batch, micro_batch = w.batch_size, w.batch_size // (k * ranks)
     else:
-        global_batch, micro_batch = w.batch_size * k, w.batch_size
+        global_batch, micro_batch = w.batch_size * k * ranks, w.batch_size
     workload = {
         "name": w.display_name,
         "spec": spec.to_dict(),
         "data": data,
         "seq_len": _seq_len(w, spec),
         "global_batch": global_batch,
-        "micro_batch": micro_batch,
+        "micro_batch": micro_batch,  # per rank when data parallel
         "hold": w.hold,
         "variable_length": w.variable_length,
     }
@@ -411,4 +472,5 @@ def _make_cell(
         optimizer=config.optimizer.model_dump(mode="json"),
         seed=config.seed,
         techniques=techniques,
+        launch=launch,
     )

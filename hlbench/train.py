@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import resource
+import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from hlbench import workloads
 from hlbench.backends.base import Backend, Trainer
 from hlbench.cell import Cell
 from hlbench.data import Batch, Corpus, make_batches, make_corpus
+from hlbench import ranks
 from hlbench.measure import Timing, run_timed, step_stats
 from hlbench.techniques.augment import AugmentationConfig
 from hlbench.techniques.driver import PruningRun
@@ -90,12 +93,16 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
     # Test-only hook (documented in the README): an artificial delay per step inside the timed region,
     # so the end-to-end tests of `hlbench compare` can produce a real, known slowdown.
     delay_s = float(os.environ.get("HLBENCH_TEST_STEP_DELAY_S", "0") or 0)
+    # Test-only hook: "R:S" makes rank R kill itself with SIGKILL at step S (a rank dying mid-run).
+    kill_rank, _, kill_step = os.environ.get("HLBENCH_TEST_KILL_RANK", "").partition(":")
 
     first_measured = m["warmup_steps"]
 
     def step(i: int) -> None:
         if i != first_measured:  # a pruning event before the first measured step runs untimed (below)
             pruning.before_step(i, trainer)
+        if kill_rank and int(kill_rank) == trainer.rank and i == int(kill_step):
+            os.kill(os.getpid(), signal.SIGKILL)
         losses.append(trainer.train_step(batches[i]))
         if delay_s:
             time.sleep(delay_s)
@@ -106,10 +113,18 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
             trainer.reset_peak_memory()
             peak_reset[0] = True
 
+    agree = (lambda over: any(trainer.all_gather_objects(over))) if cell.launch else None
     timing = run_timed(
-        step, trainer.sync, m["warmup_steps"], m["steps"], m["windows"], m["budget_s"], on_window_start
+        step, trainer.sync, m["warmup_steps"], m["steps"], m["windows"], m["budget_s"], on_window_start, agree=agree
     )
-    framework_memory = trainer.memory()
+    memory = {**trainer.memory(), **_host_memory()}
+    distributed = None
+    if cell.launch:  # one record for all ranks (hlbench.ranks): a collective, so before anything rank-specific
+        per_rank = trainer.all_gather_objects({
+            "rank": trainer.rank, "host": socket.gethostname(), "pid": os.getpid(),
+            "device": str(trainer.info().get("device")), "timing": timing.to_dict(), "memory": memory})
+        timing, memory = ranks.slowest_timing(per_rank), ranks.max_memory(per_rank)
+        distributed = ranks.distributed_section(cell.launch, per_rank)
     train_losses = trainer.losses_to_floats(losses)
     t0 = time.perf_counter()
     eval_loss = trainer.eval_loss(held_out) if held_out else None
@@ -130,11 +145,12 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
         },
         "metrics": _throughput(cell, timing, measured),
         "loss": _losses(corpus, timing, train_losses, eval_loss, m["warmup_steps"]),
-        "memory": {**framework_memory, **_host_memory()},
+        "memory": memory,
+        "distributed": distributed,
         "backend_info": {**trainer.info(), "n_params": spec.n_params, "flops_per_token": spec.flops_per_token(
             cell.workload["seq_len"]), "pruning": pruning.report(trainer)},
     }
-    if profile_dir is not None:
+    if profile_dir is not None and not cell.launch:  # not built for data-parallel cells (README)
         # extra steps after the windows, the eval and every figure above: nothing above sees them
         from hlbench.profiling.section import profile_section
 

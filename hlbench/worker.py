@@ -4,6 +4,11 @@ A fresh interpreter per cell (spawned by hlbench.runner), so no framework state,
 compiled graph leaks from one cell into the next. It imports exactly one framework, the cell's. Every
 Python-level outcome (ok, skipped, oom, error) is written to RESULT_JSON; a worker that dies without
 writing it is classified by the parent (crashed, timeout).
+
+Data-parallel cells (hlbench.launch): every rank runs this module; each writes its own outcome to
+RESULT_JSON's `.rank<R>` sibling and rank 0 writes RESULT_JSON itself, with all ranks' figures combined
+(hlbench.train). A rank that fails in Python exits 1 after writing its outcome, so that the launcher
+stops the group at once instead of leaving its peers blocked in a collective until the timeout.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from hlbench.backends import get_spec, load_adapter
 from hlbench.backends.base import SkipCell
 from hlbench.cell import Cell
+from hlbench.launch import rank_from_env, rank_result_path
 from hlbench.profiling import PROFILE_DIR_ENV
 from hlbench.train import run_cell
 
@@ -30,6 +36,7 @@ def execute(cell: Cell) -> dict[str, Any]:
     result: dict[str, Any] = {"framework_env": None}
     try:
         backend = load_adapter(get_spec(cell.backend))
+        backend.prepare(cell)  # process groups, strategies, logical devices: before the runtime starts
         result["framework_env"] = backend.environment(cell.device)
         profile_dir = os.environ.get(PROFILE_DIR_ENV) or None  # the runner sets it when profiling is on
         result.update(run_cell(cell, backend, Path(profile_dir) if profile_dir else None), status="ok")
@@ -39,7 +46,17 @@ def execute(cell: Cell) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its record
         oom = backend.is_oom(exc) if backend is not None else isinstance(exc, MemoryError)
         result.update(status="oom" if oom else "error", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500], error=_error(exc))
+    finally:
+        if backend is not None:
+            _shutdown(backend)
     return result
+
+
+def _shutdown(backend: Any) -> None:
+    try:
+        backend.shutdown()
+    except Exception as exc:  # noqa: BLE001 - leaving a process group must not hide the cell's outcome
+        print(f"hlbench.worker: backend shutdown failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _mfu(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
@@ -48,8 +65,18 @@ def _mfu(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
 
     info = result["backend_info"]
     return mfu_metrics(get_spec(cell.backend).framework, cell.axes["precision"], str(info.get("device", "")),
-                       (result["framework_env"] or {}).get("gpus", []), result["metrics"].get("tokens_per_s"),
+                       (result["framework_env"] or {}).get("gpus", []), _tokens_per_s_per_device(cell, result),
                        info.get("flops_per_token"))
+
+
+def _tokens_per_s_per_device(cell: Cell, result: dict[str, Any]) -> float | None:
+    """Data parallel on GPUs: MFU is against the peak of all the cell's GPUs, i.e. per GPU. On a CPU
+    the ranks share the one calibrated CPU peak, so the whole throughput counts against it."""
+    tokens_per_s = result["metrics"].get("tokens_per_s")
+    device = str((result.get("backend_info") or {}).get("device", ""))
+    if tokens_per_s is None or not cell.launch or "cpu" in device.lower():
+        return tokens_per_s
+    return tokens_per_s / cell.launch["world_size"]
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -68,8 +95,18 @@ def main(argv: list[str]) -> int:
         print("usage: python -m hlbench.worker CELL_JSON RESULT_JSON", file=sys.stderr)
         return 2
     cell = Cell.from_dict(json.loads(Path(argv[0]).read_text()))
-    _write_atomically(Path(argv[1]), execute(cell))
-    return 0
+    result_path = Path(argv[1])
+    result = execute(cell)
+    if cell.launch is None:
+        _write_atomically(result_path, result)
+        return 0
+    rank = rank_from_env()
+    # every rank's own outcome (the parent names the failing rank from these), the chief's in full
+    own = {k: result.get(k) for k in ("status", "reason", "error", "framework_env")}
+    _write_atomically(rank_result_path(result_path, rank), {**own, "rank": rank})
+    if rank == 0:
+        _write_atomically(result_path, result)
+    return 1 if result["status"] in ("oom", "error") else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,19 @@ The dtypes of the first step are observed (the logits, i.e. the output head's ma
 output through a forward hook removed after that step) and checked against the label (hlbench.precision.check_observed): a contradiction raises
 PrecisionViolation, which the worker records as `error`.
 
+Data parallel (a cell with `launch`, started by torchrun; hlbench.launch): `prepare` joins the process
+group (NCCL on GPUs, gloo on CPUs; its timeout is the cell's timeout_s), each rank uses cuda:LOCAL_RANK
+or the CPU, and the model is wrapped after its weights are loaded and cast:
+- ddp: torch.nn.parallel.DistributedDataParallel; the first k-1 micro-batches run under no_sync(), so
+  gradients are all-reduced once per optimizer step, as accumulation means;
+- fsdp: FSDP2 (torch.distributed.fsdp.fully_shard) on each GPT block, then on the whole model;
+  parameters, gradients and AdamW state are sharded DTensors; gradient sync only on the last
+  micro-batch (set_requires_gradient_sync).
+Rank r trains rows batch.shard(r, W) of every global batch. Both wrappers *average* gradients over
+the W ranks, while the step's gradient is the *sum* of the ranks' (each micro-batch loss is divided by
+the global batch's token count), so each rank's loss is multiplied by W before backward (exact for W
+a power of two). The step losses are summed over the ranks once, after the windows (no per-step sync).
+
 Test-only hooks (never set them in a real run; see hlbench.precision):
 - HLBENCH_TEST_PRECISION_MISMATCH=1: the level's dtypes are not applied (bf16 autocast for fp32), so
   the first step's check must fail;
@@ -26,12 +39,15 @@ Test-only hooks (never set them in a real run; see hlbench.precision):
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager, nullcontext
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -45,8 +61,15 @@ from hlbench.profiling.phases import PhaseTimer
 from hlbench.train import model_spec
 
 
-def resolve_device(requested: str) -> torch.device:
-    """auto → the first CUDA device when there is one, else the CPU; an absent device skips the cell."""
+def resolve_device(requested: str, data_parallel: bool = False) -> torch.device:
+    """auto → the first CUDA device when there is one, else the CPU; an absent device skips the cell.
+    Data parallel: each rank's own GPU, cuda:LOCAL_RANK (the suite rejects cuda:N with a launcher)."""
+    if data_parallel and requested in ("auto", "cuda"):
+        if not torch.cuda.is_available():
+            if requested == "cuda":
+                raise SkipCell("device 'cuda' requested but PyTorch sees no CUDA device")
+            return torch.device("cpu")
+        requested = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
@@ -145,9 +168,13 @@ class TorchTrainer(Trainer):
         self.observed: dict[str, Any] = {}
         self.compiled = bool(cell.axes.get("compile", False))
         self._hooks = self._observe_recurrence()
+        self.strategy = cell.launch["strategy"] if cell.launch else None
+        if self.strategy:
+            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.wrapped = self._wrap(self.model)
         # torch.compile (TorchInductor) compiles forward and backward lazily, on the first call: the
         # measurement loop's warmup steps, timed as startup. The optimizer step stays eager (fused).
-        self.forward = torch.compile(self.model) if self.compiled else self.model
+        self.forward = torch.compile(self.wrapped) if self.compiled else self.wrapped
         decay, no_decay = [], []
         self.param_map = parameter_map(self.model, spec)
         for name, (param, _) in self.param_map.items():
@@ -159,6 +186,28 @@ class TorchTrainer(Trainer):
         self.params = decay + no_decay
         self.optimizer, self.optimizer_impl = make_adamw(groups, cell.optimizer, device)
         self.masks: dict[torch.nn.Parameter, torch.Tensor] = {}  # pruned parameters (apply_masks)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """The data-parallel wrapper of the cell's strategy (module docstring); the model itself without one."""
+        if self.strategy == "ddp":
+            from torch.nn.parallel import DistributedDataParallel
+
+            return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.strategy == "fsdp":
+            from torch.distributed.fsdp import fully_shard
+
+            for block in getattr(model, "h", []):  # GPT blocks: one all-gather / reduce-scatter unit each
+                fully_shard(block)
+            fully_shard(model)  # the rest (embeddings, tied head, final LayerNorm; the whole LSTM)
+        return model
+
+    def _gradient_sync(self, on: bool) -> AbstractContextManager[Any]:
+        """Gradients are synchronised across ranks only on the step's last micro-batch."""
+        if self.strategy == "ddp" and not on:
+            return self.wrapped.no_sync()
+        if self.strategy == "fsdp":
+            self.model.set_requires_gradient_sync(on)
+        return nullcontext()
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device, non_blocking=True)
@@ -184,24 +233,31 @@ class TorchTrainer(Trainer):
         """Forward and backward over the k micro-batches of `batch`; returns the step's loss (on device).
         With fp16 the gradients are those of the loss times the scaler's scale (unscaled later).
         `timer` (the profile pass only) times the transfer and the k forwards and backwards as phases."""
+        n_tokens = batch.n_target_tokens  # of the global batch, counted on the host: no device sync
+        if self.world_size > 1:
+            batch = batch.shard(self.rank, self.world_size)  # this rank's rows
         with timer.phase("host_to_device") if timer else nullcontext():
             inputs, targets = self._to_device(batch.inputs), self._to_device(batch.targets)
-        n_tokens = batch.n_target_tokens  # counted on the host: no device sync
         micro = len(batch) // self.accumulation
         loss_sum = torch.zeros((), device=self.device)
         for i in range(self.accumulation):
             rows = slice(i * micro, (i + 1) * micro)
-            with timer.phase("forward") if timer else nullcontext():
-                with self._ctx():
-                    logits = self.forward(inputs[rows])  # (b, T, V)
-                    if self.steps == 0:  # the output head's matmul, seen outside the (maybe compiled) model
-                        self.observed.setdefault("matmul_output", dtype_name(logits.dtype))
-                    micro_sum = F.cross_entropy(
-                        logits.float().reshape(-1, self.vocab_size), targets[rows].reshape(-1),
-                        ignore_index=IGNORE_INDEX, reduction="sum",
-                    )
-            with timer.phase("backward") if timer else nullcontext():
-                self.scaler.scale(micro_sum / n_tokens).backward()
+            # data parallel: forward and backward of all but the last micro-batch without gradient sync
+            with self._gradient_sync(on=i == self.accumulation - 1):
+                with timer.phase("forward") if timer else nullcontext():
+                    with self._ctx():
+                        logits = self.forward(inputs[rows])  # (b, T, V)
+                        if self.steps == 0:  # the output head's matmul, seen outside the (maybe compiled) model
+                            self.observed.setdefault("matmul_output", dtype_name(logits.dtype))
+                        micro_sum = F.cross_entropy(
+                            logits.float().reshape(-1, self.vocab_size), targets[rows].reshape(-1),
+                            ignore_index=IGNORE_INDEX, reduction="sum",
+                        )
+                with timer.phase("backward") if timer else nullcontext():
+                    step_loss = micro_sum / n_tokens
+                    if self.world_size > 1:  # the wrappers average over ranks; the step needs the sum
+                        step_loss = step_loss * self.world_size
+                    self.scaler.scale(step_loss).backward()
             loss_sum += micro_sum.detach()
         return loss_sum / n_tokens
 
@@ -279,7 +335,7 @@ class TorchTrainer(Trainer):
         inv_scale = 1.0 / self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
         grads = {}
         for name, (param, transposed) in self.param_map.items():
-            grad = (param.grad.detach().float() * inv_scale).cpu().numpy()
+            grad = (_full(param.grad).detach().float() * inv_scale).cpu().numpy()
             grads[name] = np.ascontiguousarray(grad.T if transposed else grad)
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss), grads
@@ -289,7 +345,7 @@ class TorchTrainer(Trainer):
         for name, mask in masks.items():
             param, transposed = self.param_map[name]
             keep = torch.from_numpy(np.ascontiguousarray(mask.T if transposed else mask))
-            keep = keep.to(device=param.device, dtype=param.dtype)
+            keep = _like(param, keep.to(device=param.device, dtype=param.dtype))  # FSDP: this rank's shard
             param.mul_(keep)
             state = self.optimizer.state.get(param, {})
             for key in ("exp_avg", "exp_avg_sq"):  # absent before the first step
@@ -299,7 +355,7 @@ class TorchTrainer(Trainer):
 
     def weights(self) -> dict[str, np.ndarray]:
         return {
-            name: np.ascontiguousarray((p.T if transposed else p).detach().float().cpu().numpy())
+            name: np.ascontiguousarray((_full(p).T if transposed else _full(p)).detach().float().cpu().numpy())
             for name, (p, transposed) in self.param_map.items()
         }
 
@@ -308,7 +364,12 @@ class TorchTrainer(Trainer):
             torch.cuda.synchronize(self.device)
 
     def losses_to_floats(self, losses: list[Any]) -> list[float]:
-        return torch.stack(losses).tolist() if losses else []  # one transfer, one sync
+        if not losses:
+            return []
+        stacked = torch.stack(losses)
+        if self.world_size > 1:  # each rank's loss is its rows' share of the step's: the sum is the step's
+            dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+        return stacked.tolist()  # one transfer, one sync
 
     @torch.no_grad()
     def eval_loss(self, batches: list[Batch]) -> float:
@@ -377,11 +438,53 @@ class TorchTrainer(Trainer):
             "torch_num_threads": torch.get_num_threads(),
             "torch_compile": self.compiled,
             "sparse_execution": "dense kernels with masks" if self.masks else None,
+            "strategy": self._strategy_text(),
         }
+
+    def _strategy_text(self) -> str | None:
+        if not self.strategy:
+            return None
+        name = {"ddp": "DistributedDataParallel", "fsdp": "FSDP2 fully_shard"}[self.strategy]
+        return f"{name} over {self.world_size} ranks ({dist.get_backend()})"
+
+    def all_gather_objects(self, obj: Any) -> list[Any]:
+        if not self.strategy:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor: an FSDP-sharded DTensor gathered from every rank (a collective), else itself."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+def _like(param: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """`full` laid out like `param`: sharded the same way when param is an FSDP DTensor."""
+    if not hasattr(param, "device_mesh"):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full, param.device_mesh, param.placements)
 
 
 class TorchBackend(Backend):
     name = "torch"
+
+    def prepare(self, cell: Cell) -> None:
+        """Data parallel: join torchrun's process group (its env:// rendezvous), NCCL on GPUs, gloo on CPUs."""
+        if not cell.launch or dist.is_initialized():
+            return
+        device = resolve_device(cell.device, data_parallel=True)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=cell.measurement["timeout_s"]))
+
+    def shutdown(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
     def environment(self, device: str) -> dict[str, Any]:
         env: dict[str, Any] = {
@@ -405,7 +508,7 @@ class TorchBackend(Backend):
         return env
 
     def build(self, cell: Cell, weights: dict[str, np.ndarray]) -> TorchTrainer:
-        device = resolve_device(cell.device)
+        device = resolve_device(cell.device, data_parallel=bool(cell.launch))
         # The registry's spec is the one list of what this backend implements; the runner skips such
         # cells before spawning, and this guards in-process callers (tests, benchmarks) the same way.
         reason = TORCH.unsupported_reason_for(cell)
@@ -418,6 +521,10 @@ class TorchBackend(Backend):
                            "implemented in hlbench yet; use sparse_kernels: false (masks on dense kernels)")
         level = precision.level(cell.axes["precision"])
         require_device_for(level, device)
+        if cell.launch and cell.launch["strategy"] == "fsdp" and level.loss_scaling:
+            # found_inf would be judged per shard, so ranks could disagree on skipping a step
+            raise SkipCell("fp16 with fsdp: loss scaling over sharded gradients needs a sharded grad scaler, "
+                           "which hlbench does not wire up; use bf16 or ddp")
         set_tf32(level.tf32)
         return TorchTrainer(cell, weights, device)
 

@@ -39,14 +39,20 @@ def nvml_indices(device: str) -> list[int]:
 
 
 class Collector:
-    def __init__(self, device: str, pid: int, config: TelemetryConfig) -> None:
+    """`pid`: the worker; for a data-parallel cell its launcher(s), with `tree` so that every rank
+    (a descendant) is counted, and `gpus` the NVML indices of all the GPUs the cell's ranks use here."""
+
+    def __init__(self, device: str, pid: int | list[int], config: TelemetryConfig, tree: bool = False,
+                 gpus: list[int] | None = None) -> None:
         self.config = config
         self.status: dict[str, str] = {}
         try:
-            host = HostProbe(pid)
+            host = HostProbe(pid, tree=tree)
         except psutil.Error as exc:
             host, self.status["host"] = None, f"psutil cannot read the worker: {exc}"
-        nvml, reason = open_nvml(nvml_indices(device), pid)
+        root = pid if isinstance(pid, int) else pid[0]
+        nvml, reason = open_nvml(nvml_indices(device) if gpus is None else gpus, root,
+                                 pids=host.processes.pids if host is not None else None)
         if reason:
             self.status["nvml"] = reason
         self.nvml_info = nvml.info() if nvml else None

@@ -137,6 +137,14 @@ def summarize(rows: list[Row], windows: Sequence[Window], tokens_in_windows: flo
             "gpu_throttled_fraction": throttled_fraction,
             "gpu_throttle_reasons_seen": throttle_seen,
         })
+    gpu_indices = sorted({r["gpu_index"] for r in rows if r.get("gpu_index") is not None})
+    if len(gpu_indices) > 1:  # a data-parallel cell: each GPU (rank) on its own, beside the aggregates
+        derived["per_gpu"] = [{
+            "gpu_index": i,
+            "gpu_mem_used_peak_bytes": _max([r for r in inside if r.get("gpu_index") == i], "gpu_mem_used_bytes"),
+            "gpu_util_mean_pct": _mean([r for r in inside if r.get("gpu_index") == i], "gpu_util_pct"),
+            "gpu_power_mean_w": _mean([r for r in inside if r.get("gpu_index") == i], "gpu_power_w"),
+        } for i in gpu_indices]
     reasons = {}
     if not host_inside:
         reasons["windows"] = "no sample fell inside a measured window (windows shorter than the sampling interval?)"

@@ -8,7 +8,7 @@ the reason says which.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import psutil
 
@@ -59,22 +59,58 @@ class RAPL:
         return total / 1e6
 
 
-class HostProbe:
-    """psutil on the worker process: RSS (its own, children excluded) and CPU use since the last sample."""
+class ProcessTree:
+    """The processes of one cell: the worker itself, or for a data-parallel cell its launcher(s) and
+    every descendant (torchrun's ranks), found anew at each sample because ranks start after the launcher."""
 
-    def __init__(self, pid: int, rapl: RAPL | None = None) -> None:
-        self.process = psutil.Process(pid)
-        self.process.cpu_percent(None)  # the first call only sets the reference point
+    def __init__(self, pids: int | Sequence[int], tree: bool = False) -> None:
+        self.roots = [psutil.Process(p) for p in ([pids] if isinstance(pids, int) else pids)]
+        self.tree = tree
+        self._known: dict[int, psutil.Process] = {}  # kept, so cpu_percent measures since the last sample
+
+    def processes(self) -> list[psutil.Process]:
+        procs = list(self.roots)
+        if self.tree:
+            for root in self.roots:
+                try:
+                    procs += root.children(recursive=True)
+                except psutil.Error:
+                    continue
+        out = []
+        for proc in procs:
+            known = self._known.get(proc.pid)
+            if known is None:
+                known = self._known[proc.pid] = proc
+                try:
+                    known.cpu_percent(None)  # the first call only sets the reference point
+                except psutil.Error:
+                    pass
+            out.append(known)
+        return out
+
+    def pids(self) -> set[int]:
+        return {p.pid for p in self.processes()}
+
+
+class HostProbe:
+    """psutil on the worker process: RSS (its own, children excluded) and CPU use since the last sample.
+    With `tree` (data-parallel cells): summed over the launcher and all its descendants, the ranks."""
+
+    def __init__(self, pid: int | Sequence[int], rapl: RAPL | None = None, tree: bool = False) -> None:
+        self.processes = ProcessTree(pid, tree)
+        self.processes.processes()  # reference points for cpu_percent
         self.rapl = rapl if rapl is not None else RAPL()
         self.status: dict[str, str] = {}
         if self.rapl.reason:
             self.status["host_rapl_energy_j"] = self.rapl.reason
 
     def sample(self) -> dict[str, Any]:
-        try:
-            with self.process.oneshot():
-                rss = self.process.memory_info().rss
-                cpu = self.process.cpu_percent(None)  # % of one core; 200 = two cores busy
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            rss = cpu = None  # the worker is exiting
+        rss = cpu = None  # None: the worker is exiting
+        for proc in self.processes.processes():
+            try:
+                with proc.oneshot():
+                    rss = (rss or 0) + proc.memory_info().rss
+                    cpu = (cpu or 0.0) + proc.cpu_percent(None)  # % of one core; 200 = two cores busy
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
         return {"host_rss_bytes": rss, "host_cpu_pct": cpu, "host_rapl_energy_j": self.rapl.energy_j()}

@@ -36,9 +36,12 @@ def _text(value: Any) -> str:
 class NVMLProbe:
     """Open NVML handles for the devices a cell uses; `sample()` returns one dict per device."""
 
-    def __init__(self, nvml: Any, indices: list[int], pid: int | None) -> None:
+    def __init__(self, nvml: Any, indices: list[int], pid: int | None,
+                 pids: Callable[[], set[int]] | None = None) -> None:
         self.nvml = nvml
         self.pid = pid
+        # a data-parallel cell's processes (launcher and ranks), looked up at each sample; default {pid}
+        self.pids = pids or (lambda: {pid} if pid is not None else set())
         count = nvml.nvmlDeviceGetCount()
         self.indices = [i for i in indices if 0 <= i < count]
         self.handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in self.indices]
@@ -75,10 +78,10 @@ class NVMLProbe:
         procs = self._try("gpu_proc_mem_used_bytes", lambda: self.nvml.nvmlDeviceGetComputeRunningProcesses(handle))
         if procs is None:
             return None
-        for proc in procs:
-            if proc.pid == self.pid:
-                used = proc.usedGpuMemory
-                return int(used) if used is not None else None
+        ours = self.pids()
+        used = [proc.usedGpuMemory for proc in procs if proc.pid in ours]
+        if used:
+            return None if any(u is None for u in used) else int(sum(used))
         if procs and "gpu_proc_mem_used_bytes" not in self.status:
             # Others are visible but not the worker: its PID is not the one NVML reports (PID namespace).
             self.status["gpu_proc_mem_used_bytes"] = (
@@ -131,7 +134,8 @@ def load_nvml() -> tuple[Any | None, str | None]:
     return pynvml, None
 
 
-def open_nvml(indices: list[int], pid: int | None, nvml: Any | None = None) -> tuple[NVMLProbe | None, str | None]:
+def open_nvml(indices: list[int], pid: int | None, nvml: Any | None = None,
+              pids: Callable[[], set[int]] | None = None) -> tuple[NVMLProbe | None, str | None]:
     """An NVMLProbe for `indices` (NVML device indices), or None and the reason.
 
     `nvml`: an already-initialised NVML module (tests pass a fake); by default pynvml is loaded here.
@@ -143,10 +147,27 @@ def open_nvml(indices: list[int], pid: int | None, nvml: Any | None = None) -> t
         if nvml is None:
             return None, reason
     try:
-        probe = NVMLProbe(nvml, indices, pid)
+        probe = NVMLProbe(nvml, indices, pid, pids)
     except nvml.NVMLError as exc:
         return None, f"NVML device query failed: {type(exc).__name__}: {exc}"
     if not probe.indices:
         probe.close()
         return None, probe.status.get("gpu_index", "no NVML device")
     return probe, None
+
+
+def gpu_count() -> int:
+    """NVIDIA GPUs NVML sees on this machine (all of them, whatever CUDA_VISIBLE_DEVICES says); 0 without
+    NVML or without GPUs."""
+    nvml, _ = load_nvml()
+    if nvml is None:
+        return 0
+    try:
+        return int(nvml.nvmlDeviceGetCount())
+    except nvml.NVMLError:
+        return 0
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except nvml.NVMLError:
+            pass
