@@ -269,11 +269,25 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], 
             result = json.loads(result_file.read_text())
             framework_env = result.pop("framework_env", None)
             return {**result, "env_framework": framework_env}
-        if cell.launch is not None:
-            failed = failed_rank_outcome(rank_results(result_file))
-            if failed is not None:
-                return failed
-    return _died(codes, log_path, cell, placement.rendezvous)
+        reported = rank_results(result_file) if cell.launch is not None else {}
+    # A rank that died without a word (signal, hard exit) is the cause; its peers' errors (a collective's
+    # "connection closed by peer") are the consequence, so they only annotate the crash.
+    silent = [r for r in _local_ranks(cell, placement.rendezvous) if r not in reported]
+    failed = failed_rank_outcome(reported)
+    if failed is not None and not silent:
+        return failed
+    crashed = _died(codes, log_path, cell, placement.rendezvous)
+    if failed is not None:
+        crashed["reason"] += f"; then {failed['reason']}"[:300]
+    return crashed
+
+
+def _local_ranks(cell: Cell, rendezvous: Rendezvous) -> list[int]:
+    """The ranks this node's processes have (each writes its own outcome file)."""
+    if cell.launch is None or cell.launch["strategy"] == "mirrored":
+        return [0] if cell.launch is not None else []
+    per_node = cell.launch["nproc_per_node"]
+    return [rendezvous.node_rank * per_node + i for i in range(per_node)]
 
 
 def _worker_env(log_path: Path, profile_dir: Path | None) -> dict[str, str]:
