@@ -262,7 +262,10 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], 
         try:
             started(group.pids)
             codes = wait_group(group, timeout_s, placement.cancel)
-        except GroupTimeout:
+        except BaseException as exc:  # a timeout, or Ctrl-C / SIGTERM even while telemetry starts
+            group.kill()
+            if not isinstance(exc, GroupTimeout):
+                raise
             what = "worker killed" if len(group.pids) == 1 and not cell.launch else "every process of the cell killed"
             return {"status": "timeout", "reason": f"no result within timeout_s={timeout_s:g} s; {what}"}
         if result_file.exists() and all(c == 0 for c in codes):
