@@ -40,7 +40,8 @@ def execute(cell: Cell) -> dict[str, Any]:
         result["framework_env"] = backend.environment(cell.device)
         profile_dir = os.environ.get(PROFILE_DIR_ENV) or None  # the runner sets it when profiling is on
         result.update(run_cell(cell, backend, Path(profile_dir) if profile_dir else None), status="ok")
-        result["metrics"].update(_mfu(cell, result))
+        if cell.launch is None or rank_from_env() == 0:  # only the chief's result is written
+            result["metrics"].update(_mfu(cell, result))
     except SkipCell as exc:
         result.update(status="skipped", reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its record

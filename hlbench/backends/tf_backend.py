@@ -19,6 +19,11 @@ Precision (hlbench.precision, DESIGN §3), the same meaning as in torch_backend:
 Dtypes are static in a graph: they are recorded at trace time from the Python side and checked
 after the first step (hlbench.precision.check_observed); a contradiction raises PrecisionViolation.
 
+Data parallel (a cell with `launch`: MirroredStrategy or MultiWorkerMirroredStrategy): the same step
+on mirrored variables, each replica on its shard of the global batch, gradients all-reduced (SUM);
+semantics, what is skipped and why: hlbench.backends.tf_distribute. TFBackend.prepare creates the
+strategy before the runtime initialises.
+
 Test-only hooks (never set them in a real run; see hlbench.precision):
 - HLBENCH_TEST_PRECISION_MISMATCH=1: the level's dtypes are not applied (bf16 compute for fp32);
 - HLBENCH_TEST_NONFINITE_STEP=k: optimizer step k's gradients are made non-finite (the op exists in
@@ -119,7 +124,7 @@ class TFTrainer(Trainer):
         self.observed: dict[str, Any] = {}
         self.steps = 0  # train_step calls so far
         self._nonfinite_step = precision.nonfinite_step()  # test-only
-        with tf.device(device):
+        with self._variable_scope():
             self.model = build_model(spec, weights, param_dtype, compute_dtype)
             self.params = [self.model.variables[n] for n in self.names]
             self.optimizer = AdamW(self.params, [spec.decayed(n) for n in self.names], cell.optimizer)
@@ -132,6 +137,13 @@ class TFTrainer(Trainer):
             pruning = pruning_for(cell)
             self.mask_vars = {n: tf.Variable(tf.ones_like(self.params[self.names.index(n)]), trainable=False,
                                              name=f"mask/{n}") for n in P.maskable(spec, pruning)}
+        self._make_functions(cell)
+
+    def _variable_scope(self) -> Any:
+        """Where the model's and optimizer's variables are created: this trainer's one device."""
+        return tf.device(self.device)
+
+    def _make_functions(self, cell: Cell) -> None:
         w = cell.workload
         batch_spec = tf.TensorSpec((w["global_batch"], w["seq_len"]), tf.int64)
         scalar = tf.TensorSpec((), tf.float32)
@@ -398,6 +410,24 @@ class TFBackend(Backend):
 
     def __init__(self) -> None:
         configure_runtime()
+        self._distribution: Any = None  # tf_distribute.Distribution of a data-parallel cell (prepare)
+
+    def prepare(self, cell: Cell) -> None:
+        """A data-parallel cell: create its tf.distribute strategy now, before any other op (logical
+        CPU devices and MultiWorkerMirroredStrategy must precede the runtime's initialisation).
+        Cells without `launch`, or with one this backend skips (build says why), need nothing."""
+        if not cell.launch or self._distribution is not None:
+            return
+        from hlbench.backends import tf_distribute  # imports this module: not at the top
+
+        if tf_distribute.unsupported_reason(cell) is None:
+            self._distribution = tf_distribute.make_distribution(cell)
+
+    def shutdown(self) -> None:
+        if self._distribution is not None:
+            from hlbench.backends import tf_distribute
+
+            tf_distribute.shutdown_barrier(self._distribution)
 
     def environment(self, device: str) -> dict[str, Any]:
         build = tf.sysconfig.get_build_info()
@@ -423,11 +453,33 @@ class TFBackend(Backend):
         reason = TF.unsupported_reason_for(cell)
         if reason:
             raise SkipCell(reason)
+        if cell.launch:
+            return self._build_distributed(cell, weights)
         device = resolve_device(cell.device)
         level = precision.level(cell.axes["precision"])
         require_device_for(level, device)
         tf.config.experimental.enable_tensor_float_32_execution(level.tf32)  # off at every other level
         return TFTrainer(cell, weights, device)
+
+    def _build_distributed(self, cell: Cell, weights: dict[str, np.ndarray]) -> TFTrainer:
+        """A trainer on mirrored variables (hlbench.backends.tf_distribute); SkipCell with the reason
+        for what does not run under a strategy."""
+        from hlbench.backends import tf_distribute
+
+        reason = tf_distribute.unsupported_reason(cell)
+        if reason:
+            raise SkipCell(reason)
+        self.prepare(cell)  # the worker has called it already; in-process callers may not have
+        dist = self._distribution
+        if (dist.kind, dist.world_size) != (cell.launch["strategy"], int(cell.launch["world_size"])):
+            raise RuntimeError(f"this process's strategy is {dist.kind} × {dist.world_size}; a process runs one "
+                               f"data-parallel shape (cell.launch {cell.launch})")
+        if dist.skip_reason:
+            raise SkipCell(dist.skip_reason)
+        level = precision.level(cell.axes["precision"])
+        require_device_for(level, dist.local_device)
+        tf.config.experimental.enable_tensor_float_32_execution(level.tf32)
+        return tf_distribute.MirroredTFTrainer(cell, weights, dist)
 
     def is_oom(self, exc: BaseException) -> bool:
         return isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError))

@@ -59,21 +59,44 @@ class AdamW:
 
     def apply(self, grads: Sequence[tf.Tensor]) -> None:
         step = self.step.assign_add(1.0)
+        for var, grad, m, v, decayed in zip(self.variables, grads, self.m, self.v, self.decayed):
+            self.update_variable(var, grad, m, v, step, decayed)
+
+    def apply_distributed(self, strategy: tf.distribute.Strategy, grads: Sequence[Any]) -> None:
+        """`apply` on mirrored variables, from cross-replica context (a merge_call): each variable's
+        copy on each device is updated with that device's (already all-reduced, identical) gradient,
+        as Keras's optimizers do under tf.distribute. The step, moments and variables are mirrored."""
+        ext = strategy.extended
+        ext.update(self.step, lambda step: step.assign_add(1.0), group=False)
+        for var, grad, m, v, decayed in zip(self.variables, grads, self.m, self.v, self.decayed):
+            # m, v and step are mirrored variables: inside the update of `var` on a device, they read
+            # and assign that device's copy (tf.distribute's update context)
+            ext.update(_tf_variable(var), self.update_variable, args=(grad, m, v, self.step, decayed), group=False)
+
+    def update_variable(self, var: Any, grad: tf.Tensor, m: Any, v: Any, step: Any, decayed: bool) -> None:
+        """One parameter's AdamW update at optimizer step `step` (already incremented, ≥ 1)."""
+        step = tf.cast(step, tf.float32)
         bias_correction1 = 1.0 - tf.pow(self.beta1, step)
         bias_correction2_sqrt = tf.sqrt(1.0 - tf.pow(self.beta2, step))
         step_size = self.lr / bias_correction1
         f32 = tf.float32
-        for var, grad, m, v, decayed in zip(self.variables, grads, self.m, self.v, self.decayed):
-            # float32 arithmetic, one rounding per stored tensor (module docstring); no-op casts in fp32
-            p, g, m_new, v_new = (tf.cast(t, f32) for t in (var, grad, m, v))
-            if decayed and self.weight_decay:
-                p = p * (1.0 - self.lr * self.weight_decay)
-            m_new = m_new + (g - m_new) * (1.0 - self.beta1)  # torch: m.lerp_(grad, 1 - β1)
-            v_new = v_new * self.beta2 + g * g * (1.0 - self.beta2)
-            denom = tf.sqrt(v_new) / bias_correction2_sqrt + self.eps
-            m.assign(tf.cast(m_new, m.dtype))
-            v.assign(tf.cast(v_new, v.dtype))
-            var.assign(tf.cast(p - step_size * m_new / denom, var.dtype))
+        # float32 arithmetic, one rounding per stored tensor (module docstring); no-op casts in fp32
+        p, g, m_new, v_new = (tf.cast(t, f32) for t in (var, grad, m, v))
+        if decayed and self.weight_decay:
+            p = p * (1.0 - self.lr * self.weight_decay)
+        m_new = m_new + (g - m_new) * (1.0 - self.beta1)  # torch: m.lerp_(grad, 1 - β1)
+        v_new = v_new * self.beta2 + g * g * (1.0 - self.beta2)
+        denom = tf.sqrt(v_new) / bias_correction2_sqrt + self.eps
+        m.assign(tf.cast(m_new, m.dtype))
+        v.assign(tf.cast(v_new, v.dtype))
+        var.assign(tf.cast(p - step_size * m_new / denom, var.dtype))
+
+
+def _tf_variable(var: Any) -> Any:
+    """The tf.Variable behind a Keras 3 variable (the LSTM's), which is what tf.distribute mirrors and
+    updates; a tf.Variable itself otherwise. (tf.Variable.value is a method, Keras's `value` a variable.)"""
+    inner = getattr(var, "value", None)
+    return inner if isinstance(inner, tf.Variable) else var
 
 
 class DynamicLossScale:

@@ -40,7 +40,7 @@ def _cached_cpu_peak(framework: str, precision: str) -> tuple[float | None, str]
     flops, source = cpu_gemm_flops(framework, precision)
     if path and flops:
         cache[key] = {"flops": flops, "source": source}
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # workers running side by side (--devices)
         tmp.write_text(json.dumps(cache, indent=1))
         os.replace(tmp, path)
     return flops, source
