@@ -168,6 +168,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         out = Path("reports") / f"{suite.name}-{run_id}.md" if args.report == Path("auto") else args.report
         print(f"report: {write_report([records_path], out)}")
+    elif records and all(r.get("kind") == "follower" for r in records):
+        print("this node ran no rank 0: the cells' records are on the node that did (node 0 with a static rendezvous)")
     else:
         print(f"next: hlbench report {records_path} -o reports/{suite.name}.md")
     failed = [r for r in records if r["status"] not in ("ok", "skipped")]

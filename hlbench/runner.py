@@ -82,8 +82,9 @@ def run_tasks(
     """Run each task and append its record; raises Interrupted on SIGINT/SIGTERM between or during cells.
 
     `devices`: GPU ids (CUDA_VISIBLE_DEVICES entries) to run single-device cells on concurrently, one
-    cell per GPU. `node_rank`: this machine's rank for a suite with a multi-node launcher; nodes other
-    than 0 write `kind: follower` records (how their ranks ended), node 0 the cells' records.
+    cell per GPU. `node_rank`: this machine's rank for a suite with a multi-node launcher. The node
+    whose process is rank 0 (node 0; with rdzv_backend c10d whichever torchrun chose) writes the cell's
+    record; the others write `kind: follower` records saying how their ranks ended.
 
     `telemetry`: sampling settings (default: the suite's); raw samples go to <run-id>.telemetry/.
     `profile`: the profiling pass per cell (default: the suite's `profile`); traces go to
@@ -107,11 +108,8 @@ def run_tasks(
         outcome = _outcome(task, logs_dir, telemetry, profile, Placement(rendezvous, gpu, cancel))
         record["env"]["framework"] = outcome.pop("env_framework", None)
         record.update(outcome)
-        if node_rank > 0:  # node 0 holds the cell's record; this one only says how this node's ranks ended
-            record["kind"], record["node_rank"] = "follower", node_rank
-            if record["status"] == "crashed" and record.get("exit_code") == 0:
-                record.update(status="ok", reason=f"node {node_rank}: its ranks finished; the figures are in "
-                                                  "node 0's records", exit_code=None, error=None)
+        if record.get("kind") == "follower":  # only how this node's ranks ended (results.load skips it)
+            record["node_rank"] = node_rank
         with lock:
             append_record(records_path, record)
             records.append(record)
@@ -268,14 +266,18 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], 
                 raise
             what = "worker killed" if len(group.pids) == 1 and not cell.launch else "every process of the cell killed"
             return {"status": "timeout", "reason": f"no result within timeout_s={timeout_s:g} s; {what}"}
-        if result_file.exists() and all(c == 0 for c in codes):
+        ok = all(c == 0 for c in codes)
+        if result_file.exists() and ok:
             result = json.loads(result_file.read_text())
             framework_env = result.pop("framework_env", None)
             return {**result, "env_framework": framework_env}
+        if cell.launch is not None and ok:  # a multi-node cell whose chief (rank 0) ran on another node
+            return {"status": "ok", "kind": "follower", "reason": "this node's ranks finished; the cell's "
+                    "figures are in the records of the node that ran rank 0"}
         reported = rank_results(result_file) if cell.launch is not None else {}
     # A rank that died without a word (signal, hard exit) is the cause; its peers' errors (a collective's
     # "connection closed by peer") are the consequence, so they only annotate the crash.
-    silent = [r for r in _local_ranks(cell, placement.rendezvous) if r not in reported]
+    silent = len(reported) < _local_processes(cell)
     failed = failed_rank_outcome(reported)
     if failed is not None and not silent:
         return failed
@@ -285,12 +287,11 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], 
     return crashed
 
 
-def _local_ranks(cell: Cell, rendezvous: Rendezvous) -> list[int]:
-    """The ranks this node's processes have (each writes its own outcome file)."""
-    if cell.launch is None or cell.launch["strategy"] == "mirrored":
-        return [0] if cell.launch is not None else []
-    per_node = cell.launch["nproc_per_node"]
-    return [rendezvous.node_rank * per_node + i for i in range(per_node)]
+def _local_processes(cell: Cell) -> int:
+    """How many processes of the cell run on this node (each writes its own outcome file)."""
+    if cell.launch is None:
+        return 0
+    return 1 if cell.launch["strategy"] == "mirrored" else cell.launch["nproc_per_node"]
 
 
 def _worker_env(log_path: Path, profile_dir: Path | None) -> dict[str, str]:

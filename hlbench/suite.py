@@ -179,9 +179,9 @@ class Launcher(_Strict):
         29500, description="torch's rendezvous on hosts[0]; TF multi_worker ranks listen on port+1+local rank")
     rdzv_backend: Literal["static", "c10d"] = Field("static", description="torchrun's rendezvous")
     torch: Literal["ddp", "fsdp"] = Field("ddp", description="DistributedDataParallel or FSDP2 (fully_shard)")
-    tf: Literal["mirrored", "multi_worker"] = Field(
-        "mirrored", description="MirroredStrategy (one process, all its devices) or MultiWorkerMirroredStrategy "
-                                "(one process per rank, TF_CONFIG)")
+    tf: Literal["mirrored", "multi_worker"] | None = Field(
+        None, description="MirroredStrategy (one process, all its devices) or MultiWorkerMirroredStrategy "
+                          "(one process per rank, TF_CONFIG); default: mirrored on one node, else multi_worker")
 
     @property
     def world_size(self) -> int:
@@ -202,7 +202,8 @@ class Launcher(_Strict):
 
     def for_backend(self, backend: str) -> dict[str, Any] | None:
         """The cell's `launch` for a backend (None: the backend has no data-parallel launcher)."""
-        strategy = {"torch": self.torch, "tf": self.tf}.get(backend)
+        tf = self.tf or ("mirrored" if self.nnodes == 1 else "multi_worker")
+        strategy = {"torch": self.torch, "tf": tf}.get(backend)
         if strategy is None:
             return None
         return {"strategy": strategy, "world_size": self.world_size, "nnodes": self.nnodes,

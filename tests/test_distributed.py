@@ -234,3 +234,31 @@ def test_devices_run_cells_concurrently_each_seeing_only_its_gpu(write_suite, fa
     assert seen[0] != seen[1]
     for r in records:  # each worker had its own telemetry (NVML absent here, so host figures only)
         assert r["telemetry"]["sources"]["host"] and r["telemetry"]["n_samples"] > 0
+
+
+def test_two_nodes_on_localhost_one_cell_record_and_a_follower(write_suite, tmp_path):
+    """Two `hlbench run` processes stand in for two machines (static rendezvous at hosts[0]:port)."""
+    import subprocess
+    import sys
+
+    suite = write_suite(TORCH_SUITE + "launcher: {nproc_per_node: 1, nnodes: 2, hosts: [127.0.0.1, 127.0.0.1], "
+                        f"port: {_free_port()}}}\n")
+    env = {**_base_env(), "OMP_NUM_THREADS": "1"}
+    follower = subprocess.Popen([sys.executable, "-m", "hlbench", "run", str(suite), "--quiet", "--no-telemetry",
+                                 "--node-rank", "1", "--results-dir", "node1"], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    chief = run_cli("run", str(suite), "--quiet", "--no-telemetry", "--results-dir", "node0", cwd=tmp_path, env=env)
+    out, _ = follower.communicate(timeout=120)
+    assert chief.returncode == 0 and follower.returncode == 0, chief.stdout + chief.stderr + out
+    (cell_record,) = _records(tmp_path / "node0")
+    (follower_record,) = _records(tmp_path / "node1")
+    assert cell_record.get("kind", "cell") == "cell" and cell_record["status"] == "ok"
+    assert cell_record["distributed"]["nnodes"] == 2 and [r["rank"] for r in cell_record["distributed"]["per_rank"]] == [0, 1]
+    assert follower_record["kind"] == "follower" and follower_record["node_rank"] == 1
+    assert follower_record["status"] == "ok" and follower_record["metrics"] is None
+    assert "this node ran no rank 0" in out
+    # a report over both nodes' files has the one cell
+    from hlbench.results import load
+
+    frame = load([tmp_path / "node0", tmp_path / "node1"])
+    assert len(frame) == 1 and frame.iloc[0]["status"] == "ok"
