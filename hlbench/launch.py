@@ -130,6 +130,7 @@ class ProcessGroup:
     def __init__(self, cmds: list[Command], log_path: Path, extra_env: dict[str, str]) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.known: dict[int, psutil.Process] = {}  # every descendant seen, so none survives the group
+        self.first_failed: int | None = None  # index of the first process seen to fail
         with open(log_path, "ab") as log:
             for cmd in cmds:
                 self.procs.append(subprocess.Popen(
@@ -159,6 +160,8 @@ class ProcessGroup:
             now = time.monotonic()
             if failed_at is None and any(c not in (None, 0) for c in codes):
                 failed_at = now
+                # the first to fail is the cause: the others are killed below, and then fail too
+                self.first_failed = next(i for i, c in enumerate(codes) if c not in (None, 0))
             if failed_at is not None and now - failed_at > on_failure_grace_s:
                 self.kill()
                 return [int(p.returncode) for p in self.procs]

@@ -118,6 +118,9 @@ def load_all(paths: Sequence[Path]) -> Results:
                 raise UsageError(f"{path}: line {line}: unknown record kind {kind!r} (expected 'cell', 'parity' or 'follower')")
     if not latest and not parity_rows:
         raise UsageError(f"no records in {', '.join(str(p) for p in files)}")
+    if any("parallel" in row for row in latest.values()):
+        for row in latest.values():
+            row.setdefault("parallel", "single")
     cells = pd.DataFrame(list(latest.values()), columns=_cell_columns(latest.values()))
     parity = pd.DataFrame(parity_rows, columns=PARITY_COLUMNS)
     return Results(cells=cells, parity=parity, files=tuple(files))
@@ -221,6 +224,10 @@ def _cell_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "device": _first(_get(record, "backend_info", "device"), cell.get("device")),
         **{axis: axes.get(axis) for axis in KNOWN_AXES},
         **{axis: value for axis, value in axes.items() if axis not in KNOWN_AXES},
+        # data parallel (suite `launcher:`): a variant like compile, e.g. "ddp2"; "single" is filled in
+        # for one-device rows only when some row has it (load_all), so reports without it are unchanged
+        **({"parallel": f"{cell['launch']['strategy'].replace('_', '-')}{cell['launch']['world_size']}"}
+           if cell.get("launch") else {}),
         "global_batch": workload.get("global_batch"),
         "micro_batch": workload.get("micro_batch"),
         "seq_len": workload.get("seq_len"),

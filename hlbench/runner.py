@@ -281,7 +281,7 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], 
     failed = failed_rank_outcome(reported)
     if failed is not None and not silent:
         return failed
-    crashed = _died(codes, log_path, cell, placement.rendezvous)
+    crashed = _died(codes, log_path, cell, placement.rendezvous, group.first_failed)
     if failed is not None:
         crashed["reason"] += f"; then {failed['reason']}"[:300]
     return crashed
@@ -302,12 +302,13 @@ def _worker_env(log_path: Path, profile_dir: Path | None) -> dict[str, str]:
     return env
 
 
-def _died(codes: list[int], log_path: Path, cell: Cell, rendezvous: Rendezvous) -> dict[str, Any]:
-    """A crashed record: which process (rank) died, by which signal or exit code."""
+def _died(codes: list[int], log_path: Path, cell: Cell, rendezvous: Rendezvous,
+          first_failed: int | None = None) -> dict[str, Any]:
+    """A crashed record: which process (rank) died first, by which signal or exit code."""
     text = log_path.read_text(errors="replace")
     tail = text.splitlines()[-LOG_TAIL_LINES:]
     failing = [(i, c) for i, c in enumerate(codes) if c != 0] or [(0, codes[0] if codes else 0)]
-    index, returncode = failing[0]
+    index, returncode = (first_failed, codes[first_failed]) if first_failed is not None else failing[0]
     who = "worker"
     if cell.launch is not None:
         strategy = cell.launch["strategy"]

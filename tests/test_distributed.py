@@ -262,3 +262,42 @@ def test_two_nodes_on_localhost_one_cell_record_and_a_follower(write_suite, tmp_
 
     frame = load([tmp_path / "node0", tmp_path / "node1"])
     assert len(frame) == 1 and frame.iloc[0]["status"] == "ok"
+
+
+# --- TensorFlow through the runner: MultiWorkerMirroredStrategy, one process per rank, TF_CONFIG ------------
+
+TF_SUITE = TORCH_SUITE.replace("[torch]", "[tf]")
+
+
+def test_tf_multi_worker_trains_and_records_like_one_process(write_suite, tmp_path):
+    pytest.importorskip("tensorflow")
+    single = write_suite(TF_SUITE, "single.yaml")
+    workers = write_suite(TF_SUITE + f"launcher: {{nproc_per_node: 2, tf: multi_worker, port: {_free_port()}}}\n",
+                          "mw.yaml")
+    env = {**_base_env(), "OMP_NUM_THREADS": "1"}
+    for path in (single, workers):
+        proc = run_cli("run", str(path), "--quiet", cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    by_id = {r["cell_id"]: r for r in _records(tmp_path / "results")}
+    one, many = by_id["gpt-tiny/tf/fp32/ga2/none"], by_id["gpt-tiny/tf/fp32/ga2/none/multi-worker2"]
+    np.testing.assert_allclose(many["loss"]["train_loss_per_step"], one["loss"]["train_loss_per_step"],
+                               rtol=0, atol=LOSS_ATOL)
+    dist = many["distributed"]
+    assert dist["strategy"] == "multi_worker" and dist["processes"] == 2
+    assert [r["rank"] for r in dist["per_rank"]] == [0, 1] and len({r["pid"] for r in dist["per_rank"]}) == 2
+    assert "MultiWorkerMirroredStrategy" in many["backend_info"]["strategy"]
+    # telemetry followed both worker processes (host RSS summed over them exceeds either rank's own peak)
+    rss = many["telemetry"]["derived"]["host_rss_peak_worker_bytes"]
+    assert rss > max(r["memory"]["host_peak_rss_bytes"] for r in dist["per_rank"])
+
+
+def test_tf_multi_worker_rank_killed_is_one_crashed_record_and_no_orphans(write_suite, tmp_path):
+    pytest.importorskip("tensorflow")
+    suite = write_suite(TF_SUITE + f"launcher: {{nproc_per_node: 2, tf: multi_worker, port: {_free_port()}}}\n")
+    env = {**_base_env(), "OMP_NUM_THREADS": "1", "HLBENCH_TEST_KILL_RANK": "1:3"}
+    proc = run_cli("run", str(suite), "--quiet", "--no-telemetry", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (record,) = _records(tmp_path / "results")
+    assert record["status"] == "crashed" and record["reason"].startswith("rank 1 killed by SIGKILL"), record["reason"]
+    assert record["worker_wall_s"] < 90  # the surviving rank was stopped, not left to a collective's timeout
+    assert _workers_alive() == []
