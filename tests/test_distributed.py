@@ -301,3 +301,21 @@ def test_tf_multi_worker_rank_killed_is_one_crashed_record_and_no_orphans(write_
     assert record["status"] == "crashed" and record["reason"].startswith("rank 1 killed by SIGKILL"), record["reason"]
     assert record["worker_wall_s"] < 90  # the surviving rank was stopped, not left to a collective's timeout
     assert _workers_alive() == []
+
+
+def test_report_sets_data_parallel_cells_beside_their_single_process_twins(tmp_path):
+    """The committed CPU records (reports/records/data-parallel): no training needed."""
+    from hlbench.report import render
+    from hlbench.results import load
+    from tests.conftest import REPO
+
+    records = sorted((REPO / "reports" / "records" / "data-parallel").glob("*.jsonl"))
+    md = render(records, tmp_path / "r.md", draw_plots=False)
+    assert "## Data parallel" in md and "parallel: single" in md and "parallel: ddp2" in md
+    df = load(records)
+    one = df[(df["cell_id"] == "gpt-tiny/torch/fp32/ga1/none")]["tokens_per_s"].iloc[0]
+    ddp = df[(df["cell_id"] == "gpt-tiny/torch/fp32/ga1/none/ddp2")]["tokens_per_s"].iloc[0]
+    section = md.split("## Data parallel", 1)[1]
+    row = next(line for line in section.splitlines() if line.startswith("| gpt-tiny/torch/fp32/ga1/none/ddp2 "))
+    assert f"{ddp / one:.2f}×" in row and f"{ddp / one / 2 * 100:.1f}%" in row
+    assert any(line.startswith("- Data parallel ddp2 in PyTorch:") for line in md.splitlines())

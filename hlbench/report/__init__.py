@@ -48,6 +48,7 @@ def render(paths: Sequence[Path], out_md: Path, tolerance_nats: float = DEFAULT_
         *markdown.matrix(cells),
         *markdown.effects(effects, notes),
         *markdown.frameworks(ratios, cells, parity),
+        *markdown.scaling(cells),
         *markdown.failures(df, list(cells["cell_id"])),
         *markdown.stability(cells),
         *markdown.profiling(df, profile_plot, plot_dir),

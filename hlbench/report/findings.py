@@ -16,6 +16,7 @@ from hlbench.report import formatting as fmt
 from hlbench.report.cells import stability_warnings
 from hlbench.report.effects import Comparison, Effect, reference_backend
 from hlbench.report.frontier import Frontier
+from hlbench.report.scaling import scaling_findings
 
 # A speedup under this is "no speedup" even when statistically resolved: nobody prunes for 3%.
 MEANINGFUL_SPEEDUP = 1.05
@@ -187,6 +188,7 @@ def findings(cells: pd.DataFrame, effects: list[Comparison], ratios: list[Compar
         *accumulation_findings(effects),
         *pruning_findings(effects),
         *framework_findings(ratios, cells),
+        *scaling_findings(cells),
         *parity_findings(parity),
         *frontier_findings(fronts, cells),
         *outcome_findings(cells),

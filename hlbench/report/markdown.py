@@ -219,6 +219,20 @@ def plots(links: list[tuple[str, str | None, str]], plot_dir: str) -> list[str]:
     return lines
 
 
+def scaling(cells: pd.DataFrame) -> list[str]:
+    """Data-parallel cells against their one-process twins (reports with a `launcher:` run only)."""
+    from hlbench.report.scaling import HEADERS, scaling_rows
+
+    rows = scaling_rows(cells)
+    if not rows:
+        return []
+    return ["## Data parallel", "",
+            "Each data-parallel cell beside the same cell on one process (same global batch): speedup in tokens/s, "
+            "scaling efficiency = speedup / world size, and peak memory relative to one process (data parallel: "
+            "the maximum over the ranks). Per-rank figures are in the records' `distributed` section.", "",
+            *table(rows, HEADERS)]
+
+
 def profiling(df: pd.DataFrame, plot: str | None, plot_dir: str) -> list[str]:
     """Phase shares per cell and operator-category shares per backend and precision (profiled runs only)."""
     from hlbench.report.profiling import category_rows, phase_rows, profiled
