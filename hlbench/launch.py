@@ -49,10 +49,10 @@ class Rendezvous:
 
     @classmethod
     def from_launcher(cls, launcher: Any, node_rank: int = 0) -> "Rendezvous":
-        hosts = tuple(launcher.hosts or ["localhost"]) if launcher is not None else ("localhost",)
+        """From a suite's `launcher:` (hlbench.suite.Launcher, or None for single-device suites)."""
         if launcher is None:
-            return cls(hosts=hosts, node_rank=node_rank)
-        return cls(hosts, launcher.port, launcher.rdzv_backend, node_rank)
+            return cls(node_rank=node_rank)
+        return cls(tuple(launcher.hosts or ["localhost"]), launcher.port, launcher.rdzv_backend, node_rank)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import queue
+import signal
 import tempfile
 import threading
 import time
@@ -194,6 +192,16 @@ def _base_record(suite: Suite, task: Task, run_id: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a task's processes run: the rendezvous of a data-parallel cell, and with --devices the one
+    GPU a single-device worker may see (CUDA_VISIBLE_DEVICES, so it is cuda:0 inside the worker)."""
+
+    rendezvous: Rendezvous = Rendezvous()
+    gpu: str | None = None
+    cancel: threading.Event | None = None  # set when the run is interrupted (parallel cells)
+
+
 def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig, profile: bool = False,
              placement: Placement | None = None) -> dict[str, Any]:
     """Everything the record learns from running (or not running) the task."""
@@ -213,16 +221,6 @@ def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig, profile: bo
     if placement.gpu is not None:
         outcome["gpu_slot"] = placement.gpu  # --devices: the GPU this worker was given (NVML/CUDA index)
     return outcome
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a task's processes run: the rendezvous of a data-parallel cell, and with --devices the one
-    GPU a single-device worker may see (CUDA_VISIBLE_DEVICES, so it is cuda:0 inside the worker)."""
-
-    rendezvous: Rendezvous = Rendezvous()
-    gpu: str | None = None
-    cancel: threading.Event | None = None  # set when the run is interrupted (parallel cells)
 
 
 def _spawn(cell: Cell, log_path: Path, telemetry: TelemetryConfig, samples_path: Path,

@@ -178,7 +178,7 @@ def test_ddp_and_fsdp_train_like_one_process_with_the_same_global_batch(write_su
         assert many["metrics"]["step_time_median_s"] <= slowest * 1.5
         assert many["metrics"]["tokens_per_step"] == 8 * many["cell"]["workload"]["seq_len"]
         assert many["memory"]["host_peak_rss_bytes"] == max(r["memory"]["host_peak_rss_bytes"] for r in dist["per_rank"])
-        assert f"over 2 ranks (gloo)" in many["backend_info"]["strategy"]
+        assert "over 2 ranks (gloo)" in many["backend_info"]["strategy"]
         assert one["distributed"] is None
 
 
