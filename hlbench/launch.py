@@ -212,13 +212,15 @@ def rank_result_path(result_file: Path, rank: int) -> Path:
     return result_file.with_name(f"{result_file.stem}.rank{rank}.json")
 
 
-def failed_rank_outcome(ranks: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
-    """One record's outcome from the first rank that failed in Python (oom, error), naming it and the
-    other ranks that failed; None when no rank reported such a failure."""
+def failed_rank_outcome(ranks: dict[int, dict[str, Any]], first: int | None = None) -> dict[str, Any] | None:
+    """One record's outcome from the rank that failed in Python (oom, error) — `first` when given (the
+    first to fail), else the lowest — naming it and the other ranks that failed; None when none did."""
     failed = {r: res for r, res in ranks.items() if res.get("status") in ("oom", "error")}
     if not failed:
         return None
-    first, res = next(iter(failed.items()))
+    if first is None or first not in failed:
+        first = next(iter(failed))
+    res = failed[first]
     also = [r for r in failed if r != first]
     reason = f"rank {first}: {res.get('reason')}" + (f" (ranks {also} failed too)" if also else "")
     return {"status": res["status"], "reason": reason, "error": {**(res.get("error") or {}), "rank": first},

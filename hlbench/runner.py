@@ -273,16 +273,38 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], 
             return {"status": "ok", "kind": "follower", "reason": "this node's ranks finished; the cell's "
                     "figures are in the records of the node that ran rank 0"}
         reported = rank_results(result_file) if cell.launch is not None else {}
-    # A rank that died without a word (signal, hard exit) is the cause; its peers' errors (a collective's
-    # "connection closed by peer") are the consequence, so they only annotate the crash.
-    silent = len(reported) < _local_processes(cell)
+    # The first process to fail is the cause: its own outcome when it wrote one (oom, error), else a crash.
+    # Its peers' failures (a collective's "connection closed by peer", torchrun's SIGTERM) are the
+    # consequence and only annotate the record.
+    text = log_path.read_text(errors="replace")
+    first, returncode = _first_failure(cell, codes, group.first_failed, text, placement.rendezvous)
+    if first is not None and reported.get(first, {}).get("status") in ("oom", "error"):
+        return failed_rank_outcome(reported, first=first)  # type: ignore[return-value]
     failed = failed_rank_outcome(reported)
-    if failed is not None and not silent:
-        return failed
-    crashed = _died(codes, log_path, cell, placement.rendezvous, group.first_failed)
+    if failed is not None and first is None and len(reported) == _local_processes(cell):
+        return failed  # every process of this node spoke, and some failed: no silent death to blame
+    crashed = _died(returncode, text, "worker" if cell.launch is None else
+                    (f"rank {first}" if first is not None else "a process of the cell"))
     if failed is not None:
         crashed["reason"] += f"; then {failed['reason']}"[:300]
     return crashed
+
+
+def _first_failure(cell: Cell, codes: list[int], first_index: int | None, log_text: str,
+                   rendezvous: Rendezvous) -> tuple[int | None, int]:
+    """(rank, exit code) of the first process that failed: torchrun's own "Root Cause" for its ranks,
+    the first process the group saw end non-zero for TF workers; rank None when not known."""
+    failing = [(i, c) for i, c in enumerate(codes) if c != 0] or [(0, codes[0] if codes else 0)]
+    index, returncode = (first_index, codes[first_index]) if first_index is not None else failing[0]
+    if cell.launch is None:
+        return None, returncode
+    strategy = cell.launch["strategy"]
+    if strategy in ("ddp", "fsdp"):
+        cause = torchrun_root_cause(log_text)
+        return cause if cause else (None, returncode)
+    if strategy == "multi_worker":
+        return rendezvous.node_rank * cell.launch["nproc_per_node"] + index, returncode
+    return 0, returncode  # mirrored: one process, rank 0
 
 
 def _local_processes(cell: Cell) -> int:
@@ -300,21 +322,9 @@ def _worker_env(log_path: Path, profile_dir: Path | None) -> dict[str, str]:
     return env
 
 
-def _died(codes: list[int], log_path: Path, cell: Cell, rendezvous: Rendezvous,
-          first_failed: int | None = None) -> dict[str, Any]:
-    """A crashed record: which process (rank) died first, by which signal or exit code."""
-    text = log_path.read_text(errors="replace")
-    tail = text.splitlines()[-LOG_TAIL_LINES:]
-    failing = [(i, c) for i, c in enumerate(codes) if c != 0] or [(0, codes[0] if codes else 0)]
-    index, returncode = (first_failed, codes[first_failed]) if first_failed is not None else failing[0]
-    who = "worker"
-    if cell.launch is not None:
-        strategy = cell.launch["strategy"]
-        if strategy in ("ddp", "fsdp"):
-            cause = torchrun_root_cause(text)
-            who, returncode = (f"rank {cause[0]}", cause[1]) if cause else ("torchrun", returncode)
-        elif strategy == "multi_worker":
-            who = f"rank {rendezvous.node_rank * cell.launch['nproc_per_node'] + index}"
+def _died(returncode: int, log_text: str, who: str) -> dict[str, Any]:
+    """A crashed record: `who` died by a signal or exited without a result."""
+    tail = log_text.splitlines()[-LOG_TAIL_LINES:]
     if returncode < 0:
         name = signal.Signals(-returncode).name
         return {

@@ -93,8 +93,10 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
     # Test-only hook (documented in the README): an artificial delay per step inside the timed region,
     # so the end-to-end tests of `hlbench compare` can produce a real, known slowdown.
     delay_s = float(os.environ.get("HLBENCH_TEST_STEP_DELAY_S", "0") or 0)
-    # Test-only hook: "R:S" makes rank R kill itself with SIGKILL at step S (a rank dying mid-run).
-    kill_rank, _, kill_step = os.environ.get("HLBENCH_TEST_KILL_RANK", "").partition(":")
+    # Test-only hook: "R:S" makes rank R kill itself with SIGKILL at step S (a rank dying mid-run);
+    # "R:S:oom" makes it raise MemoryError there instead (a rank running out of memory).
+    kill_rank, _, kill_at = os.environ.get("HLBENCH_TEST_KILL_RANK", "").partition(":")
+    kill_step, _, kill_how = kill_at.partition(":")
 
     first_measured = m["warmup_steps"]
 
@@ -102,6 +104,8 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
         if i != first_measured:  # a pruning event before the first measured step runs untimed (below)
             pruning.before_step(i, trainer)
         if kill_rank and int(kill_rank) == trainer.rank and i == int(kill_step):
+            if kill_how == "oom":
+                raise MemoryError(f"simulated: rank {trainer.rank} cannot allocate at step {i}")
             os.kill(os.getpid(), signal.SIGKILL)
         losses.append(trainer.train_step(batches[i]))
         if delay_s:

@@ -199,6 +199,18 @@ def test_a_rank_killed_mid_run_is_one_crashed_record_and_no_orphans(write_suite,
     assert _workers_alive() == []
 
 
+def test_a_rank_out_of_memory_is_one_oom_record_naming_it(write_suite, tmp_path):
+    suite = write_suite(TORCH_SUITE + LAUNCHER % (_free_port(), "ddp"))
+    env = {**_base_env(), "OMP_NUM_THREADS": "1", "HLBENCH_TEST_KILL_RANK": "1:3:oom"}
+    proc = run_cli("run", str(suite), "--quiet", "--no-telemetry", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (record,) = _records(tmp_path / "results")
+    # rank 0, blocked in the all-reduce, was stopped by torchrun: the record blames rank 1's OOM
+    assert record["status"] == "oom" and record["reason"].startswith("rank 1: MemoryError: simulated"), record["reason"]
+    assert record["error"]["rank"] == 1 and record["worker_wall_s"] < 60
+    assert _workers_alive() == []
+
+
 def test_a_hung_rank_times_out_the_whole_group(write_suite, tmp_path):
     suite = write_suite(TORCH_SUITE.replace("timeout_s: 120", "timeout_s: 12") + LAUNCHER % (_free_port(), "ddp"))
     env = {**_base_env(), "OMP_NUM_THREADS": "1", "HLBENCH_TEST_STEP_DELAY_S": "30"}
