@@ -14,6 +14,14 @@ HASH_CHARS = 16  # 64 bits of sha256: collisions are irrelevant at suite scale, 
 UNHASHED_MEASUREMENT_KEYS = ("repeats", "timeout_s")
 
 
+def launch_label(launch: dict[str, Any]) -> str:
+    """`ddp8` (8 ranks on one node), `ddp4x2` (4 ranks on each of 2 nodes), `multi-worker2`, ..."""
+    name = launch["strategy"].replace("_", "-")
+    if launch.get("nnodes", 1) > 1:
+        return f"{name}{launch['nproc_per_node']}x{launch['nnodes']}"
+    return f"{name}{launch['world_size']}"
+
+
 @dataclass(frozen=True)
 class Cell:
     workload: dict[str, Any]  # name, spec (model architecture), data, seq_len, global/micro batch, hold, ...
@@ -36,7 +44,7 @@ class Cell:
         parts = [self.workload["name"], self.backend]
         parts += [axis.short(self.axes[axis.name]) for axis in AXES if axis.name in self.axes]
         if self.launch:  # e.g. .../ddp2: a data-parallel cell never shares an id with a single-device one
-            parts.append(f"{self.launch['strategy'].replace('_', '-')}{self.launch['world_size']}")
+            parts.append(launch_label(self.launch))
         return "/".join(p for p in parts if p)  # an axis may leave its default value out of the id
 
     @property

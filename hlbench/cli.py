@@ -188,8 +188,9 @@ def _check_placement(args: argparse.Namespace, suite: Any) -> list[str] | None:
     if launcher is not None:
         raise UsageError("--devices runs single-device cells side by side; this suite's `launcher:` already gives "
                          "each cell all the GPUs of its ranks (drop --devices or the launcher)")
-    if suite.config.device == "cpu":
-        raise UsageError("--devices: the suite runs on the CPU (device: cpu); set device: auto or cuda")
+    if suite.config.device == "cpu" or suite.config.device.startswith("cuda:"):
+        raise UsageError(f"--devices: the suite pins device {suite.config.device!r}; set device: auto or cuda "
+                         "(each worker sees only its GPU, as cuda:0)")
     devices = [d.strip() for d in args.devices.split(",")]
     if not all(d.isdigit() for d in devices) or len(set(devices)) != len(devices):
         raise UsageError(f"--devices {args.devices!r}: expected distinct GPU indices separated by commas, e.g. 0,1,2,3")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import re
 import subprocess
 import sys
 import threading
@@ -62,26 +61,30 @@ class Command:
 
 
 def rank_from_env() -> int:
-    """This process's rank: torchrun's RANK, or the runner's HLBENCH_RANK (TF multi_worker), else 0."""
-    return int(os.environ.get("RANK") or os.environ.get(RANK_ENV) or 0)
+    """This process's rank: the runner's HLBENCH_RANK, which it sets for every process it starts itself
+    (so a RANK inherited from the user's shell or a cluster pod cannot pick the wrong chief), else
+    torchrun's RANK (the runner sets HLBENCH_RANK empty for torchrun's ranks), else 0."""
+    return int(os.environ.get(RANK_ENV) or os.environ.get("RANK") or 0)
 
 
-def commands(cell: Any, cell_file: Path, result_file: Path, rdzv: Rendezvous, group_id: str) -> list[Command]:
+def commands(cell: Any, cell_file: Path, result_file: Path, rdzv: Rendezvous, group_id: str,
+             log_dir: Path) -> list[Command]:
     """The processes this node starts for `cell` (a Cell). `group_id` names the cell's group so that
-    nodes meeting at the same rendezvous agree on which cell they are running."""
+    nodes meeting at a c10d rendezvous agree on which cell they are running; `log_dir`: torchrun's
+    per-rank files (else it leaves a directory per cell in /tmp)."""
     worker = ["-m", "hlbench.worker", str(cell_file), str(result_file)]
     launch = cell.launch
     if launch is None or launch["strategy"] == "mirrored":
-        return [Command([sys.executable, *worker], {})]
+        return [Command([sys.executable, *worker], {RANK_ENV: "0"})]
     if launch["strategy"] in ("ddp", "fsdp"):
-        return [Command([sys.executable, *torchrun_args(launch, rdzv, group_id), *worker], {})]
+        return [Command([sys.executable, *torchrun_args(launch, rdzv, group_id, log_dir), *worker], {RANK_ENV: ""})]
     if launch["strategy"] == "multi_worker":
         return tf_worker_commands(launch, rdzv, worker)
     raise ValueError(f"unknown launch strategy {launch['strategy']!r}")
 
 
-def torchrun_args(launch: dict[str, Any], rdzv: Rendezvous, group_id: str) -> list[str]:
-    args = ["-m", "torch.distributed.run", f"--nnodes={launch['nnodes']}",
+def torchrun_args(launch: dict[str, Any], rdzv: Rendezvous, group_id: str, log_dir: Path) -> list[str]:
+    args = ["-m", "torch.distributed.run", f"--nnodes={launch['nnodes']}", f"--log-dir={log_dir}",
             f"--nproc-per-node={launch['nproc_per_node']}",
             "--max-restarts=0",  # a failed rank fails the cell: a benchmark does not retry behind its back
             "--monitor-interval=0.1",  # how soon torchrun notices a dead rank and stops the others
@@ -130,12 +133,18 @@ class ProcessGroup:
     def __init__(self, cmds: list[Command], log_path: Path, extra_env: dict[str, str]) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.known: dict[int, psutil.Process] = {}  # every descendant seen, so none survives the group
-        self.first_failed: int | None = None  # index of the first process seen to fail
+        # index -> exit code of the processes that ended by themselves, not killed by the group (when
+        # one fails the others are killed, and their SIGKILL says nothing about what went wrong)
+        self.ended_alone: dict[int, int] = {}
         with open(log_path, "ab") as log:
-            for cmd in cmds:
-                self.procs.append(subprocess.Popen(
-                    cmd.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                    env={**os.environ, **extra_env, **cmd.env}))
+            try:
+                for cmd in cmds:
+                    self.procs.append(subprocess.Popen(
+                        cmd.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                        start_new_session=True, env={**os.environ, **extra_env, **cmd.env}))
+            except BaseException:  # a later process could not start: none of the group may outlive it
+                self.kill()
+                raise
 
     @property
     def pids(self) -> list[int]:
@@ -154,14 +163,13 @@ class ProcessGroup:
                 raise KeyboardInterrupt
             self._remember_descendants()
             codes = [p.poll() for p in self.procs]
+            self.ended_alone = {i: int(c) for i, c in enumerate(codes) if c is not None}
             if all(c is not None for c in codes):
                 self.kill()  # leftovers of a rank that exited while its children still ran
                 return [int(c) for c in codes]  # type: ignore[arg-type]
             now = time.monotonic()
             if failed_at is None and any(c not in (None, 0) for c in codes):
                 failed_at = now
-                # the first to fail is the cause: the others are killed below, and then fail too
-                self.first_failed = next(i for i, c in enumerate(codes) if c not in (None, 0))
             if failed_at is not None and now - failed_at > on_failure_grace_s:
                 self.kill()
                 return [int(p.returncode) for p in self.procs]
@@ -197,36 +205,6 @@ class ProcessGroup:
         psutil.wait_procs(list(self.known.values()), timeout=5)
 
 
-def rank_results(result_file: Path) -> dict[int, dict[str, Any]]:
-    """rank -> that rank's own outcome, for the ranks of this node that wrote one."""
-    out = {}
-    for path in result_file.parent.glob(f"{result_file.stem}.rank*.json"):
-        try:
-            out[int(path.stem.rpartition(".rank")[2])] = json.loads(path.read_text())
-        except (ValueError, OSError):
-            continue  # torn or foreign: the group's exit codes still tell what happened
-    return dict(sorted(out.items()))
-
-
-def rank_result_path(result_file: Path, rank: int) -> Path:
-    return result_file.with_name(f"{result_file.stem}.rank{rank}.json")
-
-
-def failed_rank_outcome(ranks: dict[int, dict[str, Any]], first: int | None = None) -> dict[str, Any] | None:
-    """One record's outcome from the rank that failed in Python (oom, error) — `first` when given (the
-    first to fail), else the lowest — naming it and the other ranks that failed; None when none did."""
-    failed = {r: res for r, res in ranks.items() if res.get("status") in ("oom", "error")}
-    if not failed:
-        return None
-    if first is None or first not in failed:
-        first = next(iter(failed))
-    res = failed[first]
-    also = [r for r in failed if r != first]
-    reason = f"rank {first}: {res.get('reason')}" + (f" (ranks {also} failed too)" if also else "")
-    return {"status": res["status"], "reason": reason, "error": {**(res.get("error") or {}), "rank": first},
-            "env_framework": res.get("framework_env")}
-
-
 def wait_group(group: ProcessGroup, timeout_s: float, cancel: threading.Event | None = None) -> list[int]:
     """ProcessGroup.wait, killing the group on any exception (KeyboardInterrupt included)."""
     try:
@@ -234,6 +212,18 @@ def wait_group(group: ProcessGroup, timeout_s: float, cancel: threading.Event | 
     except BaseException:
         group.kill()
         raise
+
+
+def too_few_gpus(cell: Any) -> str | None:
+    """Why this node cannot place a data-parallel cell's ranks one per GPU, or None. Without any GPU
+    the ranks run on the CPU (device auto) or skip themselves (device cuda)."""
+    if cell.launch is None or cell.device == "cpu":
+        return None
+    visible, wanted = len(_visible_gpus()), cell.launch["nproc_per_node"]
+    if 0 < visible < wanted:
+        return (f"launcher.nproc_per_node {wanted} needs {wanted} GPUs on this node, one per rank; "
+                f"{visible} visible")
+    return None
 
 
 def local_gpus(cell: Any) -> list[int] | None:
@@ -246,12 +236,3 @@ def local_gpus(cell: Any) -> list[int] | None:
         return []
     ids = visible[: cell.launch["nproc_per_node"]]
     return [int(i) for i in ids if i.isdigit()]
-
-
-_ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
-
-
-def torchrun_root_cause(log_text: str) -> tuple[int, int] | None:
-    """(rank, exit code) of the first failure torchrun reports in its summary, if it printed one."""
-    match = _ROOT_CAUSE.search(log_text)
-    return (int(match.group(1)), int(match.group(2))) if match else None

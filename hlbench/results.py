@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from hlbench import __version__
+from hlbench.cell import launch_label
 from hlbench.errors import UsageError
 from hlbench.profiling.categories import CATEGORIES
 from hlbench.profiling.phases import PHASES
@@ -226,8 +227,7 @@ def _cell_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         **{axis: value for axis, value in axes.items() if axis not in KNOWN_AXES},
         # data parallel (suite `launcher:`): a variant like compile, e.g. "ddp2"; "single" is filled in
         # for one-device rows only when some row has it (load_all), so reports without it are unchanged
-        **({"parallel": f"{cell['launch']['strategy'].replace('_', '-')}{cell['launch']['world_size']}"}
-           if cell.get("launch") else {}),
+        **({"parallel": launch_label(cell["launch"])} if cell.get("launch") else {}),
         "global_batch": workload.get("global_batch"),
         "micro_batch": workload.get("micro_batch"),
         "seq_len": workload.get("seq_len"),

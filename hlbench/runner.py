@@ -20,15 +20,13 @@ from typing import Any, Callable
 from hlbench.backends import get_spec
 from hlbench.cell import Cell
 from hlbench.env import host_environment
-from hlbench.launch import (GroupTimeout, ProcessGroup, Rendezvous, commands, failed_rank_outcome, local_gpus,
-                            rank_results, torchrun_root_cause, wait_group)
+from hlbench.blame import group_failure, rank_results
+from hlbench.launch import GroupTimeout, ProcessGroup, Rendezvous, commands, local_gpus, too_few_gpus, wait_group
 from hlbench.records import SCHEMA_VERSION, append_record, read_records
 from hlbench.suite import Suite
 from hlbench.telemetry.collect import Collector, TelemetryConfig
 from hlbench.profiling import PROFILE_DIR_ENV
 from hlbench.telemetry.mfu import CALIBRATION_CACHE_ENV
-
-LOG_TAIL_LINES = 20
 
 
 class Interrupted(Exception):
@@ -207,7 +205,7 @@ def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig, profile: bo
     """Everything the record learns from running (or not running) the task."""
     placement = placement or Placement()
     spec = get_spec(task.cell.backend)
-    reason = spec.unsupported_reason_for(task.cell)
+    reason = spec.unsupported_reason_for(task.cell) or too_few_gpus(task.cell)
     if reason:
         return {"status": "skipped", "reason": reason}
     log_path = logs_dir / f"{task.cell.hash}-r{task.repeat}.log"
@@ -219,7 +217,7 @@ def _outcome(task: Task, logs_dir: Path, telemetry: TelemetryConfig, profile: bo
     outcome["worker_wall_s"] = time.perf_counter() - start
     outcome["log_path"] = str(log_path)
     if placement.gpu is not None:
-        outcome["gpu_slot"] = placement.gpu  # --devices: the GPU this worker was given (NVML/CUDA index)
+        outcome["cuda_visible_device"] = placement.gpu  # --devices: the GPU this worker was given
     return outcome
 
 
@@ -254,7 +252,8 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], 
         if placement.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = placement.gpu
         log_path.write_bytes(b"")  # a fresh log per attempt; the processes append to it
-        group = ProcessGroup(commands(cell, cell_file, result_file, placement.rendezvous, group_id), log_path, env)
+        cmds = commands(cell, cell_file, result_file, placement.rendezvous, group_id, log_path.with_suffix(".ranks"))
+        group = ProcessGroup(cmds, log_path, env)
         try:
             started(group.pids)
             codes = wait_group(group, timeout_s, placement.cancel)
@@ -269,49 +268,12 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], 
             result = json.loads(result_file.read_text())
             framework_env = result.pop("framework_env", None)
             return {**result, "env_framework": framework_env}
-        if cell.launch is not None and ok:  # a multi-node cell whose chief (rank 0) ran on another node
+        if cell.launch is not None and cell.launch["nnodes"] > 1 and ok:  # rank 0 ran on another node
             return {"status": "ok", "kind": "follower", "reason": "this node's ranks finished; the cell's "
                     "figures are in the records of the node that ran rank 0"}
         reported = rank_results(result_file) if cell.launch is not None else {}
-    # The first process to fail is the cause: its own outcome when it wrote one (oom, error), else a crash.
-    # Its peers' failures (a collective's "connection closed by peer", torchrun's SIGTERM) are the
-    # consequence and only annotate the record.
-    text = log_path.read_text(errors="replace")
-    first, returncode = _first_failure(cell, codes, group.first_failed, text, placement.rendezvous)
-    if first is not None and reported.get(first, {}).get("status") in ("oom", "error"):
-        return failed_rank_outcome(reported, first=first)  # type: ignore[return-value]
-    failed = failed_rank_outcome(reported)
-    if failed is not None and first is None and len(reported) == _local_processes(cell):
-        return failed  # every process of this node spoke, and some failed: no silent death to blame
-    crashed = _died(returncode, text, "worker" if cell.launch is None else
-                    (f"rank {first}" if first is not None else "a process of the cell"))
-    if failed is not None:
-        crashed["reason"] += f"; then {failed['reason']}"[:300]
-    return crashed
-
-
-def _first_failure(cell: Cell, codes: list[int], first_index: int | None, log_text: str,
-                   rendezvous: Rendezvous) -> tuple[int | None, int]:
-    """(rank, exit code) of the first process that failed: torchrun's own "Root Cause" for its ranks,
-    the first process the group saw end non-zero for TF workers; rank None when not known."""
-    failing = [(i, c) for i, c in enumerate(codes) if c != 0] or [(0, codes[0] if codes else 0)]
-    index, returncode = (first_index, codes[first_index]) if first_index is not None else failing[0]
-    if cell.launch is None:
-        return None, returncode
-    strategy = cell.launch["strategy"]
-    if strategy in ("ddp", "fsdp"):
-        cause = torchrun_root_cause(log_text)
-        return cause if cause else (None, returncode)
-    if strategy == "multi_worker":
-        return rendezvous.node_rank * cell.launch["nproc_per_node"] + index, returncode
-    return 0, returncode  # mirrored: one process, rank 0
-
-
-def _local_processes(cell: Cell) -> int:
-    """How many processes of the cell run on this node (each writes its own outcome file)."""
-    if cell.launch is None:
-        return 0
-    return 1 if cell.launch["strategy"] == "mirrored" else cell.launch["nproc_per_node"]
+    return group_failure(cell, codes, group.ended_alone, reported, log_path.read_text(errors="replace"),
+                         placement.rendezvous)
 
 
 def _worker_env(log_path: Path, profile_dir: Path | None) -> dict[str, str]:
@@ -320,22 +282,3 @@ def _worker_env(log_path: Path, profile_dir: Path | None) -> dict[str, str]:
     # profiling is the runner's decision, never inherited ("" means off)
     env[PROFILE_DIR_ENV] = str(profile_dir.resolve()) if profile_dir is not None else ""
     return env
-
-
-def _died(returncode: int, log_text: str, who: str) -> dict[str, Any]:
-    """A crashed record: `who` died by a signal or exited without a result."""
-    tail = log_text.splitlines()[-LOG_TAIL_LINES:]
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
-        return {
-            "status": "crashed",
-            "reason": f"{who} killed by {name}" + (" (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""),
-            "signal": name,
-            "error": {"type": "crash", "message": name, "traceback_tail": tail},
-        }
-    return {
-        "status": "crashed",
-        "reason": f"{who} exited with code {returncode} without a result",
-        "exit_code": returncode,
-        "error": {"type": "crash", "message": f"exit code {returncode}", "traceback_tail": tail},
-    }

@@ -197,9 +197,6 @@ class Launcher(_Strict):
             raise ValueError("tf: mirrored runs in one process on one machine; use multi_worker for several nodes")
         return self
 
-    def node_host(self, node_rank: int = 0) -> str:
-        return (self.hosts or ["localhost"])[node_rank]
-
     def for_backend(self, backend: str) -> dict[str, Any] | None:
         """The cell's `launch` for a backend (None: the backend has no data-parallel launcher)."""
         tf = self.tf or ("mirrored" if self.nnodes == 1 else "multi_worker")

@@ -87,6 +87,12 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
     t0 = time.perf_counter()
     trainer = backend.build(build_cell, weights)
     build_s = time.perf_counter() - t0
+    if cell.launch:
+        # Every rank must be running this very cell: nodes that drifted apart (one moved on after a
+        # failure) would otherwise train two configurations together, or meet stale rendezvous state.
+        hashes = trainer.all_gather_objects(cell.hash)
+        if len(set(hashes)) > 1:
+            raise RuntimeError(f"the ranks run different cells (hashes by rank: {hashes}); restart the run on every node")
 
     losses: list[Any] = []
     peak_reset = [False]

@@ -16,22 +16,28 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hlbench.backends import get_spec, load_adapter
 from hlbench.backends.base import SkipCell
 from hlbench.cell import Cell
-from hlbench.launch import rank_from_env, rank_result_path
+from hlbench.blame import rank_result_path
+from hlbench.launch import rank_from_env
 from hlbench.profiling import PROFILE_DIR_ENV
 from hlbench.train import run_cell
 
 TRACEBACK_TAIL_LINES = 30
 
 
-def execute(cell: Cell) -> dict[str, Any]:
-    """Run one cell in this process and classify the outcome; never raises for a cell's failure."""
+def execute(cell: Cell, report: Callable[[dict[str, Any]], None] = lambda result: None) -> dict[str, Any]:
+    """Run one cell in this process and classify the outcome; never raises for a cell's failure.
+
+    `report(result)` is called with the outcome before the backend leaves its process groups: a rank
+    that failed must say so at once, and then not wait for peers that are blocked in a collective
+    (a barrier or destroy_process_group would hold it until they time out), so it skips the shutdown."""
     backend = None
     result: dict[str, Any] = {"framework_env": None}
     try:
@@ -46,11 +52,17 @@ def execute(cell: Cell) -> dict[str, Any]:
         result.update(status="skipped", reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its record
         oom = backend.is_oom(exc) if backend is not None else isinstance(exc, MemoryError)
+        # when, so that the parent can tell a data-parallel cell's first failure from its consequences
+        result["failed_at_unix_s"] = time.time()
         result.update(status="oom" if oom else "error", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500], error=_error(exc))
-    finally:
-        if backend is not None:
-            _shutdown(backend)
+    report(result)
+    if backend is not None and not (cell.launch and failed(result)):
+        _shutdown(backend)
     return result
+
+
+def failed(result: dict[str, Any]) -> bool:
+    return result["status"] in ("oom", "error")
 
 
 def _shutdown(backend: Any) -> None:
@@ -97,17 +109,25 @@ def main(argv: list[str]) -> int:
         return 2
     cell = Cell.from_dict(json.loads(Path(argv[0]).read_text()))
     result_path = Path(argv[1])
-    result = execute(cell)
     if cell.launch is None:
-        _write_atomically(result_path, result)
+        execute(cell, lambda result: _write_atomically(result_path, result))
         return 0
     rank = rank_from_env()
-    # every rank's own outcome (the parent names the failing rank from these), the chief's in full
-    own = {k: result.get(k) for k in ("status", "reason", "error", "framework_env")}
-    _write_atomically(rank_result_path(result_path, rank), {**own, "rank": rank})
-    if rank == 0:
-        _write_atomically(result_path, result)
-    return 1 if result["status"] in ("oom", "error") else 0
+
+    def report(result: dict[str, Any]) -> None:
+        # every rank's own outcome (the parent names the failing rank from these), the chief's in full
+        own = {k: result.get(k) for k in ("status", "reason", "error", "framework_env", "failed_at_unix_s")}
+        _write_atomically(rank_result_path(result_path, rank), {**own, "rank": rank})
+        if rank == 0:
+            _write_atomically(result_path, result)
+
+    if failed(execute(cell, report)):
+        # Exit now: interpreter teardown could block in a framework's collective machinery (NCCL
+        # communicators, tf.distribute's coordination service) while peers wait for this rank.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    return 0
 
 
 if __name__ == "__main__":

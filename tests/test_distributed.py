@@ -45,13 +45,16 @@ def _records(results: Path) -> list[dict]:
     return [r for path in sorted(results.glob("*/*.jsonl")) for r in read_records(path)]
 
 
-def _workers_alive() -> list[psutil.Process]:
-    """hlbench worker processes still running anywhere (tests run one at a time, so any is an orphan)."""
+def _workers_alive(cwd: Path) -> list[psutil.Process]:
+    """hlbench worker processes still running that were started from `cwd` (the test's directory)."""
     out = []
     for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if "hlbench.worker" in cmdline and proc.status() != psutil.STATUS_ZOMBIE:
-            out.append(proc)
+        try:
+            if "hlbench.worker" in (proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE \
+                    and Path(proc.cwd()) == cwd:
+                out.append(proc)
+        except psutil.Error:
+            continue  # exited meanwhile, or not ours to inspect
     return out
 
 
@@ -196,7 +199,7 @@ def test_a_rank_killed_mid_run_is_one_crashed_record_and_no_orphans(write_suite,
         assert record["metrics"] is None
         assert record["worker_wall_s"] < 60  # torchrun stopped rank 0 at once, not at the gloo timeout
     assert time.monotonic() - start < 120
-    assert _workers_alive() == []
+    assert _workers_alive(tmp_path) == []
 
 
 def test_a_rank_out_of_memory_is_one_oom_record_naming_it(write_suite, tmp_path):
@@ -208,7 +211,7 @@ def test_a_rank_out_of_memory_is_one_oom_record_naming_it(write_suite, tmp_path)
     # rank 0, blocked in the all-reduce, was stopped by torchrun: the record blames rank 1's OOM
     assert record["status"] == "oom" and record["reason"].startswith("rank 1: MemoryError: simulated"), record["reason"]
     assert record["error"]["rank"] == 1 and record["worker_wall_s"] < 60
-    assert _workers_alive() == []
+    assert _workers_alive(tmp_path) == []
 
 
 def test_a_hung_rank_times_out_the_whole_group(write_suite, tmp_path):
@@ -218,7 +221,7 @@ def test_a_hung_rank_times_out_the_whole_group(write_suite, tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     (record,) = _records(tmp_path / "results")
     assert record["status"] == "timeout" and "every process of the cell killed" in record["reason"]
-    assert _workers_alive() == []
+    assert _workers_alive(tmp_path) == []
 
 
 # --- --devices: independent cells side by side, one per GPU ---------------------------------------------------
@@ -239,7 +242,7 @@ def test_devices_run_cells_concurrently_each_seeing_only_its_gpu(write_suite, fa
     assert sorted(r["cell"]["axes"]["accumulation"] for r in records) == [1, 2, 4]  # each once
     # --devices indexes the parent's visible GPUs; a worker sees exactly one physical GPU
     seen = [r["env"]["framework"]["cuda_visible_devices"] for r in records]
-    assert set(seen) <= {"3", "5"} and all(r["gpu_slot"] == s for r, s in zip(records, seen))
+    assert set(seen) <= {"3", "5"} and all(r["cuda_visible_device"] == s for r, s in zip(records, seen))
     spans = [(r["timing"]["window_monotonic_s"][0][0], r["timing"]["window_monotonic_s"][-1][1]) for r in records]
     first, second = spans[0], spans[1]
     assert first[0] < second[1] and second[0] < first[1], spans  # the first two cells overlapped in time
@@ -265,6 +268,7 @@ def test_two_nodes_on_localhost_one_cell_record_and_a_follower(write_suite, tmp_
     (cell_record,) = _records(tmp_path / "node0")
     (follower_record,) = _records(tmp_path / "node1")
     assert cell_record.get("kind", "cell") == "cell" and cell_record["status"] == "ok"
+    assert cell_record["cell_id"].endswith("/ddp1x2")  # 1 rank on each of 2 nodes
     assert cell_record["distributed"]["nnodes"] == 2 and [r["rank"] for r in cell_record["distributed"]["per_rank"]] == [0, 1]
     assert follower_record["kind"] == "follower" and follower_record["node_rank"] == 1
     assert follower_record["status"] == "ok" and follower_record["metrics"] is None
@@ -286,7 +290,8 @@ def test_tf_multi_worker_trains_and_records_like_one_process(write_suite, tmp_pa
     single = write_suite(TF_SUITE, "single.yaml")
     workers = write_suite(TF_SUITE + f"launcher: {{nproc_per_node: 2, tf: multi_worker, port: {_free_port()}}}\n",
                           "mw.yaml")
-    env = {**_base_env(), "OMP_NUM_THREADS": "1"}
+    # a RANK inherited from the shell (a cluster pod sets one) must not decide which process is the chief
+    env = {**_base_env(), "OMP_NUM_THREADS": "1", "RANK": "1"}
     for path in (single, workers):
         proc = run_cli("run", str(path), "--quiet", cwd=tmp_path, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -312,7 +317,7 @@ def test_tf_multi_worker_rank_killed_is_one_crashed_record_and_no_orphans(write_
     (record,) = _records(tmp_path / "results")
     assert record["status"] == "crashed" and record["reason"].startswith("rank 1 killed by SIGKILL"), record["reason"]
     assert record["worker_wall_s"] < 90  # the surviving rank was stopped, not left to a collective's timeout
-    assert _workers_alive() == []
+    assert _workers_alive(tmp_path) == []
 
 
 def test_report_sets_data_parallel_cells_beside_their_single_process_twins(tmp_path):
@@ -331,3 +336,31 @@ def test_report_sets_data_parallel_cells_beside_their_single_process_twins(tmp_p
     row = next(line for line in section.splitlines() if line.startswith("| gpt-tiny/torch/fp32/ga1/none/ddp2 "))
     assert f"{ddp / one:.2f}×" in row and f"{ddp / one / 2 * 100:.1f}%" in row
     assert any(line.startswith("- Data parallel ddp2 in PyTorch:") for line in md.splitlines())
+
+
+def test_tf_multi_worker_rank_out_of_memory_reports_at_once(write_suite, tmp_path):
+    """A failed rank writes its outcome before leaving tf.distribute (whose shutdown barrier would hold
+    it while its peer waits in a collective) and exits; the group is stopped, the record names it."""
+    pytest.importorskip("tensorflow")
+    suite = write_suite(TF_SUITE.replace("timeout_s: 120", "timeout_s: 90")
+                        + f"launcher: {{nproc_per_node: 2, tf: multi_worker, port: {_free_port()}}}\n")
+    env = {**_base_env(), "OMP_NUM_THREADS": "1", "HLBENCH_TEST_KILL_RANK": "1:3:oom"}
+    proc = run_cli("run", str(suite), "--quiet", "--no-telemetry", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (record,) = _records(tmp_path / "results")
+    assert record["status"] == "oom" and record["reason"].startswith("rank 1: MemoryError: simulated"), record["reason"]
+    assert record["worker_wall_s"] < 45  # not the 60 s shutdown barrier, not the timeout
+    assert _workers_alive(tmp_path) == []
+
+
+def test_more_ranks_than_gpus_is_skipped_before_anything_starts(write_suite, monkeypatch):
+    from hlbench.launch import too_few_gpus
+
+    (cell,) = load_suite(write_suite(TORCH_SUITE.replace("device: cpu", "device: auto")
+                                     + LAUNCHER % (29500, "ddp"))).cells
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert too_few_gpus(cell) == "launcher.nproc_per_node 2 needs 2 GPUs on this node, one per rank; 1 visible"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert too_few_gpus(cell) is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: the ranks run on the CPU (device auto)
+    assert too_few_gpus(cell) is None

@@ -1,6 +1,8 @@
 """Data parallel against one process: each data-parallel cell beside its single-device twin.
 
-The twin is the cell with the same workload, backend and axes whose `parallel` is "single". Speedup is
+The twin is the cell with the same workload, backend, axes and tokens per step whose `parallel` is
+"single" (with `hold: micro` a data-parallel cell has W× the global batch, hence no twin: weak scaling
+is not what this table shows). Speedup is
 the ratio of their tokens/s (medians over ok repeats; both count global tokens), scaling efficiency the
 speedup over the world size. Only reports whose records include data-parallel cells get this section.
 """
@@ -21,8 +23,9 @@ HEADERS = ["cell", "one process (tokens/s)", "data parallel (tokens/s)", "speedu
 
 
 def world_size(parallel: str) -> int | None:
-    match = re.search(r"(\d+)$", str(parallel))
-    return int(match.group(1)) if match else None
+    """Ranks in a `parallel` label (hlbench.cell.launch_label): ddp8 → 8, ddp4x2 → 8."""
+    match = re.search(r"(\d+)(?:x(\d+))?$", str(parallel))
+    return int(match.group(1)) * int(match.group(2) or 1) if match else None
 
 
 def pairs(cells: pd.DataFrame) -> list[tuple[Any, Any]]:
@@ -30,7 +33,8 @@ def pairs(cells: pd.DataFrame) -> list[tuple[Any, Any]]:
     if "parallel" not in cells:
         return []
     others = [v for v in variant_axes(cells) if v != "parallel"]
-    key_columns = ["workload", "backend", *CORE_AXES, *others]
+    # the same global batch too: with `hold: micro` a data-parallel cell trains W× the rows per step
+    key_columns = ["workload", "backend", "tokens_per_step", *CORE_AXES, *others]  # global batch × seq len
     single = {tuple(str(r[k]) for k in key_columns): r for _, r in cells[cells["parallel"] == "single"].iterrows()}
     return [(r, single.get(tuple(str(r[k]) for k in key_columns)))
             for _, r in cells[cells["parallel"] != "single"].iterrows()]

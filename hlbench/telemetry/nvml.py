@@ -72,13 +72,12 @@ class NVMLProbe:
             self.status[field] = f"!{type(exc).__name__}: {exc}"
             return None
 
-    def _process_memory(self, handle: Any) -> int | None:
+    def _process_memory(self, handle: Any, ours: set[int]) -> int | None:
         if self.pid is None:
             return None
         procs = self._try("gpu_proc_mem_used_bytes", lambda: self.nvml.nvmlDeviceGetComputeRunningProcesses(handle))
         if procs is None:
             return None
-        ours = self.pids()
         used = [proc.usedGpuMemory for proc in procs if proc.pid in ours]
         if used:
             return None if any(u is None for u in used) else int(sum(used))
@@ -91,6 +90,7 @@ class NVMLProbe:
     def sample(self) -> list[dict[str, Any]]:
         n = self.nvml
         rows = []
+        ours = self.pids()  # once per sample: a data-parallel cell's process tree is a /proc walk
         for index, h in zip(self.indices, self.handles):
             mem = self._try("gpu_mem_used_bytes", lambda: n.nvmlDeviceGetMemoryInfo(h))
             util = self._try("gpu_util_pct", lambda: n.nvmlDeviceGetUtilizationRates(h))
@@ -99,7 +99,7 @@ class NVMLProbe:
             rows.append({
                 "gpu_index": index,
                 "gpu_mem_used_bytes": int(mem.used) if mem is not None else None,
-                "gpu_proc_mem_used_bytes": self._process_memory(h),
+                "gpu_proc_mem_used_bytes": self._process_memory(h, ours),
                 "gpu_util_pct": util.gpu if util is not None else None,
                 "gpu_mem_util_pct": util.memory if util is not None else None,
                 "gpu_power_w": power_mw / 1000.0 if power_mw is not None else None,
