@@ -83,13 +83,14 @@ def _mfu(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tokens_per_s_per_device(cell: Cell, result: dict[str, Any]) -> float | None:
-    """Data parallel on GPUs: MFU is against the peak of all the cell's GPUs, i.e. per GPU. On a CPU
-    the ranks share the one calibrated CPU peak, so the whole throughput counts against it."""
+    """Data parallel on GPUs: MFU is against the peak of all the cell's GPUs, i.e. per GPU. On CPUs
+    the ranks of a node share its one calibrated CPU peak: per node."""
     tokens_per_s = result["metrics"].get("tokens_per_s")
-    device = str((result.get("backend_info") or {}).get("device", ""))
-    if tokens_per_s is None or not cell.launch or "cpu" in device.lower():
+    if tokens_per_s is None or not cell.launch:
         return tokens_per_s
-    return tokens_per_s / cell.launch["world_size"]
+    device = str((result.get("backend_info") or {}).get("device", ""))
+    on_cpu = "cpu" in device.lower()  # torch "cpu", TF "/CPU:0"
+    return tokens_per_s / (cell.launch["nnodes"] if on_cpu else cell.launch["world_size"])
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
