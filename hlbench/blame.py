@@ -44,7 +44,7 @@ def failed_rank_outcome(ranks: dict[int, dict[str, Any]]) -> dict[str, Any] | No
     failed = {r: res for r, res in ranks.items() if res.get("status") in ("oom", "error")}
     if not failed:
         return None
-    first = min(failed, key=lambda r: (failed[r].get("failed_at_unix_s") or float("inf"), r))
+    first = min(failed, key=lambda r: (failed[r].get("failed_at_monotonic_s") or float("inf"), r))
     res = failed[first]
     also = [r for r in failed if r != first]
     reason = f"rank {first}: {res.get('reason')}" + (f" (then ranks {also} failed too)" if also else "")

@@ -53,7 +53,7 @@ def execute(cell: Cell, report: Callable[[dict[str, Any]], None] = lambda result
     except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its record
         oom = backend.is_oom(exc) if backend is not None else isinstance(exc, MemoryError)
         # when, so that the parent can tell a data-parallel cell's first failure from its consequences
-        result["failed_at_unix_s"] = time.time()
+        result["failed_at_monotonic_s"] = time.monotonic()  # system-wide: comparable across ranks
         result.update(status="oom" if oom else "error", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500], error=_error(exc))
     report(result)
     if backend is not None and not (cell.launch and failed(result)):
@@ -117,7 +117,7 @@ def main(argv: list[str]) -> int:
 
     def report(result: dict[str, Any]) -> None:
         # every rank's own outcome (the parent names the failing rank from these), the chief's in full
-        own = {k: result.get(k) for k in ("status", "reason", "error", "framework_env", "failed_at_unix_s")}
+        own = {k: result.get(k) for k in ("status", "reason", "error", "framework_env", "failed_at_monotonic_s")}
         _write_atomically(rank_result_path(result_path, rank), {**own, "rank": rank})
         if rank == 0:
             _write_atomically(result_path, result)
