@@ -205,15 +205,6 @@ class ProcessGroup:
         psutil.wait_procs(list(self.known.values()), timeout=5)
 
 
-def wait_group(group: ProcessGroup, timeout_s: float, cancel: threading.Event | None = None) -> list[int]:
-    """ProcessGroup.wait, killing the group on any exception (KeyboardInterrupt included)."""
-    try:
-        return group.wait(timeout_s, cancel=cancel)
-    except BaseException:
-        group.kill()
-        raise
-
-
 def too_few_gpus(cell: Any) -> str | None:
     """Why this node cannot place a data-parallel cell's ranks one per GPU, or None. Without any GPU
     the ranks run on the CPU (device auto) or skip themselves (device cuda)."""

@@ -21,7 +21,7 @@ from hlbench.backends import get_spec
 from hlbench.cell import Cell
 from hlbench.env import host_environment
 from hlbench.blame import group_failure, rank_results
-from hlbench.launch import GroupTimeout, ProcessGroup, Rendezvous, commands, local_gpus, too_few_gpus, wait_group
+from hlbench.launch import GroupTimeout, ProcessGroup, Rendezvous, commands, local_gpus, too_few_gpus
 from hlbench.records import SCHEMA_VERSION, append_record, read_records
 from hlbench.suite import Suite
 from hlbench.telemetry.collect import Collector, TelemetryConfig
@@ -256,7 +256,7 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], 
         group = ProcessGroup(cmds, log_path, env)
         try:
             started(group.pids)
-            codes = wait_group(group, timeout_s, placement.cancel)
+            codes = group.wait(timeout_s, cancel=placement.cancel)
         except BaseException as exc:  # a timeout, or Ctrl-C / SIGTERM even while telemetry starts
             group.kill()
             if not isinstance(exc, GroupTimeout):
