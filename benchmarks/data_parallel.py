@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from hlbench.results import load
-    from hlbench.yamlio import load_yaml
+    from hlbench.suite.yamlio import load_yaml
 
     suite = load_yaml(args.suite)
     launcher = suite.pop("launcher", None)

@@ -4,7 +4,7 @@
 Both sides train the torch `gpt-<size>` cell (fp32, accumulation k, no pruning) from the same initial
 weights on the same batches with the same optimizer, in this one process:
 
-  hlbench  hlbench.train.run_cell(cell, TorchBackend()), the loop every suite run uses; its
+  hlbench  hlbench.worker.train.run_cell(cell, TorchBackend()), the loop every suite run uses; its
            metrics.tokens_per_s.
   bare     the loop a user would write by hand (below, `bare_trial`): model, AdamW, micro-batch loop,
            clipping, one clock read before and one after the measured steps, a device sync before
@@ -37,13 +37,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hlbench.backends.torch_backend import TorchBackend
-from hlbench.backends.torch_models import build_model, load_weights, parameter_map
+from hlbench.backends.torch.backend import TorchBackend
+from hlbench.backends.torch.models import build_model, load_weights, parameter_map
 from hlbench.cell import Cell
 from hlbench.data import IGNORE_INDEX, Batch
 from hlbench.errors import UsageError
 from hlbench.suite import load_suite
-from hlbench.train import corpus_for, model_spec, run_cell, train_batches
+from hlbench.worker.train import corpus_for, run_cell, train_batches
+from hlbench.workloads import model_spec
 from hlbench.workloads import ModelSpec
 
 TARGET = 0.99
@@ -73,7 +74,7 @@ measurement:
   timeout_s: 1.0e9
   eval_batches: 1
 """
-# eval_batches is 1, not 0: a suite accepts 0, but hlbench.train.eval_batches passes n=0 to make_batches,
+# eval_batches is 1, not 0: a suite accepts 0, but hlbench.worker.train.eval_batches passes n=0 to make_batches,
 # which rejects it. The eval runs after the measured window, so it changes no figure printed here.
 
 

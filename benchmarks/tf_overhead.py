@@ -4,7 +4,7 @@
 Three sides train the `gpt-<size>` cell (fp32, accumulation k, no pruning) from the same initial
 weights on the same batches with the same AdamW, in this one process, trial after trial:
 
-  tf       hlbench.train.run_cell(cell, TFBackend()): what every suite run measures; metrics.tokens_per_s.
+  tf       hlbench.worker.train.run_cell(cell, TFBackend()): what every suite run measures; metrics.tokens_per_s.
   bare     a hand-written TensorFlow loop (`bare_trial` below): the same model and optimizer classes, one
            tf.function step with a GradientTape per micro-batch, one clock read before and one after the
            measured steps (with a device sync before each), nothing in between.
@@ -39,13 +39,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from hlbench.backends.tf_backend import TFBackend, _token_loss_sum, configure_runtime  # noqa: E402
-from hlbench.backends.tf_models import build_model  # noqa: E402
-from hlbench.backends.tf_optim import AdamW, clip_by_global_norm  # noqa: E402
-from hlbench.backends.torch_backend import TorchBackend  # noqa: E402
+from hlbench.backends.tf.backend import TFBackend, _token_loss_sum, configure_runtime  # noqa: E402
+from hlbench.backends.tf.models import build_model  # noqa: E402
+from hlbench.backends.tf.optim import AdamW, clip_by_global_norm  # noqa: E402
+from hlbench.backends.torch.backend import TorchBackend  # noqa: E402
 from hlbench.cell import Cell  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
-from hlbench.train import corpus_for, model_spec, run_cell, train_batches  # noqa: E402
+from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
+from hlbench.workloads import model_spec  # noqa: E402
 
 TARGET = 0.99
 LOSS_RTOL = 1e-5

@@ -33,7 +33,7 @@ class Cell:
     seed: int
     # resolved settings of the named axis values: {"pruning": {...}, "augmentation": {...}}
     techniques: dict[str, Any] = field(default_factory=dict)
-    # data-parallel training over several ranks (hlbench.launch), resolved for this cell's backend:
+    # data-parallel training over several ranks (hlbench.run.launch), resolved for this cell's backend:
     # {"strategy": ddp | fsdp | mirrored | multi_worker, "world_size", "nnodes", "nproc_per_node"};
     # None: one process on one device. Where the ranks meet (hosts, ports) is not part of it.
     launch: dict[str, Any] | None = None

@@ -108,7 +108,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     # Imported here so `hlbench --help` stays fast.
-    from hlbench import runner
+    from hlbench.run import runner
     from hlbench.suite import load_suite
 
     suite = load_suite(args.suite)
@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"hlbench: {len(tasks)} cell run(s) of suite {suite.name!r} → {records_path}", file=sys.stderr)
 
-    from hlbench.progress import Progress
+    from hlbench.run.progress import Progress
 
     progress = Progress(tasks, enabled=not args.quiet)
     telemetry = None

@@ -13,7 +13,7 @@ Checks and default tolerances (fp32; relative differences, |a - b| / |b|):
 - grad_max_rel: per parameter, max |g_a - g_b| / max |g_b| ≤ 1e-4 (names the worst parameter);
 - loss_after_steps: held-out loss after STEPS optimizer steps ≤ 1e-3.
 bf16, fp16 and bf16-pure have their own, measured tolerances (TOLERANCES); for bf16-pure the loaded
-weights are compared with the NumPy weights rounded to bfloat16 (hlbench.precision.round_to_storage).
+weights are compared with the NumPy weights rounded to bfloat16 (hlbench.techniques.precision.round_to_storage).
 Levels without tolerances (tf32, fp8: GPU only) are skipped.
 
 Test-only hook (documented in the README): HLBENCH_TEST_PARITY_PERTURB="BACKEND:PARAM" multiplies
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from hlbench import precision
+from hlbench.techniques import precision
 from hlbench.cell import Cell
 
 DEFAULT_STEPS = 20
@@ -87,7 +87,8 @@ class Probe:
 
 def probe(cell: Cell, backend: Any, steps: int) -> Probe:
     """Run the parity probe of `cell` on `backend` in this process."""
-    from hlbench.train import corpus_for, eval_batches, model_spec, train_batches
+    from hlbench.worker.train import corpus_for, eval_batches, train_batches
+    from hlbench.workloads import model_spec
 
     spec = model_spec(cell)
     initial = spec.init_weights(cell.seed)

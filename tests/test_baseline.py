@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hlbench import baseline
+from hlbench.compare import baseline
 from hlbench.cli import main
-from hlbench.comparability import load_run
+from hlbench.compare.comparability import load_run
 from tests.test_compare import A100, H200, STEADY, lognormal, record, write
 
 

@@ -21,11 +21,11 @@ import pytest
 from scipy.stats import norm
 
 from hlbench.cli import main
-from hlbench.compare import (
+from hlbench.compare.verdicts import (
     EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSED, FAILED, IMPROVED, INCONCLUSIVE, METRICS,
     NOT_AVAILABLE, REGRESSED, UNCHANGED, Thresholds, compare_runs, compare_samples, current_records, exit_code,
 )
-from hlbench.comparability import environment, environment_differences
+from hlbench.compare.comparability import environment, environment_differences
 from tests.conftest import REPO, run_cli
 
 TOKENS_PER_STEP = 256

@@ -13,9 +13,9 @@ import pytest
 
 from hlbench.cell import Cell
 from hlbench.errors import UsageError
-from hlbench.measure import Timing
+from hlbench.worker.measure import Timing
 from hlbench.records import read_records
-from hlbench.ranks import distributed_section, max_memory, slowest_timing
+from hlbench.worker.ranks import distributed_section, max_memory, slowest_timing
 from hlbench.suite import load_suite
 from tests.conftest import run_cli
 
@@ -354,7 +354,7 @@ def test_tf_multi_worker_rank_out_of_memory_reports_at_once(write_suite, tmp_pat
 
 
 def test_more_ranks_than_gpus_is_skipped_before_anything_starts(write_suite, monkeypatch):
-    from hlbench.launch import too_few_gpus
+    from hlbench.run.launch import too_few_gpus
 
     (cell,) = load_suite(write_suite(TORCH_SUITE.replace("device: cpu", "device: auto")
                                      + LAUNCHER % (29500, "ddp"))).cells

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hlbench import precision
+from hlbench.techniques import precision
 from hlbench.backends import TF, TORCH
 from hlbench.suite import load_suite
 
@@ -76,11 +76,11 @@ def test_registry_gives_specific_reasons():
 def _backend(name: str):
     if name == "torch":
         pytest.importorskip("torch")
-        from hlbench.backends.torch_backend import TorchBackend
+        from hlbench.backends.torch.backend import TorchBackend
 
         return TorchBackend()
     pytest.importorskip("tensorflow")
-    from hlbench.backends.tf_backend import TFBackend
+    from hlbench.backends.tf.backend import TFBackend
 
     return TFBackend()
 
@@ -91,13 +91,13 @@ def _cell(write_suite, backend: str, level: str, model: str = "gpt", accumulatio
 
 
 def _trainer(cell):
-    from hlbench.train import model_spec
+    from hlbench.workloads import model_spec
 
     return _backend(cell.backend).build(cell, model_spec(cell).init_weights(cell.seed))
 
 
 def _batches(cell, n: int):
-    from hlbench.train import corpus_for, train_batches
+    from hlbench.worker.train import corpus_for, train_batches
 
     return train_batches(cell, corpus_for(cell), n)
 
@@ -127,7 +127,7 @@ def test_level_trains_and_records_its_dtypes(write_suite, backend, model, level)
 
 
 def _spec_shapes(cell):
-    from hlbench.train import model_spec
+    from hlbench.workloads import model_spec
 
     return model_spec(cell).param_shapes().values()
 
@@ -160,7 +160,7 @@ def test_fp16_skips_a_nonfinite_step_and_halves_the_scale(write_suite, monkeypat
 @pytest.mark.parametrize("backend", ["torch", "tf"])
 @pytest.mark.parametrize("level", ["tf32", "fp8"])
 def test_gpu_only_levels_are_skipped_with_a_reason_on_a_cpu(write_suite, backend, level):
-    from hlbench.worker import execute
+    from hlbench.worker.main import execute
 
     result = execute(_cell(write_suite, backend, level))
     assert result["status"] == "skipped"
@@ -176,7 +176,7 @@ def test_gpu_only_levels_are_skipped_with_a_reason_on_a_cpu(write_suite, backend
 @pytest.mark.parametrize("backend", ["torch", "tf"])
 @pytest.mark.parametrize("level", ["fp32", "bf16"])
 def test_label_and_dtypes_that_disagree_make_the_cell_an_error(write_suite, monkeypatch, backend, level):
-    from hlbench.worker import execute
+    from hlbench.worker.main import execute
 
     cell = _cell(write_suite, backend, level)
     assert execute(cell)["status"] == "ok"  # the control: the same cell without the injection
@@ -193,7 +193,7 @@ def test_tf_loss_scale_follows_gradscaler_step_for_step():
     """DynamicLossScale against torch.amp.GradScaler's own update, over overflows and growth."""
     torch = pytest.importorskip("torch")
     tf = pytest.importorskip("tensorflow")
-    from hlbench.backends.tf_optim import DynamicLossScale
+    from hlbench.backends.tf.optim import DynamicLossScale
 
     interval = 3
     ours = DynamicLossScale(2.0**16, 2.0, 0.5, interval)
@@ -212,7 +212,7 @@ def test_tf_bf16_adamw_rounds_like_torch_fused():
     intermediate in bf16 (a foreach-style update) would differ in many elements."""
     torch = pytest.importorskip("torch")
     tf = pytest.importorskip("tensorflow")
-    from hlbench.backends.tf_optim import AdamW
+    from hlbench.backends.tf.optim import AdamW
 
     rng = np.random.default_rng(0)
     p0, grads = rng.normal(size=512).astype(np.float32), rng.normal(scale=1e-3, size=(3, 512)).astype(np.float32)

@@ -46,16 +46,16 @@ def _cell(write_suite, backend: str, extra: str = ""):
 def _backend(name: str):
     if name == "tf":
         pytest.importorskip("tensorflow")
-        from hlbench.backends.tf_backend import TFBackend
+        from hlbench.backends.tf.backend import TFBackend
         return TFBackend()
     pytest.importorskip("torch")
-    from hlbench.backends.torch_backend import TorchBackend
+    from hlbench.backends.torch.backend import TorchBackend
     return TorchBackend()
 
 
 @pytest.mark.parametrize("backend", ["torch", "tf"])
 def test_profile_pass_phases_trace_and_categories(write_suite, tmp_path, backend):
-    from hlbench.train import run_cell
+    from hlbench.worker.train import run_cell
 
     cell = _cell(write_suite, backend)
     off = run_cell(cell, _backend(backend))
@@ -96,7 +96,7 @@ def test_profile_pass_phases_trace_and_categories(write_suite, tmp_path, backend
 
 
 def test_pruned_cell_times_the_mask_phase(write_suite, tmp_path):
-    from hlbench.train import run_cell
+    from hlbench.worker.train import run_cell
 
     extra = "axes: {pruning: [magnitude]}\npruning: {magnitude: {sparsity: 0.5}}\n"
     cell = _cell(write_suite, "torch", extra)

@@ -9,13 +9,14 @@ import pytest
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")
 
-from hlbench.backends.base import SkipCell  # noqa: E402
-from hlbench.backends.tf_backend import TFBackend  # noqa: E402
-from hlbench.backends.torch_backend import TorchBackend  # noqa: E402
+from hlbench.errors import SkipCell  # noqa: E402
+from hlbench.backends.tf.backend import TFBackend  # noqa: E402
+from hlbench.backends.torch.backend import TorchBackend  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
 from hlbench.techniques import pruning as P  # noqa: E402
 from hlbench.techniques.driver import PruningRun  # noqa: E402
-from hlbench.train import corpus_for, model_spec, run_cell, train_batches  # noqa: E402
+from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
+from hlbench.workloads import model_spec  # noqa: E402
 
 BACKENDS = {"torch": TorchBackend, "tf": TFBackend}
 SUITE = """\

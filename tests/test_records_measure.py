@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from hlbench.errors import UsageError
-from hlbench.measure import run_timed, step_stats
+from hlbench.worker.measure import run_timed, step_stats
 from hlbench.records import append_record, read_records
 
 

@@ -9,7 +9,7 @@ from hlbench.data import IGNORE_INDEX
 from hlbench.suite import load_suite
 from hlbench.techniques import pruning as P
 from hlbench.techniques.augment import AugmentationConfig
-from hlbench.train import corpus_for, train_batches
+from hlbench.worker.train import corpus_for, train_batches
 from hlbench.workloads import get_spec
 
 GPT = get_spec("gpt", "tiny", None)

@@ -209,7 +209,7 @@ def test_flops_per_token_formula_matches_torch_flop_counter(size):
     torch = pytest.importorskip("torch")
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hlbench.backends.torch_models import build_model
+    from hlbench.backends.torch.models import build_model
     from hlbench.workloads import get_spec
 
     spec = get_spec("gpt", size, None)

@@ -12,11 +12,12 @@ tf = pytest.importorskip("tensorflow")
 torch = pytest.importorskip("torch")
 
 from hlbench import parity  # noqa: E402
-from hlbench.backends.tf_backend import TFBackend  # noqa: E402
-from hlbench.backends.torch_backend import TorchBackend  # noqa: E402
+from hlbench.backends.tf.backend import TFBackend  # noqa: E402
+from hlbench.backends.torch.backend import TorchBackend  # noqa: E402
 from hlbench.data import IGNORE_INDEX  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
-from hlbench.train import corpus_for, model_spec, run_cell, train_batches  # noqa: E402
+from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
+from hlbench.workloads import model_spec  # noqa: E402
 from tests.conftest import REPO, run_cli  # noqa: E402
 
 SUITE = """\

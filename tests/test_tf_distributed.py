@@ -2,7 +2,7 @@
 
 Logical CPU devices must be configured before TensorFlow's runtime initialises, and a multi-worker
 strategy owns its process, so every training run here is a fresh interpreter (`_CHILD`) that runs
-`backend.prepare(cell)` then `hlbench.train.run_cell(cell, backend)` and returns JSON (+ an .npz of
+`backend.prepare(cell)` then `hlbench.worker.train.run_cell(cell, backend)` and returns JSON (+ an .npz of
 the final weights). The single-device reference runs the same way without `launch`.
 
 Measured on the 2-core CPU machine (gpt tiny, 6 steps): per-step losses within 1.7e-7 relative of
@@ -27,11 +27,11 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from hlbench.backends.base import SkipCell  # noqa: E402
-from hlbench.backends.tf_backend import TFBackend  # noqa: E402
+from hlbench.errors import SkipCell  # noqa: E402
+from hlbench.backends.tf.backend import TFBackend  # noqa: E402
 from hlbench.cell import Cell  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
-from hlbench.train import model_spec  # noqa: E402
+from hlbench.workloads import model_spec  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
 LOSS_RTOL = 2e-6  # measured ≤ 1.7e-7
@@ -54,9 +54,9 @@ measurement: {warmup_steps: 1, steps: 5, windows: 1, eval_batches: 1}
 _CHILD = """
 import json, sys
 import numpy as np
-from hlbench.backends.tf_backend import TFBackend
+from hlbench.backends.tf.backend import TFBackend
 from hlbench.cell import Cell
-from hlbench.train import run_cell
+from hlbench.worker.train import run_cell
 
 cell = Cell.from_dict(json.loads(open(sys.argv[1]).read()))
 backend = TFBackend()

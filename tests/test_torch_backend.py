@@ -7,11 +7,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hlbench.backends.torch_backend import TorchBackend, TorchTrainer  # noqa: E402
-from hlbench.backends.torch_models import parameter_map  # noqa: E402
+from hlbench.backends.torch.backend import TorchBackend, TorchTrainer  # noqa: E402
+from hlbench.backends.torch.models import parameter_map  # noqa: E402
 from hlbench.data import IGNORE_INDEX  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
-from hlbench.train import corpus_for, model_spec, run_cell, train_batches  # noqa: E402
+from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
+from hlbench.workloads import model_spec  # noqa: E402
 
 SUITE = """\
 backends: [torch]
@@ -105,7 +106,7 @@ def test_lstm_hidden_bias_stays_zero(write_suite):
 
 
 def test_absent_cuda_device_is_skipped(write_suite):
-    from hlbench.backends.base import SkipCell
+    from hlbench.errors import SkipCell
 
     cell = _cells(write_suite)[1]
     cell = type(cell)(**{**cell.to_dict(), "device": "cuda:7"})

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from hlbench.cli import build_parser
-from hlbench.compare import METRICS
-from hlbench.compare_render import MD_MARKER
+from hlbench.compare.verdicts import METRICS
+from hlbench.compare.render import MD_MARKER
 from tests.conftest import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -111,7 +111,7 @@ def test_labels_are_documented_and_known_to_actionlint():
 
 
 def test_documented_exit_codes_match_the_code():
-    from hlbench.compare import EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSED
+    from hlbench.compare.verdicts import EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSED
 
     assert (EXIT_OK, EXIT_REGRESSED, EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE) == (0, 1, 2, 3)
     docs = (REPO / "docs" / "ci.md").read_text()

@@ -59,7 +59,7 @@ class BackendSpec:
 TORCH = BackendSpec(
     name="torch",
     framework="torch",
-    adapter="hlbench.backends.torch_backend:TorchBackend",
+    adapter="hlbench.backends.torch.backend:TorchBackend",
     # tf32 and fp8 are implemented; whether the device can run them is decided in build() (SkipCell).
     supports={"precision": frozenset(PRECISIONS), "pruning": frozenset(PRUNING_METHODS),
               "compile": frozenset({False, True})},
@@ -69,7 +69,7 @@ TORCH = BackendSpec(
 TF = BackendSpec(
     name="tf",
     framework="tensorflow",
-    adapter="hlbench.backends.tf_backend:TFBackend",
+    adapter="hlbench.backends.tf.backend:TFBackend",
     supports={"precision": frozenset(PRECISIONS) - {"fp8"}, "pruning": frozenset(PRUNING_METHODS),
               "compile": frozenset({False, True})},
     install_hint='pip install "hlbench[tf]" (tensorflow-cpu; see the README for GPU builds)',

@@ -1,6 +1,6 @@
 """The adapter protocol every backend implements. It names no backend.
 
-A Backend turns a cell and its NumPy initial weights into a Trainer; hlbench.train drives every
+A Backend turns a cell and its NumPy initial weights into a Trainer; hlbench.worker.train drives every
 Trainer through the same framework-neutral loop, so the measurement is identical for all backends.
 """
 
@@ -16,14 +16,10 @@ from hlbench.cell import Cell
 from hlbench.data import Batch
 
 
-class SkipCell(Exception):
-    """Raised by a backend for a cell it cannot run here (absent device, unsupported value)."""
-
-
 class Trainer(ABC):
     """One model + optimizer on one device, trained one optimizer step at a time.
 
-    Data parallel (a cell with `launch`, hlbench.launch): every rank builds the same trainer from the
+    Data parallel (a cell with `launch`, hlbench.run.launch): every rank builds the same trainer from the
     same weights and is given the same global batches; the trainer trains its own rows of each batch
     (hlbench.data.Batch.shard) and combines gradients across ranks, so the optimization is the
     single-device one. `rank` 0 is the one whose result is written (the chief)."""

@@ -56,7 +56,7 @@ def _dir(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    from hlbench import baseline
+    from hlbench.compare import baseline
 
     path, meta = baseline.save(args.records, args.name, baseline.baselines_dir(args.dir), args.note)
     print(f"baseline {meta['name']!r} ← {meta['source']} ({meta['cells_ok']} cell(s) ok) in {path}")
@@ -69,7 +69,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from hlbench import baseline
+    from hlbench.compare import baseline
 
     info = baseline.describe(args.name, baseline.baselines_dir(args.dir))
     if args.format == "json":
@@ -90,7 +90,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from hlbench import baseline
+    from hlbench.compare import baseline
 
     directory = baseline.baselines_dir(args.dir)
     names = baseline.list_names(directory)
@@ -102,8 +102,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_name(args: argparse.Namespace) -> int:
-    from hlbench import baseline
-    from hlbench.comparability import load_run
+    from hlbench.compare import baseline
+    from hlbench.compare.comparability import load_run
 
     name = baseline.default_name(load_run(args.records))
     print(baseline.baselines_dir(args.dir) / name if args.path else name)

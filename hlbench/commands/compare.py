@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hlbench.compare import (
+from hlbench.compare.verdicts import (
     DEFAULT_ALPHA, DEFAULT_METRIC, DEFAULT_MIN_SAMPLES, DEFAULT_THRESHOLD, EXIT_INCOMPARABLE, METRICS, NOT_AVAILABLE,
 )
 from hlbench.errors import UsageError
@@ -84,9 +84,9 @@ def _metrics(names: list[str] | None) -> list[str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from hlbench.compare import Thresholds, compare_runs, exit_code
-    from hlbench.comparability import differences, load_run
-    from hlbench.compare_render import RENDERERS, Report
+    from hlbench.compare.verdicts import Thresholds, compare_runs, exit_code
+    from hlbench.compare.comparability import differences, load_run
+    from hlbench.compare.render import RENDERERS, Report
 
     metrics = _metrics(args.metric)
     if not 0 < args.alpha < 1:

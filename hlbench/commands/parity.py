@@ -81,7 +81,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from hlbench.backends import get_spec
     from hlbench.env import host_environment
     from hlbench.records import append_record
-    from hlbench.runner import new_run_id
+    from hlbench.run.runner import new_run_id
     from hlbench.suite import load_suite
 
     if (args.suite is None) == (args.model is None):

@@ -1,6 +1,6 @@
 """Pruning during a cell's training: when to prune, at which sparsity, and what to record.
 
-The training loop (hlbench.train) calls `prepare` before building the trainer (a structured `shrink`
+The training loop (hlbench.worker.train) calls `prepare` before building the trainer (a structured `shrink`
 changes the architecture and the weights the backend loads), `before_step(i, trainer)` before every
 optimizer step, and `report(trainer)` at the end. Masks come from hlbench.techniques.pruning, computed
 from the trainer's current weights in the neutral layout, so every backend prunes the same weights;
@@ -39,7 +39,7 @@ class PruningRun:
 
     def prepare(self, cell: Cell, weights: dict[str, np.ndarray]) -> tuple[Cell, ModelSpec, dict[str, np.ndarray]]:
         """For `shrink`: the cell, spec and weights of the physically smaller model (pruned at init)."""
-        from hlbench.backends.base import SkipCell
+        from hlbench.errors import SkipCell
 
         if self.config.method == "structured" and self.spec.model != "gpt":
             raise SkipCell(f"structured pruning removes attention heads and MLP neurons; the {self.spec.model} "

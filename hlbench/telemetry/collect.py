@@ -3,13 +3,13 @@ beside the records and build the record's `telemetry` section."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from hlbench.handoff import cuda_visible_devices
 from hlbench.telemetry.derive import summarize
 from hlbench.telemetry.host import HostProbe
 from hlbench.telemetry.nvml import open_nvml
@@ -29,9 +29,8 @@ def nvml_indices(device: str) -> list[int]:
     if device == "cpu":
         return []
     index = 0 if device == "auto" else int(device.partition(":")[2] or 0)
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        entries = [v.strip() for v in visible.split(",") if v.strip()]
+    entries = cuda_visible_devices()
+    if entries is not None:
         if index >= len(entries) or not entries[index].isdigit():
             return []  # hidden, or named by UUID: not mapped here
         index = int(entries[index])

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hlbench.handoff import CALIBRATION_CACHE_ENV
 from hlbench.telemetry.peaks import cpu_gemm_flops, gpu_peak, mfu
 
-CALIBRATION_CACHE_ENV = "HLBENCH_CALIBRATION_CACHE"
 
 
 def _gpu_index(device: str) -> int | None:

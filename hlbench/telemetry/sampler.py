@@ -1,5 +1,5 @@
 """The sampling thread: every `interval_s`, one row per device (or one host-only row), stamped with
-time.monotonic() — the clock the worker stamps its measured windows with (hlbench.measure).
+time.monotonic() — the clock the worker stamps its measured windows with (hlbench.worker.measure).
 
 It sleeps on an Event between samples (never busy-waits) and lives in the parent process, so the
 worker's timed loop runs no telemetry code.

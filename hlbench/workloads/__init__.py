@@ -6,13 +6,14 @@ Imports only numpy and the standard library; backends translate a spec into fram
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from hlbench.workloads import gpt, lstm
 from hlbench.workloads.base import ModelSpec
 from hlbench.workloads.gpt import GPTSpec
 from hlbench.workloads.lstm import LSTMSpec
 
-__all__ = ["MODELS", "ModelSpec", "GPTSpec", "LSTMSpec", "get_spec"]
+__all__ = ["MODELS", "ModelSpec", "GPTSpec", "LSTMSpec", "get_spec", "model_spec"]
 
 MODELS: dict[str, dict[str, ModelSpec]] = {"gpt": dict(gpt.PRESETS), "lstm": dict(lstm.PRESETS)}
 
@@ -30,3 +31,12 @@ def get_spec(model: str, size: str, vocab_size: int | None = None) -> ModelSpec:
     if vocab_size is None:
         return spec
     return dataclasses.replace(spec, vocab_size=vocab_size)  # re-runs validation in __post_init__
+
+
+def model_spec(cell: Any) -> ModelSpec:
+    """The model a cell (hlbench.cell.Cell) trains: its workload's preset, with the vocabulary of its
+    corpus and, after a structured `shrink`, fewer heads / MLP neurons (hlbench.techniques.driver)."""
+    spec = cell.workload["spec"]
+    base = get_spec(spec["model"], spec["size"], spec["vocab_size"])
+    shrunk = {k: spec[k] for k in ("n_head_kept", "d_mlp") if spec.get(k) is not None}
+    return dataclasses.replace(base, **shrunk) if shrunk else base

@@ -1,6 +1,6 @@
 """One record from the ranks of a data-parallel cell (framework-neutral; the chief combines them).
 
-Each process gathers the same per-rank figures (hlbench.train, through Trainer.all_gather_objects):
+Each process gathers the same per-rank figures (hlbench.worker.train, through Trainer.all_gather_objects):
 its measured step times, window times and memory. The record then says:
 - step times: per step, the slowest rank's time. Every rank ends each optimizer step at the same
   gradient all-reduce, so the slowest rank sets the pace; throughput is global tokens per step over
@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from hlbench.measure import Timing
+from hlbench.worker.measure import Timing
 
 
 def slowest_timing(per_rank: list[dict[str, Any]]) -> Timing:

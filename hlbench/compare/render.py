@@ -1,5 +1,5 @@
 """Rendering of `hlbench compare`: plain text for terminals, markdown for pull-request comments,
-JSON for tools. Only formatting lives here; the numbers come from `hlbench.compare`.
+JSON for tools. Only formatting lives here; the numbers come from `hlbench.compare.verdicts`.
 """
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hlbench.compare import (
+from hlbench.compare.verdicts import (
     EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE, EXIT_REGRESSED, FAILED, IMPROVED, INCONCLUSIVE, METRICS,
     NOT_AVAILABLE, REGRESSED, UNCHANGED, RunComparison, Thresholds,
 )
-from hlbench.comparability import Differences
+from hlbench.compare.comparability import Differences
 
 JSON_SCHEMA = "hlbench-compare/1"
 # Rows are listed worst first, so a long table still opens with what matters.

@@ -1,13 +1,13 @@
 """Child side of a cell: `python -m hlbench.worker CELL_JSON RESULT_JSON`.
 
-A fresh interpreter per cell (spawned by hlbench.runner), so no framework state, allocator cache or
+A fresh interpreter per cell (spawned by hlbench.run.runner), so no framework state, allocator cache or
 compiled graph leaks from one cell into the next. It imports exactly one framework, the cell's. Every
 Python-level outcome (ok, skipped, oom, error) is written to RESULT_JSON; a worker that dies without
 writing it is classified by the parent (crashed, timeout).
 
-Data-parallel cells (hlbench.launch): every rank runs this module; each writes its own outcome to
+Data-parallel cells (hlbench.run.launch): every rank runs this module; each writes its own outcome to
 RESULT_JSON's `.rank<R>` sibling and rank 0 writes RESULT_JSON itself, with all ranks' figures combined
-(hlbench.train). A rank that fails in Python exits 1 after writing its outcome, so that the launcher
+(hlbench.worker.train). A rank that fails in Python exits 1 after writing its outcome, so that the launcher
 stops the group at once instead of leaving its peers blocked in a collective until the timeout.
 """
 
@@ -22,12 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hlbench.backends import get_spec, load_adapter
-from hlbench.backends.base import SkipCell
+from hlbench.errors import SkipCell
 from hlbench.cell import Cell
-from hlbench.blame import rank_result_path
-from hlbench.launch import rank_from_env
-from hlbench.profiling import PROFILE_DIR_ENV
-from hlbench.train import run_cell
+from hlbench.handoff import PROFILE_DIR_ENV, rank_from_env, rank_result_path
+from hlbench.worker.train import run_cell
 
 TRACEBACK_TAIL_LINES = 30
 

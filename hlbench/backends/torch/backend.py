@@ -5,7 +5,7 @@ k micro-batches divided by the number of target tokens in the whole step. Each m
 is divided by that step-wide count before backward, so the accumulated gradient is the gradient of the
 step's loss, whatever the token counts of the micro-batches.
 
-Precision (hlbench.precision, DESIGN §3), nanoGPT style — no-op objects instead of branches:
+Precision (hlbench.techniques.precision, DESIGN §3), nanoGPT style — no-op objects instead of branches:
 - fp32: no autocast (a nullcontext), TF32 off; tf32: TF32 matmuls on (CUDA, compute capability ≥ 8.0);
 - bf16 / fp16: torch.autocast(device, dtype) around forward and loss, fp32 master weights; fp16 adds
   torch.amp.GradScaler (a disabled scaler is a no-op for the other levels). Gradients are unscaled
@@ -15,10 +15,10 @@ Precision (hlbench.precision, DESIGN §3), nanoGPT style — no-op objects inste
 - fp8: torchao's float8 linear layers inside bf16 autocast (CUDA, compute capability ≥ 8.9).
 The loss is taken on fp32 logits at every level (autocast does the same for cross_entropy).
 The dtypes of the first step are observed (the logits, i.e. the output head's matmul; the LSTM's
-output through a forward hook removed after that step) and checked against the label (hlbench.precision.check_observed): a contradiction raises
+output through a forward hook removed after that step) and checked against the label (hlbench.techniques.precision.check_observed): a contradiction raises
 PrecisionViolation, which the worker records as `error`.
 
-Data parallel (a cell with `launch`, started by torchrun; hlbench.launch): `prepare` joins the process
+Data parallel (a cell with `launch`, started by torchrun; hlbench.run.launch): `prepare` joins the process
 group (NCCL on GPUs, gloo on CPUs; its timeout is the cell's timeout_s), each rank uses cuda:LOCAL_RANK
 or the CPU, and the model is wrapped after its weights are loaded and cast:
 - ddp: torch.nn.parallel.DistributedDataParallel; the first k-1 micro-batches run under no_sync(), so
@@ -31,7 +31,7 @@ the W ranks, while the step's gradient is the *sum* of the ranks' (each micro-ba
 the global batch's token count), so each rank's loss is multiplied by W before backward (exact for W
 a power of two). The step losses are summed over the ranks once, after the windows (no per-step sync).
 
-Test-only hooks (never set them in a real run; see hlbench.precision):
+Test-only hooks (never set them in a real run; see hlbench.techniques.precision):
 - HLBENCH_TEST_PRECISION_MISMATCH=1: the level's dtypes are not applied (bf16 autocast for fp32), so
   the first step's check must fail;
 - HLBENCH_TEST_NONFINITE_STEP=k: optimizer step k's gradients are made non-finite after backward.
@@ -51,14 +51,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from hlbench import precision
+from hlbench.techniques import precision
 from hlbench.backends import TORCH
-from hlbench.backends.base import Backend, SkipCell, Trainer
-from hlbench.backends.torch_models import build_model, load_weights, parameter_map
+from hlbench.backends.base import Backend, Trainer
+from hlbench.errors import SkipCell
+from hlbench.backends.torch.models import build_model, load_weights, parameter_map
 from hlbench.cell import Cell
 from hlbench.data import IGNORE_INDEX, Batch
 from hlbench.profiling.phases import PhaseTimer
-from hlbench.train import model_spec
+from hlbench.workloads import model_spec
 
 
 def resolve_device(requested: str, data_parallel: bool = False) -> torch.device:
@@ -312,7 +313,7 @@ class TorchTrainer(Trainer):
         return timer.seconds
 
     def profile_trace(self, batch: Batch, out_dir: Path) -> dict[str, Any]:
-        from hlbench.profiling.torch_trace import trace_steps
+        from hlbench.backends.torch.trace import trace_steps
 
         return trace_steps(self, batch, out_dir)
 

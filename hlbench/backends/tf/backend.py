@@ -8,7 +8,7 @@ The optimizer step is one `tf.function` (a graph); the `compile` axis adds XLA (
 Tracing and XLA compilation happen on the first call, which the measurement loop times as warmup
 (startup), never as a measured step.
 
-Precision (hlbench.precision, DESIGN §3), the same meaning as in torch_backend:
+Precision (hlbench.techniques.precision, DESIGN §3), the same meaning as in torch_backend:
 - fp32: TF32 off (TensorFlow turns it on by default on Ampere+); tf32: on, GPU compute capability ≥ 8.0;
 - bf16 / fp16: float32 variables, matmuls in the compute dtype (casts where variables are used,
   tf_models.py; the LSTM through Keras's mixed policy); fp16 adds dynamic loss scaling with
@@ -17,14 +17,14 @@ Precision (hlbench.precision, DESIGN §3), the same meaning as in torch_backend:
 - bf16-pure: variables and AdamW moments in bfloat16 (their gradients follow);
 - fp8: not available in TensorFlow (the registry skips it).
 Dtypes are static in a graph: they are recorded at trace time from the Python side and checked
-after the first step (hlbench.precision.check_observed); a contradiction raises PrecisionViolation.
+after the first step (hlbench.techniques.precision.check_observed); a contradiction raises PrecisionViolation.
 
 Data parallel (a cell with `launch`: MirroredStrategy or MultiWorkerMirroredStrategy): the same step
 on mirrored variables, each replica on its shard of the global batch, gradients all-reduced (SUM);
-semantics, what is skipped and why: hlbench.backends.tf_distribute. TFBackend.prepare creates the
+semantics, what is skipped and why: hlbench.backends.tf.distribute. TFBackend.prepare creates the
 strategy before the runtime initialises.
 
-Test-only hooks (never set them in a real run; see hlbench.precision):
+Test-only hooks (never set them in a real run; see hlbench.techniques.precision):
 - HLBENCH_TEST_PRECISION_MISMATCH=1: the level's dtypes are not applied (bf16 compute for fp32);
 - HLBENCH_TEST_NONFINITE_STEP=k: optimizer step k's gradients are made non-finite (the op exists in
   the graph only when the variable is set).
@@ -43,17 +43,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 import tensorflow as tf  # noqa: E402
 
-from hlbench import precision  # noqa: E402
+from hlbench.techniques import precision  # noqa: E402
 from hlbench.backends import TF  # noqa: E402
-from hlbench.backends.base import Backend, SkipCell, Trainer  # noqa: E402
-from hlbench.backends.tf_models import build_model  # noqa: E402
-from hlbench.backends.tf_optim import AdamW, DynamicLossScale, clip_by_global_norm  # noqa: E402
+from hlbench.backends.base import Backend, Trainer
+from hlbench.errors import SkipCell  # noqa: E402
+from hlbench.backends.tf.models import build_model  # noqa: E402
+from hlbench.backends.tf.optim import AdamW, DynamicLossScale, clip_by_global_norm  # noqa: E402
 from hlbench.cell import Cell  # noqa: E402
 from hlbench.data import IGNORE_INDEX, Batch  # noqa: E402
 from hlbench.profiling.phases import PhaseTimer  # noqa: E402
 from hlbench.techniques import pruning as P  # noqa: E402
 from hlbench.techniques.driver import pruning_for  # noqa: E402
-from hlbench.train import model_spec  # noqa: E402
+from hlbench.workloads import model_spec  # noqa: E402
 
 
 def configure_runtime() -> None:
@@ -295,7 +296,7 @@ class TFTrainer(Trainer):
         return timer.seconds
 
     def profile_trace(self, batch: Batch, out_dir: Path) -> dict[str, Any]:
-        from hlbench.profiling.tf_trace import trace_steps
+        from hlbench.backends.tf.trace import trace_steps
 
         return trace_steps(self, batch, out_dir)
 
@@ -418,14 +419,14 @@ class TFBackend(Backend):
         Cells without `launch`, or with one this backend skips (build says why), need nothing."""
         if not cell.launch or self._distribution is not None:
             return
-        from hlbench.backends import tf_distribute  # imports this module: not at the top
+        from hlbench.backends.tf import distribute as tf_distribute  # imports this module: not at the top
 
         if tf_distribute.unsupported_reason(cell) is None:
             self._distribution = tf_distribute.make_distribution(cell)
 
     def shutdown(self) -> None:
         if self._distribution is not None:
-            from hlbench.backends import tf_distribute
+            from hlbench.backends.tf import distribute as tf_distribute
 
             tf_distribute.shutdown_barrier(self._distribution)
 
@@ -462,9 +463,9 @@ class TFBackend(Backend):
         return TFTrainer(cell, weights, device)
 
     def _build_distributed(self, cell: Cell, weights: dict[str, np.ndarray]) -> TFTrainer:
-        """A trainer on mirrored variables (hlbench.backends.tf_distribute); SkipCell with the reason
+        """A trainer on mirrored variables (hlbench.backends.tf.distribute); SkipCell with the reason
         for what does not run under a strategy."""
-        from hlbench.backends import tf_distribute
+        from hlbench.backends.tf import distribute as tf_distribute
 
         reason = tf_distribute.unsupported_reason(cell)
         if reason:

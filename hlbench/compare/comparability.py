@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from hlbench.compare import current_records
+from hlbench.compare.verdicts import current_records
 from hlbench.errors import UsageError
 from hlbench.records import read_records
 

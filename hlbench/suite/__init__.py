@@ -22,7 +22,7 @@ from hlbench.backends import registry
 from hlbench.cell import Cell
 from hlbench.data import make_corpus
 from hlbench.errors import UsageError
-from hlbench.yamlio import load_yaml
+from hlbench.suite.yamlio import load_yaml
 
 DEFAULT_SEQ_LEN = 128  # for models without a context limit (LSTM)
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -165,7 +165,7 @@ class Telemetry(_Strict):
 
 
 class Launcher(_Strict):
-    """Data-parallel training of every cell over several ranks (hlbench.launch): PyTorch cells through
+    """Data-parallel training of every cell over several ranks (hlbench.run.launch): PyTorch cells through
     torchrun (torch.distributed.run) with DDP or FSDP, TensorFlow cells through tf.distribute. The
     batch a workload names keeps its meaning: with `hold: global` it is the global batch, split over
     world_size × accumulation micro-batches; with `hold: micro` each rank's micro-batch."""

@@ -7,7 +7,7 @@ from typing import Any
 from tabulate import tabulate
 from tqdm import tqdm
 
-from hlbench.runner import Task
+from hlbench.run.runner import Task
 
 
 class Progress:

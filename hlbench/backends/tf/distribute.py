@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from hlbench import precision
-from hlbench.backends.tf_backend import TFTrainer, _token_loss_sum
+from hlbench.techniques import precision
+from hlbench.backends.tf.backend import TFTrainer, _token_loss_sum
 from hlbench.cell import Cell
 from hlbench.data import Batch
 

@@ -17,13 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from hlbench.cell import Cell
-from hlbench.launch import Rendezvous
+from hlbench.run.launch import Rendezvous
 
 LOG_TAIL_LINES = 20
-
-
-def rank_result_path(result_file: Path, rank: int) -> Path:
-    return result_file.with_name(f"{result_file.stem}.rank{rank}.json")
 
 
 def rank_results(result_file: Path) -> dict[int, dict[str, Any]]:

@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hlbench.comparability import Run, environment, load_run
-from hlbench.compare import METRICS, by_cell, metric_samples
+from hlbench.compare.comparability import Run, environment, load_run
+from hlbench.compare.verdicts import METRICS, by_cell, metric_samples
 from hlbench.errors import UsageError
 
 DEFAULT_DIR = Path("results/baselines")

@@ -20,13 +20,12 @@ from typing import Any, Callable
 from hlbench.backends import get_spec
 from hlbench.cell import Cell
 from hlbench.env import host_environment
-from hlbench.blame import group_failure, rank_results
-from hlbench.launch import GroupTimeout, ProcessGroup, Rendezvous, commands, local_gpus, too_few_gpus
+from hlbench.handoff import CALIBRATION_CACHE_ENV, CELL_FILE, PROFILE_DIR_ENV, RESULT_FILE
+from hlbench.run.blame import group_failure, rank_results
+from hlbench.run.launch import GroupTimeout, ProcessGroup, Rendezvous, commands, local_gpus, too_few_gpus
 from hlbench.records import SCHEMA_VERSION, append_record, read_records
 from hlbench.suite import Suite
 from hlbench.telemetry.collect import Collector, TelemetryConfig
-from hlbench.profiling import PROFILE_DIR_ENV
-from hlbench.telemetry.mfu import CALIBRATION_CACHE_ENV
 
 
 class Interrupted(Exception):
@@ -185,7 +184,7 @@ def _base_record(suite: Suite, task: Task, run_id: str) -> dict[str, Any]:
         "backend_info": None,
         "telemetry": None,  # filled by the telemetry samplers (NVML, host) when present
         "profile": None,  # the profiling pass's section when profiling is on (hlbench.profiling)
-        "distributed": None,  # data-parallel cells: strategy, world size, per-rank figures (hlbench.ranks)
+        "distributed": None,  # data-parallel cells: strategy, world size, per-rank figures (hlbench.worker.ranks)
         "env": {"host": host_environment(), "framework": None},
     }
 
@@ -246,7 +245,7 @@ def _wait_for_worker(cell: Cell, log_path: Path, started: Callable[[list[int]], 
                      profile_dir: Path | None, placement: Placement, group_id: str) -> dict[str, Any]:
     timeout_s = cell.measurement["timeout_s"]
     with tempfile.TemporaryDirectory(prefix="hlbench-") as tmp:
-        cell_file, result_file = Path(tmp, "cell.json"), Path(tmp, "result.json")
+        cell_file, result_file = Path(tmp, CELL_FILE), Path(tmp, RESULT_FILE)
         cell_file.write_text(json.dumps(cell.to_dict()))
         env = _worker_env(log_path, profile_dir)
         if placement.gpu is not None:

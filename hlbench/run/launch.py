@@ -14,7 +14,7 @@ Whatever the engine, the parent treats the processes as one group: one timeout f
 when the group ends (done, failed, timed out or interrupted) every process that belonged to it is
 killed, including ranks started in their own sessions (torchrun starts each rank with
 start_new_session), so none is left hanging. Each process writes its own `result.rank<R>.json`; rank
-0 (the chief) also writes `result.json` with the figures of all ranks combined (hlbench.train).
+0 (the chief) also writes `result.json` with the figures of all ranks combined (hlbench.worker.train).
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from typing import Any
 
 import psutil
 
+from hlbench.handoff import RANK_ENV, WORKER_MODULE
+
 POLL_S = 0.2  # how often the parent looks at the group (it sleeps in between, never spins)
-RANK_ENV = "HLBENCH_RANK"  # a process's rank when no launcher sets RANK (TF multi_worker)
 
 
 @dataclass(frozen=True)
@@ -60,19 +61,13 @@ class Command:
     env: dict[str, str]  # added to the parent's environment
 
 
-def rank_from_env() -> int:
-    """This process's rank: the runner's HLBENCH_RANK, which it sets for every process it starts itself
-    (so a RANK inherited from the user's shell or a cluster pod cannot pick the wrong chief), else
-    torchrun's RANK (the runner sets HLBENCH_RANK empty for torchrun's ranks), else 0."""
-    return int(os.environ.get(RANK_ENV) or os.environ.get("RANK") or 0)
-
 
 def commands(cell: Any, cell_file: Path, result_file: Path, rdzv: Rendezvous, group_id: str,
              log_dir: Path) -> list[Command]:
     """The processes this node starts for `cell` (a Cell). `group_id` names the cell's group so that
     nodes meeting at a c10d rendezvous agree on which cell they are running; `log_dir`: torchrun's
     per-rank files (else it leaves a directory per cell in /tmp)."""
-    worker = ["-m", "hlbench.worker", str(cell_file), str(result_file)]
+    worker = ["-m", WORKER_MODULE, str(cell_file), str(result_file)]
     launch = cell.launch
     if launch is None or launch["strategy"] == "mirrored":
         return [Command([sys.executable, *worker], {RANK_ENV: "0"})]

@@ -1,13 +1,12 @@
 """The one training-and-measurement loop, shared by every backend, by runs, by tests and by parity.
 
 It builds the workload's data and initial weights from the cell (framework-neutral, NumPy), asks the
-backend for a Trainer, runs warmup and the measured windows (hlbench.measure), evaluates, and returns
+backend for a Trainer, runs warmup and the measured windows (hlbench.worker.measure), evaluates, and returns
 the measured part of a record.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import resource
 import signal
@@ -19,22 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from hlbench import workloads
 from hlbench.backends.base import Backend, Trainer
 from hlbench.cell import Cell
 from hlbench.data import Batch, Corpus, make_batches, make_corpus
-from hlbench import ranks
-from hlbench.measure import Timing, run_timed, step_stats
+from hlbench.worker import ranks
+from hlbench.worker.measure import Timing, run_timed, step_stats
 from hlbench.techniques.augment import AugmentationConfig
 from hlbench.techniques.driver import PruningRun
-
-
-def model_spec(cell: Cell) -> workloads.ModelSpec:
-    spec = cell.workload["spec"]
-    base = workloads.get_spec(spec["model"], spec["size"], spec["vocab_size"])
-    # a structured `shrink` leaves fewer heads / MLP neurons (hlbench.techniques.driver)
-    shrunk = {k: spec[k] for k in ("n_head_kept", "d_mlp") if spec.get(k) is not None}
-    return dataclasses.replace(base, **shrunk) if shrunk else base
+from hlbench.workloads import model_spec
 
 
 def corpus_for(cell: Cell) -> Corpus:
@@ -129,7 +120,7 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
     )
     memory = {**trainer.memory(), **_host_memory()}
     distributed = None
-    if cell.launch:  # one record for all ranks (hlbench.ranks): a collective, so before anything rank-specific
+    if cell.launch:  # one record for all ranks (hlbench.worker.ranks): a collective, so before anything rank-specific
         per_rank = trainer.all_gather_objects({
             "rank": trainer.rank, "host": socket.gethostname(), "pid": os.getpid(),
             "device": str(trainer.info().get("device")), "timing": timing.to_dict(), "memory": memory})
