@@ -1,12 +1,14 @@
 """How long `hlbench report` takes over 10,000 records (target: under 5 s), and where the time goes.
 
-    python benchmarks/report_scale.py                  # 4 workloads × 2 backends × 3 precisions × 4 accumulations
-                                                       # × 3 pruning methods = 288 cells × 35 repeats = 10,080 records
+    python benchmarks/report_scale.py                  # 4 workloads × 2 backends × 3 precisions × 4
+    accumulations
+                                                       # × 3 pruning methods = 288 cells × 35
+                                                       repeats = 10,080 records
     python benchmarks/report_scale.py --repeats 4 --workloads 36   # wide: 2,592 cells × 4 repeats
 
-Records are synthetic (tests/data/make_fixtures.py's generator: 3 windows × 10 steps, full loss curves),
-written to a temporary directory; the report and its plots go there too. Not a test: timings depend on
-the machine.
+Records are synthetic (tests/data/make_fixtures.py's generator: 3 windows × 10 steps, full loss
+curves), written to a temporary directory; the report and its plots go there too. Not a test:
+timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -36,18 +38,38 @@ def synthetic_records(workloads: int, repeats: int) -> list[dict]:
             for precision in ("fp32", "bf16", "fp16"):
                 for accumulation in (1, 2, 4, 8):
                     for pruning, sparsity in (("none", None), ("magnitude", 0.5), ("2:4", 0.5)):
-                        step = 0.02 * fx.PRECISION_SLOWDOWN[backend][precision] * (1 + 0.05 * accumulation)
+                        step = (
+                            0.02
+                            * fx.PRECISION_SLOWDOWN[backend][precision]
+                            * (1 + 0.05 * accumulation)
+                        )
                         for repeat in range(repeats):
-                            out.append(fx.record(
-                                rng, run_id=fx.RUN_ID, suite="scale", workload=name, backend=backend,
-                                precision=precision, accumulation=accumulation, pruning=pruning, repeat=repeat,
-                                step_s=step, mem_bytes=330e6 / accumulation ** 0.3, sparsity=sparsity,
-                                excess=3.6 + (0.1 if sparsity else 0.0) + fx.PRECISION_LOSS[precision]))
+                            out.append(
+                                fx.record(
+                                    rng,
+                                    run_id=fx.RUN_ID,
+                                    suite="scale",
+                                    workload=name,
+                                    backend=backend,
+                                    precision=precision,
+                                    accumulation=accumulation,
+                                    pruning=pruning,
+                                    repeat=repeat,
+                                    step_s=step,
+                                    mem_bytes=330e6 / accumulation**0.3,
+                                    sparsity=sparsity,
+                                    excess=3.6
+                                    + (0.1 if sparsity else 0.0)
+                                    + fx.PRECISION_LOSS[precision],
+                                )
+                            )
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workloads", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=35)
     args = parser.parse_args()
@@ -72,8 +94,10 @@ def main() -> None:
         out = write_report([path], Path(tmp) / "report.md")
         t4 = time.perf_counter()
         print(f"load: {t1 - t0:.2f} s   summarize ({len(cells)} cells): {t2 - t1:.2f} s")
-        print(f"report without plots: {t3 - t2:.2f} s   full report with plots: {t4 - t3:.2f} s "
-              f"({out.stat().st_size / 1024:.0f} KiB of markdown)")
+        print(
+            f"report without plots: {t3 - t2:.2f} s   full report with plots: {t4 - t3:.2f} s "
+            f"({out.stat().st_size / 1024:.0f} KiB of markdown)"
+        )
 
 
 if __name__ == "__main__":

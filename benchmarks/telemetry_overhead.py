@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Does telemetry slow training down? tokens/s of the same cell with telemetry on and off, in one run.
+"""Does telemetry slow training down? tokens/s of the same cell with telemetry on and off, in one
+run.
 
 Each trial runs the cell twice through `hlbench run` (a fresh worker each time, exactly as a suite
 runs), once with the suite's telemetry (sampling every --interval-s) and once with --no-telemetry,
@@ -29,13 +30,22 @@ name: telemetry-overhead
 device: {device}
 backends: [{backend}]
 workloads: [{{model: gpt, size: {size}, seq_len: 128, batch_size: 8}}]
-measurement: {{warmup_steps: 3, steps: {steps}, windows: 2, eval_batches: 1, budget_s: 600, timeout_s: 900}}
-telemetry: {{interval_s: {interval_s}}}
+measurement: {{warmup_steps: 3, steps: {steps}, windows: 2, eval_batches: 1, budget_s: 600,
+timeout_s: 900}} telemetry: {{interval_s: {interval_s}}}
 """
 
 
 def run_once(suite: Path, results: Path, telemetry: bool) -> float:
-    cmd = [sys.executable, "-m", "hlbench", "run", str(suite), "--quiet", "--results-dir", str(results)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hlbench",
+        "run",
+        str(suite),
+        "--quiet",
+        "--results-dir",
+        str(results),
+    ]
     if not telemetry:
         cmd.append("--no-telemetry")
     subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -52,25 +62,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="torch", choices=["torch", "tf"])
     parser.add_argument("--size", default="small")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per measured window (default: 40)")
-    parser.add_argument("--interval-s", type=float, default=0.1, help="sampling interval (default: 0.1)")
+    parser.add_argument(
+        "--steps", type=int, default=40, help="optimizer steps per measured window (default: 40)"
+    )
+    parser.add_argument(
+        "--interval-s", type=float, default=0.1, help="sampling interval (default: 0.1)"
+    )
     parser.add_argument("--trials", type=int, default=5)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hlbench-telemetry-overhead-") as tmp:
         suite = Path(tmp) / "suite.yaml"
         suite.write_text(SUITE.format(**vars(args)))
-        print(f"gpt-{args.size} on {args.backend}, device {args.device}, sampling every {args.interval_s} s; "
-              f"{args.trials} trials alternating the order")
+        print(
+            f"gpt-{args.size} on {args.backend}, device {args.device}, sampling every "
+            f"{args.interval_s} s; "
+            f"{args.trials} trials alternating the order"
+        )
         print(f"{'trial':>5}  {'on tok/s':>10}  {'off tok/s':>10}  {'on/off':>7}")
         ratios = []
         for trial in range(args.trials):
             order = (True, False) if trial % 2 == 0 else (False, True)
             tps = {flag: run_once(suite, Path(tmp) / "results", flag) for flag in order}
             ratios.append(tps[True] / tps[False])
-            print(f"{trial + 1:>5}  {tps[True]:>10,.0f}  {tps[False]:>10,.0f}  {ratios[-1]:>7.3f}", flush=True)
+            print(
+                f"{trial + 1:>5}  {tps[True]:>10,.0f}  {tps[False]:>10,.0f}  {ratios[-1]:>7.3f}",
+                flush=True,
+            )
     median = statistics.median(ratios)
-    print(f"telemetry on / off = {median:.3f} (median of per-trial ratios, span {min(ratios):.3f} … "
-          f"{max(ratios):.3f}; target ≥ {TARGET}: {'meets' if median >= TARGET else 'BELOW'})")
+    print(
+        f"telemetry on / off = {median:.3f} (median of per-trial ratios, span {min(ratios):.3f} … "
+        f"{max(ratios):.3f}; target ≥ {TARGET}: {'meets' if median >= TARGET else 'BELOW'})"
+    )
     return 0
 
 

@@ -1,7 +1,7 @@
 """The host side of a record's environment: what machine and software produced the numbers.
 
-The framework side (versions, GPU name, driver, CUDA) is reported by the backend in the worker, since
-only the worker imports a framework.
+The framework side (versions, GPU name, driver, CUDA) is reported by the backend in the worker,
+since only the worker imports a framework.
 """
 
 from __future__ import annotations
@@ -35,15 +35,24 @@ def _git_commit() -> dict[str, Any]:
     source = Path(hlbench.__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         if commit.returncode != 0:
             return {"commit": None, "dirty": None, "reason": "not a git checkout"}
         dirty = subprocess.run(
             ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
-        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip()), "reason": None}
+        return {
+            "commit": commit.stdout.strip(),
+            "dirty": bool(dirty.stdout.strip()),
+            "reason": None,
+        }
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"commit": None, "dirty": None, "reason": f"git unavailable: {exc}"}
 
@@ -64,7 +73,9 @@ def host_environment() -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "cpu_logical_cores": os.cpu_count(),
         "cpu_physical_cores": psutil.cpu_count(logical=False),
-        "cpu_affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_affinity_cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
         "memory_total_bytes": psutil.virtual_memory().total,
         "python": sys.version.split()[0],
         "hlbench_version": hlbench.__version__,
@@ -96,8 +107,13 @@ def machine_report(calibrate: bool = True) -> dict[str, Any]:
             for device in info["devices"]:
                 flops, source = gpu_peak(device["name"], "bf16")
                 device["peak_bf16_dense_flops"], device["peak_source"] = flops, source
-            report["nvml"] = {"available": True, "reason": None, "driver_version": info["driver_version"],
-                              "nvml_version": info["nvml_version"], "gpus": info["devices"]}
+            report["nvml"] = {
+                "available": True,
+                "reason": None,
+                "driver_version": info["driver_version"],
+                "nvml_version": info["nvml_version"],
+                "gpus": info["devices"],
+            }
         finally:
             nvml.nvmlShutdown()
     if calibrate:

@@ -1,8 +1,10 @@
-"""Profiling (issue 9): phase breakdown, framework traces, operator categories, the runner's switch."""
+"""Profiling: phase breakdown, framework traces, operator categories, the runner's
+switch."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,14 +22,27 @@ measurement: {warmup_steps: 1, steps: 2, windows: 1, eval_batches: 1}
 """
 
 
-@pytest.mark.parametrize(("name", "category"), [
-    ("aten::mm", "matmul"), ("aten::addmm", "matmul"), ("_MklBatchMatMulV2", "matmul"), ("_FusedMatMul", "matmul"),
-    ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
-    ("aten::native_layer_norm", "normalization"), ("aten::_to_copy", "cast"), ("Cast", "cast"),
-    ("aten::_fused_adamw_", "optimizer"), ("Optimizer.step#AdamW.step", "optimizer"),
-    ("aten::gelu", "elementwise"), ("Tanh", "elementwise"), ("aten::copy_", "data_movement"),
-    ("_MklTranspose", "data_movement"), ("nccl:all_reduce", "communication"), ("SomethingNew", "other"),
-])
+@pytest.mark.parametrize(
+    ("name", "category"),
+    [
+        ("aten::mm", "matmul"),
+        ("aten::addmm", "matmul"),
+        ("_MklBatchMatMulV2", "matmul"),
+        ("_FusedMatMul", "matmul"),
+        ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+        ("aten::native_layer_norm", "normalization"),
+        ("aten::_to_copy", "cast"),
+        ("Cast", "cast"),
+        ("aten::_fused_adamw_", "optimizer"),
+        ("Optimizer.step#AdamW.step", "optimizer"),
+        ("aten::gelu", "elementwise"),
+        ("Tanh", "elementwise"),
+        ("aten::copy_", "data_movement"),
+        ("_MklTranspose", "data_movement"),
+        ("nccl:all_reduce", "communication"),
+        ("SomethingNew", "other"),
+    ],
+)
 def test_operator_categories(name, category):
     assert categorize(name) == category
 
@@ -47,9 +62,11 @@ def _backend(name: str):
     if name == "tf":
         pytest.importorskip("tensorflow")
         from hlbench.backends.tf.backend import TFBackend
+
         return TFBackend()
     pytest.importorskip("torch")
     from hlbench.backends.torch.backend import TorchBackend
+
     return TorchBackend()
 
 
@@ -62,7 +79,9 @@ def test_profile_pass_phases_trace_and_categories(write_suite, tmp_path, backend
     on = run_cell(cell, _backend(backend), profile_dir=tmp_path / "prof")
     assert off["profile"] is None
     # the pass runs after the windows and the eval: what they trained and measured is the same run
-    assert on["loss"]["train_loss_per_step"] == pytest.approx(off["loss"]["train_loss_per_step"], rel=1e-6)
+    assert on["loss"]["train_loss_per_step"] == pytest.approx(
+        off["loss"]["train_loss_per_step"], rel=1e-6
+    )
     assert on["loss"]["eval_loss"] == pytest.approx(off["loss"]["eval_loss"], rel=1e-6)
     assert on["timing"]["steps_measured"] == off["timing"]["steps_measured"]
 
@@ -72,24 +91,33 @@ def test_profile_pass_phases_trace_and_categories(write_suite, tmp_path, backend
     # TensorFlow's unscale_clip is the difference of two fused prefixes (TFTrainer.profile_phases):
     # on the tiny model its true cost is below the CPU timing noise, so it may measure 0, never less
     may_be_zero = {"unscale_clip"} if backend == "tf" else set()
-    assert all(t > 0 or (p in may_be_zero and t == 0) for p, t in phases.items()), json.dumps(phases)
+    assert all(t > 0 or (p in may_be_zero and t == 0) for p, t in phases.items()), json.dumps(
+        phases
+    )
     device_sum_s = sum(t for p, t in phases.items() if p != HOST_BATCH)
     # the phases, each between syncs, against the fused train_step timed in the same pass. A sanity
     # bound only (timed tests flake on shared machines: a 10% bound failed under load); the measured
     # agreement (within 5%) is in reports/profile-cpu.md.
-    assert device_sum_s == pytest.approx(profile["fused_step_s"], rel=0.5), (phases, profile["fused_step_s"])
+    assert device_sum_s == pytest.approx(profile["fused_step_s"], rel=0.5), (
+        phases,
+        profile["fused_step_s"],
+    )
     assert sum(phases.values()) == pytest.approx(profile["step_s"], rel=0.5)
     assert sum(profile["phase_shares"].values()) == pytest.approx(1.0)
 
     other = profile["category_shares"]["other"]
-    print(f"{backend}: category coverage {1 - other:.1%} (other {other:.2%}); phase shares "
-          + ", ".join(f"{p} {s:.0%}" for p, s in profile["phase_shares"].items()))
-    assert other <= 0.10, f"{backend}: {other:.1%} of the self time is uncategorized: {profile['top_ops']}"
+    print(
+        f"{backend}: category coverage {1 - other:.1%} (other {other:.2%}); phase shares "
+        + ", ".join(f"{p} {s:.0%}" for p, s in profile["phase_shares"].items())
+    )
+    assert other <= 0.10, (
+        f"{backend}: {other:.1%} of the self time is uncategorized: {profile['top_ops']}"
+    )
     assert profile["top_ops"]["by_self_cpu"]
     trace = profile["trace_path"]
     assert trace and str(tmp_path / "prof") in trace
     if backend == "torch":
-        events = json.loads(open(trace).read())["traceEvents"]
+        events = json.loads(Path(trace).read_text())["traceEvents"]
         assert any(e.get("name") == "aten::mm" for e in events)
     else:
         assert trace.endswith(".xplane.pb") and (tmp_path / "prof").exists()
@@ -106,14 +134,18 @@ def test_pruned_cell_times_the_mask_phase(write_suite, tmp_path):
 
 def test_profile_key_is_not_in_cell_hashes(write_suite):
     plain = _cell(write_suite, "torch")
-    profiled = load_suite(write_suite(SUITE.replace("BACKEND", "torch") + "profile: true\n", "p.yaml"))
+    profiled = load_suite(
+        write_suite(SUITE.replace("BACKEND", "torch") + "profile: true\n", "p.yaml")
+    )
     assert profiled.config.profile is True and profiled.cells[0].hash == plain.hash
 
 
 def test_run_profile_flag_writes_traces_beside_the_records(write_suite, tmp_path):
     pytest.importorskip("torch")
     suite = write_suite(SUITE.replace("BACKEND", "torch") + "telemetry: {enabled: false}\n")
-    proc = run_cli("run", str(suite), "--quiet", "--profile", "--results-dir", str(tmp_path), cwd=REPO)
+    proc = run_cli(
+        "run", str(suite), "--quiet", "--profile", "--results-dir", str(tmp_path), cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr
     (records_file,) = tmp_path.rglob("*.jsonl")
     (record,) = [json.loads(line) for line in records_file.read_text().splitlines()]

@@ -36,11 +36,15 @@ class BackendSpec:
         for axis, value in axes.items():
             implemented = self.supports.get(axis)
             if implemented is not None and value not in implemented:
-                return self.reasons.get((axis, value), f"{axis} {value!r} is not implemented in the {self.name} backend yet")
+                return self.reasons.get(
+                    (axis, value),
+                    f"{axis} {value!r} is not implemented in the {self.name} backend yet",
+                )
         return None
 
     def unsupported_reason_for(self, cell: Any) -> str | None:
-        """`unsupported_reason` for a cell, judging a named pruning/augmentation variant by its method."""
+        """`unsupported_reason` for a cell, judging a named pruning/augmentation variant by its
+        method."""
         axes = dict(cell.axes)
         for axis in ("pruning", "augmentation"):
             method = (getattr(cell, "techniques", None) or {}).get(axis, {}).get("method")
@@ -49,7 +53,8 @@ class BackendSpec:
         return self.unsupported_reason(axes)
 
     def framework_installed(self) -> bool:
-        """Whether the framework can be found, without importing it (TensorFlow's import takes seconds)."""
+        """Whether the framework can be found, without importing it (TensorFlow's import takes
+        seconds)."""
         try:
             return importlib.util.find_spec(self.framework) is not None
         except (ImportError, ValueError):  # a broken or deliberately blocked installation
@@ -60,9 +65,13 @@ TORCH = BackendSpec(
     name="torch",
     framework="torch",
     adapter="hlbench.backends.torch.backend:TorchBackend",
-    # tf32 and fp8 are implemented; whether the device can run them is decided in build() (SkipCell).
-    supports={"precision": frozenset(PRECISIONS), "pruning": frozenset(PRUNING_METHODS),
-              "compile": frozenset({False, True})},
+    # tf32 and fp8 are implemented; whether the device can run them is decided in build()
+    # (SkipCell).
+    supports={
+        "precision": frozenset(PRECISIONS),
+        "pruning": frozenset(PRUNING_METHODS),
+        "compile": frozenset({False, True}),
+    },
     install_hint='pip install "hlbench[torch]" (see the README for CUDA builds)',
 )
 
@@ -70,11 +79,16 @@ TF = BackendSpec(
     name="tf",
     framework="tensorflow",
     adapter="hlbench.backends.tf.backend:TFBackend",
-    supports={"precision": frozenset(PRECISIONS) - {"fp8"}, "pruning": frozenset(PRUNING_METHODS),
-              "compile": frozenset({False, True})},
+    supports={
+        "precision": frozenset(PRECISIONS) - {"fp8"},
+        "pruning": frozenset(PRUNING_METHODS),
+        "compile": frozenset({False, True}),
+    },
     install_hint='pip install "hlbench[tf]" (tensorflow-cpu; see the README for GPU builds)',
-    reasons={("precision", "fp8"): "fp8 is not available in TensorFlow (float8 training exists only for "
-                                   "PyTorch, through torchao)"},
+    reasons={
+        ("precision", "fp8"): "fp8 is not available in TensorFlow (float8 training exists only for "
+        "PyTorch, through torchao)"
+    },
 )
 
 _BUILTIN: dict[str, BackendSpec] = {TORCH.name: TORCH, TF.name: TF}
@@ -83,11 +97,15 @@ _BUILTIN: dict[str, BackendSpec] = {TORCH.name: TORCH, TF.name: TF}
 def registry() -> dict[str, BackendSpec]:
     """Built-in backends plus those named in HLBENCH_BACKENDS."""
     backends = dict(_BUILTIN)
-    for item in filter(None, (s.strip() for s in os.environ.get("HLBENCH_BACKENDS", "").split(","))):
+    for item in filter(
+        None, (s.strip() for s in os.environ.get("HLBENCH_BACKENDS", "").split(","))
+    ):
         name, _, target = item.partition("=")
         spec = _load_object(target, f"HLBENCH_BACKENDS entry {item!r}")
         if not isinstance(spec, BackendSpec) or spec.name != name:
-            raise UsageError(f"HLBENCH_BACKENDS entry {item!r}: expected a BackendSpec named {name!r}")
+            raise UsageError(
+                f"HLBENCH_BACKENDS entry {item!r}: expected a BackendSpec named {name!r}"
+            )
         backends[name] = spec
     return backends
 

@@ -1,7 +1,8 @@
 """The adapter protocol every backend implements. It names no backend.
 
-A Backend turns a cell and its NumPy initial weights into a Trainer; hlbench.worker.train drives every
-Trainer through the same framework-neutral loop, so the measurement is identical for all backends.
+A Backend turns a cell and its NumPy initial weights into a Trainer; hlbench.worker.train drives
+every Trainer through the same framework-neutral loop, so the measurement is identical for all
+backends.
 """
 
 from __future__ import annotations
@@ -19,17 +20,21 @@ from hlbench.data import Batch
 class Trainer(ABC):
     """One model + optimizer on one device, trained one optimizer step at a time.
 
-    Data parallel (a cell with `launch`, hlbench.run.launch): every rank builds the same trainer from the
-    same weights and is given the same global batches; the trainer trains its own rows of each batch
-    (hlbench.data.Batch.shard) and combines gradients across ranks, so the optimization is the
+    Data parallel (a cell with `launch`, hlbench.run.launch): every rank builds the same trainer
+    from the same weights and is given the same global batches; the trainer trains its own rows of
+    each batch (hlbench.data.Batch.shard) and combines gradients across ranks, so the optimization
+    is the
     single-device one. `rank` 0 is the one whose result is written (the chief)."""
 
     rank: int = 0  # this process's rank among the processes of a data-parallel cell
-    world_size: int = 1  # data-parallel replicas in all (may exceed the processes: TF's MirroredStrategy)
+    world_size: int = (
+        1  # data-parallel replicas in all (may exceed the processes: TF's MirroredStrategy)
+    )
 
     @abstractmethod
     def train_step(self, batch: Batch) -> Any:
-        """One optimizer step over `batch` (the global batch; the trainer splits it into micro-batches).
+        """One optimizer step over `batch` (the global batch; the trainer splits it into
+        micro-batches).
 
         Returns the step's loss as a device-side handle: reading it would force a sync, so the loop
         converts all of them after the timed windows with `losses_to_floats`.
@@ -39,7 +44,9 @@ class Trainer(ABC):
         """The step's loss and its accumulated (unclipped) gradient over `batch`, keyed by neutral
         parameter name in the neutral layout, without changing the model or the optimizer.
         Parity checks use it; a backend without it cannot take part in them."""
-        raise NotImplementedError(f"{type(self).__name__} does not expose gradients for parity checks")
+        raise NotImplementedError(
+            f"{type(self).__name__} does not expose gradients for parity checks"
+        )
 
     def apply_masks(self, masks: dict[str, np.ndarray]) -> None:
         """Prune: multiply the named parameters (neutral layout masks, True = keep) and their AdamW
@@ -48,18 +55,23 @@ class Trainer(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not implement pruning")
 
     def weights(self) -> dict[str, np.ndarray]:
-        """The current parameters as float32 NumPy arrays, neutral names and layouts (parity checks)."""
-        raise NotImplementedError(f"{type(self).__name__} does not expose its weights for parity checks")
+        """The current parameters as float32 NumPy arrays, neutral names and layouts (parity
+        checks)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not expose its weights for parity checks"
+        )
 
     def profile_phases(self, batch: Batch) -> dict[str, float]:
         """One optimizer step over `batch`, timed phase by phase with a device sync around each
-        (hlbench.profiling.phases.PHASES names them): seconds per phase. Only the profile pass calls it,
+        (hlbench.profiling.phases.PHASES names them): seconds per phase. Only the profile pass calls
+        it,
         after the measured windows; it trains like train_step but its loss is not recorded."""
         raise NotImplementedError(f"{type(self).__name__} does not implement the phase breakdown")
 
     def profile_trace(self, batch: Batch, out_dir: Path) -> dict[str, Any]:
         """One or two optimizer steps under the framework's profiler, trace files written under
-        `out_dir`: {"trace_path", "top_ops", "op_self_s" (operator name -> self seconds), "notes"}."""
+        `out_dir`: {"trace_path", "top_ops", "op_self_s" (operator name -> self seconds),
+        "notes"}."""
         raise NotImplementedError(f"{type(self).__name__} does not implement profiler traces")
 
     @abstractmethod
@@ -79,7 +91,8 @@ class Trainer(ABC):
         return [obj]
 
     def reset_peak_memory(self) -> None:
-        """Start a new peak for the framework's allocator statistics (no-op where there are none)."""
+        """Start a new peak for the framework's allocator statistics (no-op where there are
+        none)."""
 
     def memory(self) -> dict[str, Any]:
         """Framework memory figures, each key naming what it measures, in bytes."""
@@ -99,7 +112,8 @@ class Backend(ABC):
         tf.distribute strategy, logical devices)."""
 
     def shutdown(self) -> None:
-        """Called once when the worker's cell is finished (ok or not): leave process groups cleanly."""
+        """Called once when the worker's cell is finished (ok or not): leave process groups
+        cleanly."""
 
     @abstractmethod
     def environment(self, device: str) -> dict[str, Any]:
@@ -107,7 +121,8 @@ class Backend(ABC):
 
     @abstractmethod
     def build(self, cell: Cell, weights: dict[str, np.ndarray]) -> Trainer:
-        """A trainer for `cell` starting from exactly `weights`; raises SkipCell if it cannot run here."""
+        """A trainer for `cell` starting from exactly `weights`; raises SkipCell if it cannot run
+        here."""
 
     def is_oom(self, exc: BaseException) -> bool:
         """Whether an exception means the device (or host) ran out of memory."""

@@ -1,1 +1,2 @@
-"""Training techniques as framework-neutral data and NumPy: pruning masks and schedules, data augmentation."""
+"""Training techniques as framework-neutral data and NumPy: pruning masks and schedules, data
+augmentation."""

@@ -1,9 +1,11 @@
-"""The precision levels (DESIGN §3) as data, and the check that what ran matches the label.
+"""The precision levels (docs/design.md, Precision) as data, and the check that what ran matches the
+label.
 
 Framework-free: both backends read the same table, report what they observed in their first step in
 framework-neutral dtype names ("float32", "bfloat16", "float16"), and call `check_observed`, which
-raises PrecisionViolation when the observation contradicts the label. The worker turns that exception
-into an `error` record, so a cell that silently ran another precision can never be reported as `ok`.
+raises PrecisionViolation when the observation contradicts the label. The worker turns that
+exception into an `error` record, so a cell that silently ran another precision can never be
+reported as `ok`.
 
 What is observed (each backend, first optimizer step only, nothing in the measured steps):
 - param: the storage dtype of every trainable parameter (one name, or a mismatch if they differ);
@@ -16,8 +18,8 @@ What is observed (each backend, first optimizer step only, nothing in the measur
 - tf32: whether fp32 matmuls may use TF32 (true only for the tf32 level).
 
 Also here: rounding of NumPy float32 arrays to bfloat16/float16 storage (round to nearest even, what
-both frameworks' casts do), so parity checks can compare the loaded weights of a bf16-pure model with
-the NumPy initial weights exactly.
+both frameworks' casts do), so parity checks can compare the loaded weights of a bf16-pure model
+with the NumPy initial weights exactly.
 """
 
 from __future__ import annotations
@@ -51,19 +53,61 @@ class Level:
 LEVELS: dict[str, Level] = {
     level.name: level
     for level in (
-        Level("fp32", FLOAT32, FLOAT32, FLOAT32, FLOAT32, doc="everything fp32; TF32 off in both frameworks"),
-        Level("tf32", FLOAT32, FLOAT32, FLOAT32, FLOAT32, tf32=True, min_cuda_capability=(8, 0),
-              doc="fp32 storage, TF32 matmuls on; NVIDIA Ampere or newer only"),
-        Level("bf16", FLOAT32, BFLOAT16, FLOAT32, FLOAT32,
-              doc="mixed: fp32 master weights, bf16 compute (torch.autocast / casts at use in TF)"),
-        Level("fp16", FLOAT32, FLOAT16, FLOAT32, FLOAT32, loss_scaling=True,
-              doc="mixed fp16 with dynamic loss scaling (GradScaler's algorithm in both)"),
-        Level("bf16-pure", BFLOAT16, BFLOAT16, BFLOAT16, BFLOAT16,
-              doc="parameters, gradients and AdamW state in bf16"),
-        # float8 matmuls (torchao) inside bf16 autocast, as torchao and torchtitan run them: the linear
-        # layers' outputs are bf16, the master weights and their gradients fp32.
-        Level("fp8", FLOAT32, BFLOAT16, FLOAT32, FLOAT32, min_cuda_capability=(8, 9),
-              doc="PyTorch only: float8 linear layers (torchao) in bf16 autocast; compute capability ≥ 8.9"),
+        Level(
+            "fp32",
+            FLOAT32,
+            FLOAT32,
+            FLOAT32,
+            FLOAT32,
+            doc="everything fp32; TF32 off in both frameworks",
+        ),
+        Level(
+            "tf32",
+            FLOAT32,
+            FLOAT32,
+            FLOAT32,
+            FLOAT32,
+            tf32=True,
+            min_cuda_capability=(8, 0),
+            doc="fp32 storage, TF32 matmuls on; NVIDIA Ampere or newer only",
+        ),
+        Level(
+            "bf16",
+            FLOAT32,
+            BFLOAT16,
+            FLOAT32,
+            FLOAT32,
+            doc="mixed: fp32 master weights, bf16 compute (torch.autocast / casts at use in TF)",
+        ),
+        Level(
+            "fp16",
+            FLOAT32,
+            FLOAT16,
+            FLOAT32,
+            FLOAT32,
+            loss_scaling=True,
+            doc="mixed fp16 with dynamic loss scaling (GradScaler's algorithm in both)",
+        ),
+        Level(
+            "bf16-pure",
+            BFLOAT16,
+            BFLOAT16,
+            BFLOAT16,
+            BFLOAT16,
+            doc="parameters, gradients and AdamW state in bf16",
+        ),
+        # float8 matmuls (torchao) inside bf16 autocast, as torchao and torchtitan run them: the
+        # linear layers' outputs are bf16, the master weights and their gradients fp32.
+        Level(
+            "fp8",
+            FLOAT32,
+            BFLOAT16,
+            FLOAT32,
+            FLOAT32,
+            min_cuda_capability=(8, 9),
+            doc="PyTorch only: float8 linear layers (torchao) in bf16 autocast; compute capability "
+            "≥ 8.9",
+        ),
     )
 }
 
@@ -75,7 +119,8 @@ LOSS_SCALE_GROWTH_INTERVAL = 2000  # consecutive finite steps before the scale g
 
 # Test-only hooks (read by both backends; never set them in a real run):
 # HLBENCH_TEST_PRECISION_MISMATCH=1 — the backend labels the cell with its precision but does not
-#   apply the compute dtype (fp32 compute for the reduced levels, bf16 for fp32), so the first step's
+#   apply the compute dtype (fp32 compute for the reduced levels, bf16 for fp32), so the first
+# step's
 #   check must fail the cell as `error`.
 # HLBENCH_TEST_NONFINITE_STEP=k — the gradients of optimizer step k (0-based count of train_step
 #   calls) are made non-finite after backward, so fp16's loss scaling must skip that step.
@@ -92,8 +137,13 @@ def level(name: str) -> Level:
 def expected(name: str) -> dict[str, Any]:
     """The observation a correct run of level `name` produces."""
     lv = level(name)
-    return {"param": lv.param, "matmul_output": lv.compute, "grad": lv.grad,
-            "optimizer_state": lv.optimizer_state, "tf32": lv.tf32}
+    return {
+        "param": lv.param,
+        "matmul_output": lv.compute,
+        "grad": lv.grad,
+        "optimizer_state": lv.optimizer_state,
+        "tf32": lv.tf32,
+    }
 
 
 def check_observed(name: str, observed: dict[str, Any]) -> None:
@@ -106,14 +156,18 @@ def check_observed(name: str, observed: dict[str, Any]) -> None:
     want = expected(name)
     if "recurrent_output" in observed:
         want["recurrent_output"] = level(name).compute
-    wrong = [f"{key}: expected {value}, observed {observed.get(key, 'nothing')}"
-             for key, value in want.items() if observed.get(key) != value]
+    wrong = [
+        f"{key}: expected {value}, observed {observed.get(key, 'nothing')}"
+        for key, value in want.items()
+        if observed.get(key) != value
+    ]
     if wrong:
         raise PrecisionViolation(f"precision {name!r} did not run as labelled: " + "; ".join(wrong))
 
 
 def single_dtype(names: list[str]) -> str:
-    """One dtype name for a set of tensors, or 'mixed(a,b)' when they differ (then a check fails)."""
+    """One dtype name for a set of tensors, or 'mixed(a,b)' when they differ (then a check
+    fails)."""
     unique = sorted(set(names))
     return unique[0] if len(unique) == 1 else f"mixed({','.join(unique)})"
 
@@ -126,7 +180,8 @@ def nonfinite_step() -> int | None:
 
 def applied_dtypes(level: Level) -> tuple[str, str]:
     """(parameter, compute) dtype names a backend applies for `level`: the label's own, except under
-    the test-only mismatch injection, which runs something else so the first-step check must fail."""
+    the test-only mismatch injection, which runs something else so the first-step check must
+    fail."""
     if not mismatch_injected():
         return level.param, level.compute
     return FLOAT32, BFLOAT16 if level.compute == FLOAT32 else FLOAT32
@@ -137,7 +192,8 @@ def mismatch_injected() -> bool:
 
 
 def round_to_storage(array: np.ndarray, dtype: str) -> np.ndarray:
-    """float32 `array` as stored in `dtype` (returned as float32): round to nearest, ties to even."""
+    """float32 `array` as stored in `dtype` (returned as float32): round to nearest, ties to
+    even."""
     a = np.asarray(array, dtype=np.float32)
     if dtype == FLOAT32:
         return a

@@ -1,4 +1,5 @@
-"""The runner's side of telemetry for one worker: start the samplers, stop them, write the raw samples
+"""The runner's side of telemetry for one worker: start the samplers, stop them, write the raw
+samples
 beside the records and build the record's `telemetry` section."""
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class TelemetryConfig:
 
 
 def nvml_indices(device: str) -> list[int]:
-    """NVML device indices for a cell's requested device. CUDA numbers the devices CUDA_VISIBLE_DEVICES
+    """NVML device indices for a cell's requested device. CUDA numbers the devices
+    CUDA_VISIBLE_DEVICES
     exposes; NVML numbers all of them in PCI order, so the first is mapped through the second (set
     CUDA_DEVICE_ORDER=PCI_BUS_ID for CUDA's own order to agree with NVML's)."""
     if device == "cpu":
@@ -39,10 +41,17 @@ def nvml_indices(device: str) -> list[int]:
 
 class Collector:
     """`pid`: the worker; for a data-parallel cell its launcher(s), with `tree` so that every rank
-    (a descendant) is counted, and `gpus` the NVML indices of all the GPUs the cell's ranks use here."""
+    (a descendant) is counted, and `gpus` the NVML indices of all the GPUs the cell's ranks use
+    here."""
 
-    def __init__(self, device: str, pid: int | list[int], config: TelemetryConfig, tree: bool = False,
-                 gpus: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        device: str,
+        pid: int | list[int],
+        config: TelemetryConfig,
+        tree: bool = False,
+        gpus: list[int] | None = None,
+    ) -> None:
         self.config = config
         self.status: dict[str, str] = {}
         try:
@@ -50,15 +59,19 @@ class Collector:
         except psutil.Error as exc:
             host, self.status["host"] = None, f"psutil cannot read the worker: {exc}"
         root = pid if isinstance(pid, int) else pid[0]
-        nvml, reason = open_nvml(nvml_indices(device) if gpus is None else gpus, root,
-                                 pids=host.processes.pids if host is not None else None)
+        nvml, reason = open_nvml(
+            nvml_indices(device) if gpus is None else gpus,
+            root,
+            pids=host.processes.pids if host is not None else None,
+        )
         if reason:
             self.status["nvml"] = reason
         self.nvml_info = nvml.info() if nvml else None
         self.sampler = Sampler(host, nvml, config.interval_s).start()
 
     def finish(self, result: dict[str, Any] | None, samples_path: Path) -> dict[str, Any]:
-        """Stop sampling; write the samples; the record's telemetry section (result: the worker's, if any)."""
+        """Stop sampling; write the samples; the record's telemetry section (result: the worker's,
+        if any)."""
         rows = self.sampler.stop()
         if self.sampler.nvml:
             self.sampler.nvml.close()
@@ -67,8 +80,11 @@ class Collector:
         metrics = (result or {}).get("metrics") or {}
         steps = ((result or {}).get("timing") or {}).get("steps_measured")
         tokens = metrics.get("tokens_per_step", 0) * steps if steps else None
-        summary = summarize(rows, windows, tokens) if windows else {"derived": None, "reasons": {
-            "windows": "the worker reported no measured window"}}
+        summary = (
+            summarize(rows, windows, tokens)
+            if windows
+            else {"derived": None, "reasons": {"windows": "the worker reported no measured window"}}
+        )
         # a source's own reason (no RAPL interface, no NVML) says more than the derived "no samples"
         status = {**summary["reasons"], **self.status, **self.sampler.status()}
         device = ((result or {}).get("backend_info") or {}).get("device", "")
@@ -79,8 +95,11 @@ class Collector:
             # relative to the records file's directory, so a results folder can be moved or archived
             "samples_path": f"{samples_path.parent.name}/{samples_path.name}",
             "n_samples": len(rows),
-            "sources": {"host": self.sampler.host is not None, "nvml": self.sampler.nvml is not None,
-                        "rapl": bool(self.sampler.host and self.sampler.host.rapl.domains)},
+            "sources": {
+                "host": self.sampler.host is not None,
+                "nvml": self.sampler.nvml is not None,
+                "rapl": bool(self.sampler.host and self.sampler.host.rapl.domains),
+            },
             "nvml": self.nvml_info,
             "derived": summary["derived"],
             "telemetry_status": dict(sorted(status.items())),  # field or source -> why it is null

@@ -7,8 +7,10 @@ the reason says which.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import psutil
 
@@ -33,7 +35,9 @@ class RAPL:
                 limit = int((zone / "max_energy_range_uj").read_text())
                 (zone / "energy_uj").read_text()
             except PermissionError:
-                self.reason = f"{zone / 'energy_uj'} is not readable by this user (root-only on most kernels)"
+                self.reason = (
+                    f"{zone / 'energy_uj'} is not readable by this user (root-only on most kernels)"
+                )
                 self.domains = []
                 return
             except (OSError, ValueError) as exc:
@@ -61,12 +65,15 @@ class RAPL:
 
 class ProcessTree:
     """The processes of one cell: the worker itself, or for a data-parallel cell its launcher(s) and
-    every descendant (torchrun's ranks), found anew at each sample because ranks start after the launcher."""
+    every descendant (torchrun's ranks), found anew at each sample because ranks start after the
+    launcher."""
 
     def __init__(self, pids: int | Sequence[int], tree: bool = False) -> None:
         self.roots = [psutil.Process(p) for p in ([pids] if isinstance(pids, int) else pids)]
         self.tree = tree
-        self._known: dict[int, psutil.Process] = {}  # kept, so cpu_percent measures since the last sample
+        self._known: dict[
+            int, psutil.Process
+        ] = {}  # kept, so cpu_percent measures since the last sample
 
     def processes(self) -> list[psutil.Process]:
         procs = list(self.roots)
@@ -81,10 +88,8 @@ class ProcessTree:
             known = self._known.get(proc.pid)
             if known is None:
                 known = self._known[proc.pid] = proc
-                try:
+                with contextlib.suppress(psutil.Error):
                     known.cpu_percent(None)  # the first call only sets the reference point
-                except psutil.Error:
-                    pass
             out.append(known)
         return out
 
@@ -93,10 +98,14 @@ class ProcessTree:
 
 
 class HostProbe:
-    """psutil on the worker process: RSS (its own, children excluded) and CPU use since the last sample.
-    With `tree` (data-parallel cells): summed over the launcher and all its descendants, the ranks."""
+    """psutil on the worker process: RSS (its own, children excluded) and CPU use since the last
+    sample.
+    With `tree` (data-parallel cells): summed over the launcher and all its descendants, the
+    ranks."""
 
-    def __init__(self, pid: int | Sequence[int], rapl: RAPL | None = None, tree: bool = False) -> None:
+    def __init__(
+        self, pid: int | Sequence[int], rapl: RAPL | None = None, tree: bool = False
+    ) -> None:
         self.processes = ProcessTree(pid, tree)
         self.processes.processes()  # reference points for cpu_percent
         self.rapl = rapl if rapl is not None else RAPL()
@@ -110,7 +119,13 @@ class HostProbe:
             try:
                 with proc.oneshot():
                     rss = (rss or 0) + proc.memory_info().rss
-                    cpu = (cpu or 0.0) + proc.cpu_percent(None)  # % of one core; 200 = two cores busy
+                    cpu = (cpu or 0.0) + proc.cpu_percent(
+                        None
+                    )  # % of one core; 200 = two cores busy
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-        return {"host_rss_bytes": rss, "host_cpu_pct": cpu, "host_rapl_energy_j": self.rapl.energy_j()}
+        return {
+            "host_rss_bytes": rss,
+            "host_cpu_pct": cpu,
+            "host_rapl_energy_j": self.rapl.energy_j(),
+        }

@@ -21,14 +21,16 @@ DEFAULT_INTERVAL_S = 0.1
 
 
 class Sampler:
-    def __init__(self, host: HostProbe | None, nvml: NVMLProbe | None, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(
+        self, host: HostProbe | None, nvml: NVMLProbe | None, interval_s: float = DEFAULT_INTERVAL_S
+    ) -> None:
         self.host, self.nvml, self.interval_s = host, nvml, interval_s
         self.rows: list[dict[str, Any]] = []
         self.failure: str | None = None  # why sampling stopped early, if it did
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hlbench-telemetry", daemon=True)
 
-    def start(self) -> "Sampler":
+    def start(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -37,7 +39,8 @@ class Sampler:
         while not self._stop.is_set():
             try:
                 self.sample_once()
-            except Exception as exc:  # noqa: BLE001 - telemetry must never take the run down; say why it stopped
+
+            except Exception as exc:
                 self.failure = f"sampling stopped early: {type(exc).__name__}: {exc}"
                 return
             next_t += self.interval_s
