@@ -311,7 +311,11 @@ class Cell:
     launch: Launch | None = None
 
     def __post_init__(self) -> None:
-        typed = {"workload": Workload, "measurement": Measurement, "optimizer": Optimizer}
+        typed: dict[str, Any] = {
+            "workload": Workload,
+            "measurement": Measurement,
+            "optimizer": Optimizer,
+        }
         if self.launch is not None:
             typed["launch"] = Launch
         for name, config_type in typed.items():
