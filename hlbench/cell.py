@@ -1,67 +1,361 @@
-"""A cell: one point of the matrix, fully resolved, JSON-serializable so the worker can receive it."""
+"""A cell: one point of the matrix, fully resolved, JSON-serializable so the worker can receive it.
+
+A cell holds typed, frozen configs (Workload with its ModelRef and corpus, Measurement, Optimizer,
+Launch); `Cell.to_dict()` is the plain dict records store and the content hash is computed from, so
+the dict's keys and values are part of the record format and must not change.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import ItemsView, Iterator, KeysView, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 from hlbench.axes import AXES
+from hlbench.workloads.gpt import GPTSpec
+from hlbench.workloads.lstm import LSTMSpec
 
 HASH_CHARS = 16  # 64 bits of sha256: collisions are irrelevant at suite scale, ids stay readable
 # How many workers run a cell and how long one may take change no number a worker measures.
 UNHASHED_MEASUREMENT_KEYS = ("repeats", "timeout_s")
 
+T = TypeVar("T")
 
-def launch_label(launch: dict[str, Any]) -> str:
-    """`ddp8` (8 ranks on one node), `ddp4x2` (4 ranks on each of 2 nodes), `multi-worker2`, ..."""
+
+class MappingView:
+    """Read access to a config as the dict it replaced: `cfg["key"]`, `get`, `in`, `keys`, `items`,
+    `**cfg`, and equality with a dict. Values are those of `to_dict()`, so nested configs read as
+    dicts too.
+
+    Transitional: it lets code that still reads cells as nested dicts keep working; once every
+    reader uses attribute access, delete this class.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def keys(self) -> KeysView[str]:
+        return self.to_dict().keys()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self.to_dict().items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (MappingView, Mapping)):
+            return self.to_dict() == dict(other.items())
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any]) -> T:
+    """`cls(**data)` with a one-line error naming unknown and missing keys."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    names = {f.name for f in fields}
+    required = {
+        f.name
+        for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    unknown, missing = sorted(set(data) - names), sorted(required - set(data))
+    if unknown or missing:
+        problems = [f"unknown key(s) {', '.join(unknown)}"] if unknown else []
+        problems += [f"missing key(s) {', '.join(missing)}"] if missing else []
+        raise ValueError(f"{cls.__name__}: {'; '.join(problems)}")
+    return cls(**data)
+
+
+# Field order of each model's spec: a ModelRef lists its keys as the spec's `to_dict` does.
+SPEC_FIELDS: dict[str, tuple[str, ...]] = {
+    model: tuple(f.name for f in dataclasses.fields(spec_type))
+    for model, spec_type in (("gpt", GPTSpec), ("lstm", LSTMSpec))
+}
+
+
+@dataclass(frozen=True, eq=False)
+class ModelRef(MappingView):
+    """The model a cell trains: a preset (`model`, `size`), its vocabulary and every architecture
+    field of the preset's spec (hlbench.workloads.model_spec turns it back into the spec).
+
+    Fields the model's spec lacks are None (d_embed of a GPT), as are n_head_kept and d_mlp unless a
+    structured `shrink` set them; None fields are left out of the dict, as GPTSpec.to_dict does.
+    """
+
+    model: str
+    size: str
+    vocab_size: int
+    n_layer: int | None = None
+    n_head: int | None = None  # gpt
+    d_model: int | None = None  # gpt
+    n_positions: int | None = None  # gpt
+    n_head_kept: int | None = None  # gpt, after a structured shrink
+    d_mlp: int | None = None  # gpt, after a structured shrink
+    d_embed: int | None = None  # lstm
+    d_hidden: int | None = None  # lstm
+
+    def __post_init__(self) -> None:
+        if self.model not in SPEC_FIELDS:
+            raise ValueError(f"unknown model {self.model!r}; choose from: {', '.join(SPEC_FIELDS)}")
+        own = SPEC_FIELDS[self.model]
+        foreign = [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name not in own and getattr(self, f.name) is not None
+        ]
+        if foreign:
+            raise ValueError(f"ModelRef: a {self.model} spec has no {', '.join(foreign)}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelRef:
+        return from_mapping(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in SPEC_FIELDS[self.model]}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True, eq=False)
+class MarkovData(MappingView):
+    """A synthetic Markov-chain corpus (hlbench.data.MarkovCorpus), resolved: `vocab` is set."""
+
+    vocab: int
+    branching: int
+    kind: ClassVar[str] = "markov"
+
+    def corpus_config(self) -> dict[str, Any]:
+        """The config hlbench.data.make_corpus takes."""
+        return self.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "vocab": self.vocab, "branching": self.branching}
+
+
+@dataclass(frozen=True, eq=False)
+class BytesData(MappingView):
+    """A local text file read as bytes (hlbench.data.ByteCorpus): its absolute path and, since its
+    content affects the numbers, the sha256 of that content."""
+
+    path: str
+    sha256: str
+    kind: ClassVar[str] = "bytes"
+
+    def corpus_config(self) -> dict[str, Any]:
+        """The config hlbench.data.make_corpus takes (the content hash is not part of it)."""
+        return {"kind": self.kind, "path": self.path}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "sha256": self.sha256}
+
+
+DataRef = MarkovData | BytesData
+
+
+def data_from_dict(data: Mapping[str, Any]) -> DataRef:
+    """A corpus config from its dict, by its `kind`."""
+    kinds: dict[str, type[MarkovData] | type[BytesData]] = {
+        "markov": MarkovData,
+        "bytes": BytesData,
+    }
+    kind = data.get("kind")
+    if kind not in kinds:
+        raise ValueError(f"unknown corpus kind {kind!r}; choose from: {', '.join(kinds)}")
+    return from_mapping(kinds[kind], {k: v for k, v in data.items() if k != "kind"})
+
+
+@dataclass(frozen=True, eq=False)
+class Workload(MappingView):
+    """What a cell trains on what: the model, the corpus, and the batch sizes accumulation and
+    ranks resolved."""
+
+    name: str
+    spec: ModelRef
+    data: DataRef
+    seq_len: int
+    global_batch: int
+    micro_batch: int  # per rank when data parallel
+    hold: str  # global | micro: which batch size the suite's accumulation axis keeps fixed
+    variable_length: bool
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spec, ModelRef):
+            object.__setattr__(self, "spec", ModelRef.from_dict(self.spec))
+        if not isinstance(self.data, (MarkovData, BytesData)):
+            object.__setattr__(self, "data", data_from_dict(self.data))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Workload:
+        return from_mapping(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "spec": self.spec.to_dict(),
+            "data": self.data.to_dict(),
+            "seq_len": self.seq_len,
+            "global_batch": self.global_batch,
+            "micro_batch": self.micro_batch,
+            "hold": self.hold,
+            "variable_length": self.variable_length,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Measurement(MappingView):
+    """How a cell is timed (the suite's `measurement:`; see hlbench.suite.schema)."""
+
+    warmup_steps: int
+    steps: int
+    windows: int
+    repeats: int
+    budget_s: float
+    timeout_s: float
+    eval_batches: int
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        return from_mapping(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def hashed(self) -> dict[str, Any]:
+        """The settings that can change a measured number (not repeats, not the timeout)."""
+        return {k: v for k, v in self.to_dict().items() if k not in UNHASHED_MEASUREMENT_KEYS}
+
+
+@dataclass(frozen=True, eq=False)
+class Optimizer(MappingView):
+    """AdamW's settings (the suite's `optimizer:`)."""
+
+    name: str
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+    grad_clip_norm: float | None  # global-norm clipping; None: off
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Optimizer:
+        return from_mapping(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**values, "betas": list(self.betas)}  # a JSON list, as records have always had it
+
+
+def launch_label(launch: Mapping[str, Any]) -> str:
+    """`ddp8` (8 ranks on one node), `ddp4x2` (4 ranks on each of 2 nodes), `multi-worker2`, ...
+    Takes a record's `launch` dict (older records may lack `nnodes`)."""
     name = launch["strategy"].replace("_", "-")
     if launch.get("nnodes", 1) > 1:
         return f"{name}{launch['nproc_per_node']}x{launch['nnodes']}"
     return f"{name}{launch['world_size']}"
 
 
+@dataclass(frozen=True, eq=False)
+class Launch(MappingView):
+    """Data-parallel training over several ranks (hlbench.run.launch), resolved for a cell's
+    backend. Where the ranks meet (hosts, ports) is not part of it."""
+
+    strategy: str  # ddp | fsdp | mirrored | multi_worker
+    world_size: int
+    nnodes: int
+    nproc_per_node: int
+
+    @property
+    def label(self) -> str:
+        return launch_label(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Launch:
+        return from_mapping(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
 @dataclass(frozen=True)
 class Cell:
-    workload: dict[str, Any]  # name, spec (model architecture), data, seq_len, global/micro batch, hold, ...
+    # Given dicts (Cell(**record["cell"]), dataclasses.replace(cell, workload={...})), __post_init__
+    # converts them to the typed configs.
+    workload: Workload
     backend: str
     device: str  # as requested: auto | cpu | cuda[:N]; the worker records what it resolved to
     axes: dict[str, Any]  # precision, accumulation, pruning, ... (hlbench.axes)
-    measurement: dict[str, Any]
-    optimizer: dict[str, Any]
+    measurement: Measurement
+    optimizer: Optimizer
     seed: int
     # resolved settings of the named axis values: {"pruning": {...}, "augmentation": {...}}
     techniques: dict[str, Any] = field(default_factory=dict)
-    # data-parallel training over several ranks (hlbench.run.launch), resolved for this cell's backend:
-    # {"strategy": ddp | fsdp | mirrored | multi_worker, "world_size", "nnodes", "nproc_per_node"};
-    # None: one process on one device. Where the ranks meet (hosts, ports) is not part of it.
-    launch: dict[str, Any] | None = None
+    # None: one process on one device
+    launch: Launch | None = None
+
+    def __post_init__(self) -> None:
+        typed: dict[str, Any] = {
+            "workload": Workload,
+            "measurement": Measurement,
+            "optimizer": Optimizer,
+        }
+        if self.launch is not None:
+            typed["launch"] = Launch
+        for name, config_type in typed.items():
+            value = getattr(self, name)
+            if not isinstance(value, config_type):
+                object.__setattr__(self, name, config_type.from_dict(value))
 
     @property
     def id(self) -> str:
         """Readable id, e.g. `gpt-small/torch/fp32/ga4/none`."""
-        parts = [self.workload["name"], self.backend]
+        parts = [self.workload.name, self.backend]
         parts += [axis.short(self.axes[axis.name]) for axis in AXES if axis.name in self.axes]
-        if self.launch:  # e.g. .../ddp2: a data-parallel cell never shares an id with a single-device one
-            parts.append(launch_label(self.launch))
+        if self.launch:  # e.g. .../ddp2: a data-parallel cell never shares an id with a single one
+            parts.append(self.launch.label)
         return "/".join(p for p in parts if p)  # an axis may leave its default value out of the id
 
     @property
     def hash(self) -> str:
-        """Content hash of everything that affects the cell's numbers (not the suite's name, not the repeat)."""
+        """Content hash of everything that affects the cell's numbers (not the suite's name, not the
+        repeat)."""
         content = self.to_dict()
-        if content["launch"] is None:  # single-device cells hash as they did before launchers existed
+        if self.launch is None:  # single-device cells hash as they did before launchers existed
             del content["launch"]
-        content["measurement"] = {
-            k: v for k, v in self.measurement.items() if k not in UNHASHED_MEASUREMENT_KEYS
-        }
+        content["measurement"] = self.measurement.hashed()
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_CHARS]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "workload": self.workload.to_dict(),
+            "backend": self.backend,
+            "device": self.device,
+            "axes": copy.deepcopy(self.axes),
+            "measurement": self.measurement.to_dict(),
+            "optimizer": self.optimizer.to_dict(),
+            "seed": self.seed,
+            "techniques": copy.deepcopy(self.techniques),
+            "launch": None if self.launch is None else self.launch.to_dict(),
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Cell":
+    def from_dict(cls, data: Mapping[str, Any]) -> Cell:
         return cls(**data)

@@ -9,9 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")
 
-from hlbench.errors import SkipCell  # noqa: E402
 from hlbench.backends.tf.backend import TFBackend  # noqa: E402
 from hlbench.backends.torch.backend import TorchBackend  # noqa: E402
+from hlbench.errors import SkipCell  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
 from hlbench.techniques import pruning as P  # noqa: E402
 from hlbench.techniques.driver import PruningRun  # noqa: E402
@@ -30,7 +30,8 @@ axes:
 pruning:
   magnitude: {sparsity: 0.6}
   structured: {sparsity: 0.5}
-  gradual: {method: magnitude, sparsity: 0.8, schedule: gradual, start_step: 0, end_step: 6, every_steps: 2}
+  gradual: {method: magnitude, sparsity: 0.8, schedule: gradual,
+            start_step: 0, end_step: 6, every_steps: 2}
   structured-shrink: {method: structured, sparsity: 0.5, shrink: true}
 measurement: {warmup_steps: 2, steps: 3, windows: 2, eval_batches: 1}
 """
@@ -44,11 +45,20 @@ def cells(tmp_path_factory):
 
 
 @pytest.mark.parametrize("backend", ["torch", "tf"])
-@pytest.mark.parametrize("model,name,target", [
-    ("gpt", "magnitude", 0.6), ("gpt", "structured", 0.5), ("gpt", "2:4", 0.5), ("gpt", "gradual", 0.8),
-    ("lstm", "magnitude", 0.6), ("lstm", "2:4", 0.5),
-])
-def test_sparsity_reaches_the_target_and_pruned_weights_stay_zero(cells, backend, model, name, target):
+@pytest.mark.parametrize(
+    "model,name,target",
+    [
+        ("gpt", "magnitude", 0.6),
+        ("gpt", "structured", 0.5),
+        ("gpt", "2:4", 0.5),
+        ("gpt", "gradual", 0.8),
+        ("lstm", "magnitude", 0.6),
+        ("lstm", "2:4", 0.5),
+    ],
+)
+def test_sparsity_reaches_the_target_and_pruned_weights_stay_zero(
+    cells, backend, model, name, target
+):
     cell = cells[f"{model}-tiny/{backend}/fp32/ga1/{name}"]
     result = run_cell(cell, BACKENDS[backend]())
     report = result["backend_info"]["pruning"]
@@ -120,5 +130,7 @@ def test_shrunk_model_has_fewer_parameters_and_the_masked_models_loss(cells, bac
     record = run_cell(shrunk, BACKENDS[backend]())
     assert record["backend_info"]["n_params"] == small_spec.n_params
     assert record["backend_info"]["pruning"]["shrink_shapes"]["n_head_kept"] == 1
-    assert record["backend_info"]["pruning"]["sparsity_global"] == pytest.approx(0.5)  # half the kernels removed
+    assert record["backend_info"]["pruning"]["sparsity_global"] == pytest.approx(
+        0.5
+    )  # half the kernels removed
     assert record["backend_info"]["flops_per_token"] < spec.flops_per_token(16)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -74,9 +75,9 @@ def test_lstm_init_statistics():
     np.testing.assert_array_equal(w["head.b"], 0.0)
     for i in range(spec.n_layer):
         b = w[f"lstm.{i}.b"]
-        np.testing.assert_array_equal(b[h:2 * h], 1.0)  # gate order i, f, g, o
+        np.testing.assert_array_equal(b[h : 2 * h], 1.0)  # gate order i, f, g, o
         np.testing.assert_array_equal(b[:h], 0.0)
-        np.testing.assert_array_equal(b[2 * h:], 0.0)
+        np.testing.assert_array_equal(b[2 * h :], 0.0)
     assert spec.param_shapes()["lstm.0.wx"] == (spec.d_embed, 4 * h)
     assert spec.param_shapes()["lstm.1.wx"] == (h, 4 * h)
     assert spec.context is None
@@ -124,8 +125,11 @@ def test_decayed():
 
 
 def test_unknown_names_list_choices():
-    with pytest.raises(ValueError, match=r"unknown size 'huge' for model 'gpt'; choose from: "
-                                         r"tiny, small, medium, gpt2-124m, gpt2-350m"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown size 'huge' for model 'gpt'; choose from: "
+        r"tiny, small, medium, gpt2-124m, gpt2-350m",
+    ):
         get_spec("gpt", "huge")
     with pytest.raises(ValueError, match=r"unknown model 'rnn'; choose from: gpt, lstm"):
         get_spec("rnn", "tiny")
@@ -133,8 +137,9 @@ def test_unknown_names_list_choices():
 
 def test_spec_validation():
     with pytest.raises(ValueError, match="not divisible"):
-        GPTSpec(model="gpt", size="x", vocab_size=10, n_layer=1, n_head=3, d_model=64,
-                n_positions=8)
+        GPTSpec(
+            model="gpt", size="x", vocab_size=10, n_layer=1, n_head=3, d_model=64, n_positions=8
+        )
     with pytest.raises(ValueError, match="vocab_size"):
         get_spec("lstm", "tiny", vocab_size=0)
 
@@ -159,6 +164,28 @@ def test_vocab_override_keeps_preset():
 def test_imports_no_framework():
     import subprocess
     import sys
-    code = ("import sys, hlbench.workloads, hlbench.data; "
-            "bad = {'torch', 'tensorflow', 'jax'} & set(sys.modules); assert not bad, bad")
+
+    code = (
+        "import sys, hlbench.workloads, hlbench.data; "
+        "bad = {'torch', 'tensorflow', 'jax'} & set(sys.modules); assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_spec_of_a_cell_reads_its_model_ref():
+    from hlbench.cell import Cell, Measurement, ModelRef, Optimizer, Workload
+    from hlbench.workloads import model_spec
+
+    base = get_spec("gpt", "tiny", vocab_size=100)
+    ref = ModelRef(**{**base.to_dict(), "n_head_kept": 1, "d_mlp": 64})
+    workload = Workload(
+        "w", ref, {"kind": "markov", "vocab": 100, "branching": 4}, 16, 8, 8, "global", False
+    )
+    measurement = Measurement(1, 1, 1, 1, 1.0, 1.0, 0)
+    optimizer = Optimizer("adamw", 1e-3, (0.9, 0.95), 1e-8, 0.1, None)
+    cell = Cell(workload, "torch", "cpu", {}, measurement, optimizer, 0)
+    spec = model_spec(cell)
+    assert spec == dataclasses.replace(base, n_head_kept=1, d_mlp=64)
+    assert (
+        model_spec(dataclasses.replace(cell, workload={**workload, "spec": base.to_dict()})) == base
+    )

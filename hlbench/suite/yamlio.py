@@ -1,9 +1,9 @@
 """Safe YAML loading with the strictness a benchmark config needs.
 
-PyYAML's SafeLoader never constructs Python objects, but it silently keeps the last of two duplicate
-keys, reads `3e-4` as a string (YAML 1.1 wants a dot in floats) and `2:4` as the integer 124 (YAML 1.1's
-base-60 ints). Each would turn a typo or a pruning method into a wrong benchmark, so this loader
-rejects duplicates and reads YAML 1.2 numbers.
+PyYAML's SafeLoader never constructs Python objects, but it silently keeps the last of two
+duplicate keys, reads `3e-4` as a string (YAML 1.1 wants a dot in floats) and `2:4` as the integer
+124 (YAML 1.1's base-60 ints). Each would turn a typo or a pruning method into a wrong benchmark, so
+this loader rejects duplicates and reads YAML 1.2 numbers.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ class StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 mark = key_node.start_mark
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 

@@ -1,58 +1,107 @@
-"""Pruning, framework-neutral: configurations, masks from NumPy weights, the schedules, and sparsity.
+"""Pruning, framework-neutral: the configuration, masks from NumPy weights, the schedules, and
+sparsity.
 
-Both backends get their masks from here, computed once from neutral-layout weights ((in, out) kernels),
-so the same weights give the same masks in PyTorch and TensorFlow by construction. A backend only
-applies them: weights and AdamW moments multiplied by the mask at each pruning event, gradients
-multiplied by it at every step, so a pruned weight is exactly zero after every optimizer step (decoupled
-weight decay of 0 is 0, and its Adam update is 0 / (sqrt(0) + ε) = 0).
+Both backends get their masks from here, computed once from neutral-layout weights ((in, out)
+kernels), so the same weights give the same masks in PyTorch and TensorFlow by construction. A
+backend only applies them: weights and AdamW moments multiplied by the mask at each pruning event,
+gradients multiplied by it at every step, so a pruned weight is exactly zero after every optimizer
+step (decoupled weight decay of 0 is 0, and its Adam update is 0 / (sqrt(0) + ε) = 0).
 
-Why not torch.nn.utils.prune / torch.ao.pruning: their reparametrisation keeps a dense `weight_orig`
-and multiplies it by the mask in a forward pre-hook, so the stored weights are not zero (the 2:4
-sparse-tensor conversion and `shrink` need them to be), the extra multiply is a PyTorch-only cost that
-TensorFlow (whose tensorflow-model-optimization does not accept Keras 3 models) would not pay, and the
-masks would be computed by a second, PyTorch-only implementation. The masks here follow the same
-definitions (global L1 magnitude; L2-norm structured units; 2 of 4).
+Why not torch.nn.utils.prune / torch.ao.pruning: their reparametrisation keeps a dense
+`weight_orig` and multiplies it by the mask in a forward pre-hook, so the stored weights are not
+zero (the 2:4 sparse-tensor conversion and `shrink` need them to be), the extra multiply is a
+PyTorch-only cost that TensorFlow (whose tensorflow-model-optimization does not accept Keras 3
+models) would not pay, and the masks would be computed by a second, PyTorch-only implementation.
+The masks here follow the same definitions (global L1 magnitude; L2-norm structured units; 2 of 4).
 
 Methods:
-- magnitude: unstructured, global over the linear kernels (embeddings, norms, biases excluded): the
-  `round(s·n)` smallest |w| over all of them are zeroed (ties broken by position, deterministically).
-- structured (gpt): per layer, the `round(s·H)` attention heads and `round(s·F)` MLP neurons with the
-  smallest L2 norm over all their weights (q, k, v columns and biases and the c_proj rows of a head;
-  the c_fc column and bias and the c_proj row of a neuron). With `shrink`, the backend removes them.
-- 2:4: in each group of 4 consecutive weights along the input dimension, the 2 smallest |w| are zeroed.
-Schedules: oneshot (at `at`: step 0 from the initial weights, or after the warmup) and gradual (Zhu &
-Gupta 2017: s_t = s_f · (1 − (1 − (t − t0)/(n·Δ))³) at t = t0, t0+Δ, …, t0 + n·Δ).
+- magnitude: unstructured, global over the linear kernels (embeddings, norms, biases excluded):
+  the `round(s·n)` smallest |w| over all of them are zeroed (ties broken by position,
+  deterministically).
+- structured (gpt): per layer, the `round(s·H)` attention heads and `round(s·F)` MLP neurons with
+  the smallest L2 norm over all their weights (q, k, v columns and biases and the c_proj rows of a
+  head; the c_fc column and bias and the c_proj row of a neuron). With `shrink`, the backend
+  removes them.
+- 2:4: in each group of 4 consecutive weights along the input dimension, the 2 smallest |w| are
+  zeroed.
+Schedules: oneshot (at `at`: step 0 from the initial weights, or after the warmup) and gradual
+(Zhu & Gupta 2017: s_t = s_f · (1 − (1 − (t − t0)/(n·Δ))³) at t = t0, t0+Δ, …, t0 + n·Δ).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+from hlbench.axes import PRUNING_METHODS
 from hlbench.workloads import ModelSpec
 
-METHODS = ("none", "magnitude", "structured", "2:4")
+METHODS = PRUNING_METHODS
 SCHEDULES = ("oneshot", "gradual")
 N_M = (2, 4)  # N zeros in every group of M
+DEFAULT_SPARSITY = 0.5  # what a method named without a sparsity prunes
+RESOLVED = {
+    "resolved": True
+}  # validation context of a cell's config (see PruningConfig._consistent)
 
 
-@dataclass(frozen=True)
-class PruningConfig:
-    method: str = "none"
-    sparsity: float = 0.0  # target fraction of pruned weights (magnitude) or units (structured)
-    schedule: str = "oneshot"
-    at: str = "init"  # oneshot: "init" (step 0, from the initial weights) | "after_warmup"
-    start_step: int = 0  # gradual: first pruning step t0
-    end_step: int = 0  # gradual: last pruning step (= t0 + n·Δ)
-    every_steps: int = 1  # gradual: Δ
+class PruningConfig(BaseModel):
+    """One pruning setting: a suite's `pruning: {NAME: {...}}` entry (validated strictly, so a typo
+    or a setting the method ignores is an error) and, dumped, a cell's `techniques["pruning"]`."""
+
+    # strict: no "0.5" -> 0.5 coercion; ints are still accepted for floats
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    method: Literal[METHODS] = "none"  # type: ignore[valid-type]
+    # target fraction of pruned weights (magnitude) or units (structured); unused by method none
+    sparsity: Annotated[float, Field(ge=0.0, lt=1.0)] = DEFAULT_SPARSITY
+    schedule: Literal[SCHEDULES] = "oneshot"  # type: ignore[valid-type]
+    at: Literal["init", "after_warmup"] = (
+        "init"  # oneshot: step 0 (initial weights) or after warmup
+    )
+    start_step: Annotated[int, Field(ge=0)] = 0  # gradual: first pruning step t0
+    end_step: Annotated[int, Field(ge=0)] = 0  # gradual: last pruning step (= t0 + n·Δ)
+    every_steps: Annotated[int, Field(gt=0)] = 1  # gradual: Δ
     shrink: bool = False  # structured: physically remove the pruned heads and neurons
-    sparse_kernels: bool = False  # 2:4 on CUDA cc ≥ 8.0 (torch): run linears as semi-structured sparse
+    sparse_kernels: bool = False  # 2:4 on CUDA cc ≥ 8.0 (torch): linears as semi-structured sparse
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> PruningConfig:
+        method = self.method
+        # What a suite wrote: a setting the method or schedule ignores is a mistake to report. A
+        # resolved config (a cell's) has every field, so these checks do not apply to it.
+        written = set() if (info.context or {}).get("resolved") else self.model_fields_set
+        if method == "none" and written - {"method"}:
+            raise ValueError("method none takes no settings")
+        if self.shrink and method != "structured":
+            raise ValueError(f"shrink applies to structured pruning only (method is {method})")
+        if self.sparse_kernels and method != "2:4":
+            raise ValueError(f"sparse_kernels applies to 2:4 pruning only (method is {method})")
+        if method == "2:4" and "sparsity" in written:
+            raise ValueError("2:4 has a fixed sparsity of 50%; remove `sparsity`")
+        if method == "2:4" and self.schedule != "oneshot":
+            raise ValueError("2:4 is oneshot only")
+        if self.schedule == "gradual" and self.end_step <= self.start_step:
+            raise ValueError(
+                f"gradual: end_step ({self.end_step}) must be after start_step ({self.start_step})"
+            )
+        if self.schedule == "oneshot" and written & {"start_step", "end_step", "every_steps"}:
+            raise ValueError("start_step, end_step and every_steps belong to schedule: gradual")
+        return self
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PruningConfig":
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> PruningConfig:
+        """A cell's resolved config (`to_dict` of one); {"method": "none"} for no pruning."""
+        return cls.model_validate(dict(data), context=RESOLVED)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a cell records: every setting, or just {"method": "none"} (so every un-pruned cell
+        hashes alike)."""
+        return {"method": "none"} if self.method == "none" else self.model_dump()
 
     def event_steps(self, warmup_steps: int) -> list[int]:
         """The optimizer steps before which masks are (re)computed and applied."""
@@ -74,21 +123,33 @@ class PruningConfig:
 def prunable(spec: ModelSpec) -> list[str]:
     """The linear kernels magnitude and 2:4 pruning act on (embeddings, norms, biases excluded)."""
     if spec.model == "gpt":
-        return [n for n in spec.param_shapes() if n.endswith(".w")]  # wte is the tied embedding: excluded
+        return [
+            n for n in spec.param_shapes() if n.endswith(".w")
+        ]  # wte is the tied embedding: excluded
     return [n for n in spec.param_shapes() if n.endswith((".wx", ".wh")) or n == "head.w"]
 
 
 def maskable(spec: ModelSpec, config: PruningConfig) -> list[str]:
-    """Every parameter a pruning event of this config can mask (backends prepare one mask for each)."""
+    """Every parameter a pruning event of this config can mask (backends prepare one mask for
+    each)."""
     if config.method == "none" or config.shrink:
         return []
     if config.method == "structured":
-        leaves = ("attn.c_attn.w", "attn.c_attn.b", "attn.c_proj.w", "mlp.c_fc.w", "mlp.c_fc.b", "mlp.c_proj.w")
+        leaves = (
+            "attn.c_attn.w",
+            "attn.c_attn.b",
+            "attn.c_proj.w",
+            "mlp.c_fc.w",
+            "mlp.c_fc.b",
+            "mlp.c_proj.w",
+        )
         return [f"h.{i}.{leaf}" for i in range(spec.n_layer) for leaf in leaves]
     return prunable(spec)
 
 
-def magnitude_masks(weights: dict[str, np.ndarray], names: Sequence[str], sparsity: float) -> dict[str, np.ndarray]:
+def magnitude_masks(
+    weights: dict[str, np.ndarray], names: Sequence[str], sparsity: float
+) -> dict[str, np.ndarray]:
     """Global unstructured masks: exactly round(sparsity · n) weights pruned over all `names`."""
     flat = np.concatenate([np.abs(weights[n].astype(np.float32)).ravel() for n in names])
     k = int(round(sparsity * flat.size))
@@ -98,13 +159,14 @@ def magnitude_masks(weights: dict[str, np.ndarray], names: Sequence[str], sparsi
     masks, offset = {}, 0
     for n in names:
         size = weights[n].size
-        masks[n] = keep[offset:offset + size].reshape(weights[n].shape)
+        masks[n] = keep[offset : offset + size].reshape(weights[n].shape)
         offset += size
     return masks
 
 
 def n_m_masks(weights: dict[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
-    """2:4 along the input dimension (axis 0 of a neutral (in, out) kernel): keep the 2 largest of 4."""
+    """2:4 along the input dimension (axis 0 of a neutral (in, out) kernel): keep the 2 largest of
+    4."""
     n, m = N_M
     masks = {}
     for name in names:
@@ -120,27 +182,48 @@ def n_m_masks(weights: dict[str, np.ndarray], names: Sequence[str]) -> dict[str,
     return masks
 
 
-def structured_units(spec: ModelSpec, weights: dict[str, np.ndarray], sparsity: float) -> dict[int, dict[str, np.ndarray]]:
-    """Per GPT layer, which heads and MLP neurons to keep (boolean vectors), by the L2 norm of their weights."""
+def structured_units(
+    spec: ModelSpec, weights: dict[str, np.ndarray], sparsity: float
+) -> dict[int, dict[str, np.ndarray]]:
+    """Per GPT layer, which heads and MLP neurons to keep (boolean vectors), by the L2 norm of
+    their weights."""
     if spec.model != "gpt":
-        raise ValueError("structured pruning removes attention heads and MLP neurons; only the gpt workload has them")
+        raise ValueError(
+            "structured pruning removes attention heads and MLP neurons; only the gpt workload "
+            "has them"
+        )
     d, H = spec.d_model, spec.n_head
     hs = d // H
     kept: dict[int, dict[str, np.ndarray]] = {}
     for i in range(spec.n_layer):
         p = f"h.{i}."
-        w_attn, b_attn = weights[p + "attn.c_attn.w"], weights[p + "attn.c_attn.b"]  # (d, 3d), (3d,)
+        w_attn, b_attn = (
+            weights[p + "attn.c_attn.w"],
+            weights[p + "attn.c_attn.b"],
+        )  # (d, 3d), (3d,)
         w_proj = weights[p + "attn.c_proj.w"]  # (d, d): rows are the heads' outputs
         head_sq = np.zeros(H)
         for part in range(3):  # q, k, v
-            cols = w_attn[:, part * d:(part + 1) * d].reshape(d, H, hs)
+            cols = w_attn[:, part * d : (part + 1) * d].reshape(d, H, hs)
             head_sq += (cols.astype(np.float64) ** 2).sum(axis=(0, 2))
-            head_sq += (b_attn[part * d:(part + 1) * d].reshape(H, hs).astype(np.float64) ** 2).sum(axis=1)
+            head_sq += (
+                b_attn[part * d : (part + 1) * d].reshape(H, hs).astype(np.float64) ** 2
+            ).sum(axis=1)
         head_sq += (w_proj.reshape(H, hs, d).astype(np.float64) ** 2).sum(axis=(1, 2))
-        w_fc, b_fc, w_out = weights[p + "mlp.c_fc.w"], weights[p + "mlp.c_fc.b"], weights[p + "mlp.c_proj.w"]
-        neuron_sq = (w_fc.astype(np.float64) ** 2).sum(axis=0) + b_fc.astype(np.float64) ** 2 + \
-            (w_out.astype(np.float64) ** 2).sum(axis=1)
-        kept[i] = {"heads": _keep_largest(head_sq, sparsity), "neurons": _keep_largest(neuron_sq, sparsity)}
+        w_fc, b_fc, w_out = (
+            weights[p + "mlp.c_fc.w"],
+            weights[p + "mlp.c_fc.b"],
+            weights[p + "mlp.c_proj.w"],
+        )
+        neuron_sq = (
+            (w_fc.astype(np.float64) ** 2).sum(axis=0)
+            + b_fc.astype(np.float64) ** 2
+            + (w_out.astype(np.float64) ** 2).sum(axis=1)
+        )
+        kept[i] = {
+            "heads": _keep_largest(head_sq, sparsity),
+            "neurons": _keep_largest(neuron_sq, sparsity),
+        }
     return kept
 
 
@@ -153,7 +236,9 @@ def _keep_largest(scores: np.ndarray, sparsity: float) -> np.ndarray:
     return keep
 
 
-def structured_masks(spec: ModelSpec, units: dict[int, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def structured_masks(
+    spec: ModelSpec, units: dict[int, dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
     """Element masks (kernels and biases) that zero the pruned heads and neurons."""
     d, H = spec.d_model, spec.n_head
     hs = d // H
@@ -161,7 +246,9 @@ def structured_masks(spec: ModelSpec, units: dict[int, dict[str, np.ndarray]]) -
     for i, keep in units.items():
         p = f"h.{i}."
         head_cols = np.repeat(keep["heads"], hs)  # (d,): which of the d attention features survive
-        masks[p + "attn.c_attn.w"] = np.broadcast_to(np.tile(head_cols, 3)[None, :], (d, 3 * d)).copy()
+        masks[p + "attn.c_attn.w"] = np.broadcast_to(
+            np.tile(head_cols, 3)[None, :], (d, 3 * d)
+        ).copy()
         masks[p + "attn.c_attn.b"] = np.tile(head_cols, 3)
         masks[p + "attn.c_proj.w"] = np.broadcast_to(head_cols[:, None], (d, d)).copy()
         neurons = keep["neurons"]
@@ -171,8 +258,9 @@ def structured_masks(spec: ModelSpec, units: dict[int, dict[str, np.ndarray]]) -
     return masks
 
 
-def compute_masks(spec: ModelSpec, weights: dict[str, np.ndarray], config: PruningConfig,
-                  sparsity: float) -> dict[str, np.ndarray]:
+def compute_masks(
+    spec: ModelSpec, weights: dict[str, np.ndarray], config: PruningConfig, sparsity: float
+) -> dict[str, np.ndarray]:
     """Masks (True = keep) for one pruning event at `sparsity`."""
     if config.method == "magnitude":
         return magnitude_masks(weights, prunable(spec), sparsity)
@@ -183,10 +271,16 @@ def compute_masks(spec: ModelSpec, weights: dict[str, np.ndarray], config: Pruni
     raise ValueError(f"no masks for pruning method {config.method!r}")
 
 
-def sparsity_report(spec: ModelSpec, weights: dict[str, np.ndarray], config: PruningConfig) -> dict[str, Any]:
+def sparsity_report(
+    spec: ModelSpec, weights: dict[str, np.ndarray], config: PruningConfig
+) -> dict[str, Any]:
     """Achieved sparsity (fraction of exact zeros), per prunable kernel and over all of them, plus
     parameter counts; measured on the weights as they are, not on the masks."""
-    names = prunable(spec) if config.method != "structured" else [n for n in prunable(spec) if n.startswith("h.")]
+    names = (
+        prunable(spec)
+        if config.method != "structured"
+        else [n for n in prunable(spec) if n.startswith("h.")]
+    )
     per_layer = {n: float(np.mean(weights[n] == 0)) for n in names}
     total = sum(weights[n].size for n in names)
     zeros = sum(int(np.sum(weights[n] == 0)) for n in names)
@@ -215,12 +309,19 @@ def shrunk_shapes(spec: ModelSpec, units: dict[int, dict[str, np.ndarray]]) -> d
     """Heads and MLP width left per layer after `shrink` (uniform across layers by construction)."""
     heads = {int(u["heads"].sum()) for u in units.values()}
     neurons = {int(u["neurons"].sum()) for u in units.values()}
-    assert len(heads) == 1 and len(neurons) == 1, "structured pruning keeps the same count in every layer"
-    return {"n_head_kept": heads.pop(), "d_mlp_kept": neurons.pop(), "d_head": spec.d_model // spec.n_head}
+    assert len(heads) == 1 and len(neurons) == 1, (
+        "structured pruning keeps the same count in every layer"
+    )
+    return {
+        "n_head_kept": heads.pop(),
+        "d_mlp_kept": neurons.pop(),
+        "d_head": spec.d_model // spec.n_head,
+    }
 
 
-def shrink_weights(spec: ModelSpec, weights: dict[str, np.ndarray],
-                   units: dict[int, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def shrink_weights(
+    spec: ModelSpec, weights: dict[str, np.ndarray], units: dict[int, dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
     """The weights with pruned heads and neurons physically removed (neutral layout)."""
     d, H = spec.d_model, spec.n_head
     hs = d // H
@@ -241,10 +342,14 @@ def shrink_weights(spec: ModelSpec, weights: dict[str, np.ndarray],
 
 def expected_sparsity(spec: ModelSpec, config: PruningConfig) -> float:
     """What `sparsity_global` should be at the end of a cell (for tests and reports)."""
+    if config.method == "none":
+        return 0.0
     if config.method == "2:4":
         return N_M[0] / N_M[1]
     if config.method == "structured":
-        return round(config.sparsity * spec.n_head) / spec.n_head  # heads and neurons alike when rounding agrees
+        return (
+            round(config.sparsity * spec.n_head) / spec.n_head
+        )  # heads and neurons alike when rounding agrees
     return config.sparsity
 
 
@@ -254,13 +359,14 @@ def describe(config: PruningConfig) -> str:
     if config.method == "2:4":
         return "2:4"
     text = f"{config.method} {config.sparsity:.0%}"
-    return text + (" shrink" if config.shrink else "") + (" gradual" if config.schedule == "gradual" else "")
-
+    return (
+        text
+        + (" shrink" if config.shrink else "")
+        + (" gradual" if config.schedule == "gradual" else "")
+    )
 
 
 def shrunk_spec(spec: ModelSpec, units: dict[int, dict[str, np.ndarray]]) -> ModelSpec:
     """The architecture after `shrink`: same model, fewer heads and MLP neurons in every layer."""
-    import dataclasses
-
     shapes = shrunk_shapes(spec, units)
     return dataclasses.replace(spec, n_head_kept=shapes["n_head_kept"], d_mlp=shapes["d_mlp_kept"])

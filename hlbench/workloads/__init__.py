@@ -25,8 +25,9 @@ def get_spec(model: str, size: str, vocab_size: int | None = None) -> ModelSpec:
         raise ValueError(f"unknown model '{model}'; choose from: {', '.join(MODELS)}")
     presets = MODELS[model]
     if size not in presets:
-        raise ValueError(f"unknown size '{size}' for model '{model}'; choose from: "
-                         f"{', '.join(presets)}")
+        raise ValueError(
+            f"unknown size '{size}' for model '{model}'; choose from: {', '.join(presets)}"
+        )
     spec = presets[size]
     if vocab_size is None:
         return spec
@@ -34,9 +35,10 @@ def get_spec(model: str, size: str, vocab_size: int | None = None) -> ModelSpec:
 
 
 def model_spec(cell: Any) -> ModelSpec:
-    """The model a cell (hlbench.cell.Cell) trains: its workload's preset, with the vocabulary of its
-    corpus and, after a structured `shrink`, fewer heads / MLP neurons (hlbench.techniques.driver)."""
-    spec = cell.workload["spec"]
-    base = get_spec(spec["model"], spec["size"], spec["vocab_size"])
-    shrunk = {k: spec[k] for k in ("n_head_kept", "d_mlp") if spec.get(k) is not None}
+    """The model a cell (hlbench.cell.Cell) trains: its workload's preset, with the vocabulary of
+    its corpus and, after a structured `shrink`, fewer heads / MLP neurons
+    (hlbench.techniques.driver)."""
+    ref = cell.workload.spec  # a hlbench.cell.ModelRef
+    base = get_spec(ref.model, ref.size, ref.vocab_size)
+    shrunk = {k: v for k in ("n_head_kept", "d_mlp") if (v := getattr(ref, k)) is not None}
     return dataclasses.replace(base, **shrunk) if shrunk else base

@@ -55,8 +55,10 @@ class ModelSpec(abc.ABC):
             value = getattr(self, field.name)
             is_int = isinstance(value, int) and not isinstance(value, bool)
             if field.type in ("int", int) and not (is_int and value >= 1):
-                raise ValueError(f"{self.model} spec '{self.size}': {field.name} must be a "
-                                 f"positive integer, got {value!r}")
+                raise ValueError(
+                    f"{self.model} spec '{self.size}': {field.name} must be a "
+                    f"positive integer, got {value!r}"
+                )
 
     @property
     @abc.abstractmethod
@@ -90,8 +92,10 @@ class ModelSpec(abc.ABC):
         the nanoGPT convention); biases and LayerNorm gains/biases are not decayed."""
         shapes = self.param_shapes()
         if name not in shapes:
-            raise ValueError(f"unknown parameter '{name}' for {self.model} '{self.size}'; "
-                             f"parameters are: {', '.join(shapes)}")
+            raise ValueError(
+                f"unknown parameter '{name}' for {self.model} '{self.size}'; "
+                f"parameters are: {', '.join(shapes)}"
+            )
         return len(shapes[name]) >= 2
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,5 +106,7 @@ class ModelSpec(abc.ABC):
         if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 1:
             raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
         if self.context is not None and seq_len > self.context:
-            raise ValueError(f"seq_len {seq_len} exceeds {self.model} '{self.size}' context of "
-                             f"{self.context} tokens")
+            raise ValueError(
+                f"seq_len {seq_len} exceeds {self.model} '{self.size}' context of "
+                f"{self.context} tokens"
+            )

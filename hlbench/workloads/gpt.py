@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-
 from typing import Any
 
 import numpy as np
@@ -42,8 +41,10 @@ class GPTSpec(ModelSpec):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.d_model % self.n_head:
-            raise ValueError(f"gpt spec '{self.size}': d_model {self.d_model} is not divisible by "
-                             f"n_head {self.n_head}")
+            raise ValueError(
+                f"gpt spec '{self.size}': d_model {self.d_model} is not divisible by "
+                f"n_head {self.n_head}"
+            )
 
     @property
     def context(self) -> int:
@@ -69,14 +70,22 @@ class GPTSpec(ModelSpec):
         shapes: dict[str, tuple[int, ...]] = {"wte": (V, d), "wpe": (P, d)}
         for i in range(self.n_layer):
             p = f"h.{i}."
-            shapes.update({
-                p + "ln_1.g": (d,), p + "ln_1.b": (d,),
-                p + "attn.c_attn.w": (d, 3 * a), p + "attn.c_attn.b": (3 * a,),
-                p + "attn.c_proj.w": (a, d), p + "attn.c_proj.b": (d,),
-                p + "ln_2.g": (d,), p + "ln_2.b": (d,),
-                p + "mlp.c_fc.w": (d, f), p + "mlp.c_fc.b": (f,),
-                p + "mlp.c_proj.w": (f, d), p + "mlp.c_proj.b": (d,),
-            })
+            shapes.update(
+                {
+                    p + "ln_1.g": (d,),
+                    p + "ln_1.b": (d,),
+                    p + "attn.c_attn.w": (d, 3 * a),
+                    p + "attn.c_attn.b": (3 * a,),
+                    p + "attn.c_proj.w": (a, d),
+                    p + "attn.c_proj.b": (d,),
+                    p + "ln_2.g": (d,),
+                    p + "ln_2.b": (d,),
+                    p + "mlp.c_fc.w": (d, f),
+                    p + "mlp.c_fc.b": (f,),
+                    p + "mlp.c_proj.w": (f, d),
+                    p + "mlp.c_proj.b": (d,),
+                }
+            )
         shapes.update({"ln_f.g": (d,), "ln_f.b": (d,)})
         return shapes
 
@@ -109,21 +118,33 @@ class GPTSpec(ModelSpec):
         6*N: forward (2 FLOPs per multiply-add) + backward (twice the forward) over the N =
         `n_params_flops` matmul parameters. 12*L*d*T: attention scores (QK^T) and the weighted sum
         (AV), 2*T*d multiply-adds per token per layer, times 2 FLOPs x 3 for forward + backward.
-        T is the full sequence length; causal masking is not discounted. After a structured `shrink`,
-        d in the attention term is the kept attention width (heads × d_head).
+        T is the full sequence length; causal masking is not discounted. After a structured
+        `shrink`, d in the attention term is the kept attention width (heads × d_head).
         """
         self._check_seq_len(seq_len)
         return float(6 * self.n_params_flops + 12 * self.n_layer * self.d_attn * seq_len)
 
     def to_dict(self) -> dict[str, Any]:
         # the shrink fields only when set, so unpruned cells keep the content hashes they always had
-        return {k: v for k, v in super().to_dict().items() if v is not None or k not in ("n_head_kept", "d_mlp")}
+        return {
+            k: v
+            for k, v in super().to_dict().items()
+            if v is not None or k not in ("n_head_kept", "d_mlp")
+        }
 
 
-def _preset(size: str, n_layer: int, n_head: int, d_model: int, n_positions: int,
-            vocab_size: int) -> GPTSpec:
-    return GPTSpec(model="gpt", size=size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
-                   d_model=d_model, n_positions=n_positions)
+def _preset(
+    size: str, n_layer: int, n_head: int, d_model: int, n_positions: int, vocab_size: int
+) -> GPTSpec:
+    return GPTSpec(
+        model="gpt",
+        size=size,
+        vocab_size=vocab_size,
+        n_layer=n_layer,
+        n_head=n_head,
+        d_model=d_model,
+        n_positions=n_positions,
+    )
 
 
 # 50304 = GPT-2's 50257 padded up to a multiple of 64: faster matmuls; extra rows are never targets.

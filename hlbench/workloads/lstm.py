@@ -35,8 +35,9 @@ class LSTMSpec(ModelSpec):
         shapes: dict[str, tuple[int, ...]] = {"embed": (V, self.d_embed)}
         for i in range(self.n_layer):
             d_in = self.d_embed if i == 0 else h
-            shapes.update({f"lstm.{i}.wx": (d_in, 4 * h), f"lstm.{i}.wh": (h, 4 * h),
-                           f"lstm.{i}.b": (4 * h,)})
+            shapes.update(
+                {f"lstm.{i}.wx": (d_in, 4 * h), f"lstm.{i}.wh": (h, 4 * h), f"lstm.{i}.b": (4 * h,)}
+            )
         shapes.update({"head.w": (h, V), "head.b": (V,)})
         return shapes
 
@@ -80,8 +81,10 @@ class LSTMSpec(ModelSpec):
 
 PRESETS: dict[str, LSTMSpec] = {
     "tiny": LSTMSpec(model="lstm", size="tiny", vocab_size=256, d_embed=64, d_hidden=64, n_layer=1),
-    "small": LSTMSpec(model="lstm", size="small", vocab_size=256, d_embed=256, d_hidden=256,
-                      n_layer=2),
-    "medium": LSTMSpec(model="lstm", size="medium", vocab_size=8192, d_embed=512, d_hidden=1024,
-                       n_layer=2),
+    "small": LSTMSpec(
+        model="lstm", size="small", vocab_size=256, d_embed=256, d_hidden=256, n_layer=2
+    ),
+    "medium": LSTMSpec(
+        model="lstm", size="medium", vocab_size=8192, d_embed=512, d_hidden=1024, n_layer=2
+    ),
 }

@@ -1,0 +1,99 @@
+"""A validated suite's matrix as cells: the product of workloads, backends and axis values, minus
+the exclusions, each cell with its batch sizes resolved for its accumulation and ranks."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from hlbench import workloads
+from hlbench.axes import AXIS_NAMES
+from hlbench.cell import Cell, DataRef, Measurement, ModelRef, Optimizer, Workload
+from hlbench.errors import UsageError
+from hlbench.suite.schema import SuiteConfig, WorkloadConfig
+
+TECHNIQUE_AXES = ("pruning", "augmentation")  # axes whose values name settings (cell.techniques)
+
+
+def excluded(rules: list[dict[str, Any]], values: dict[str, Any]) -> bool:
+    """Whether an exclusion rule matches a cell's workload, backend and axis values."""
+
+    def matches(rule: dict[str, Any]) -> bool:
+        return all(values[k] in (v if isinstance(v, list) else [v]) for k, v in rule.items())
+
+    return any(matches(rule) for rule in rules)
+
+
+def expand(
+    path: Path,
+    config: SuiteConfig,
+    specs: list[workloads.ModelSpec],
+    data: list[DataRef],
+    techniques: dict[str, dict[str, dict[str, Any]]],
+) -> list[Cell]:
+    """Every cell of the matrix, in a fixed order: workload, backend, then the axes in AXES
+    order."""
+    cells = []
+    axis_values = [getattr(config.axes, axis) for axis in AXIS_NAMES]
+    workload_rows = zip(config.workloads, specs, data)
+    for (w, spec, d), backend in itertools.product(workload_rows, config.backends):
+        for combo in itertools.product(*axis_values):
+            axes = dict(zip(AXIS_NAMES, combo))
+            if excluded(config.exclude, {"workload": w.display_name, "backend": backend, **axes}):
+                continue
+            settings = {axis: techniques[axis][axes[axis]] for axis in TECHNIQUE_AXES}
+            cells.append(make_cell(path, config, w, spec, d, backend, axes, settings))
+    if not cells:
+        raise UsageError(f"{path}: exclude: the rules exclude every cell of the matrix")
+    return cells
+
+
+def make_cell(
+    path: Path,
+    config: SuiteConfig,
+    w: WorkloadConfig,
+    spec: workloads.ModelSpec,
+    data: DataRef,
+    backend: str,
+    axes: dict[str, Any],
+    techniques: dict[str, dict[str, Any]],
+) -> Cell:
+    launch = config.launcher.for_backend(backend) if config.launcher else None
+    ranks = launch.world_size if launch else 1
+    global_batch, micro_batch = _batches(path, w, axes["accumulation"], ranks)
+    workload = Workload(
+        name=w.display_name,
+        spec=ModelRef.from_dict(spec.to_dict()),
+        data=data,
+        seq_len=w.seq_len_for(spec),
+        global_batch=global_batch,
+        micro_batch=micro_batch,
+        hold=w.hold,
+        variable_length=w.variable_length,
+    )
+    return Cell(
+        workload=workload,
+        backend=backend,
+        device=config.device,
+        axes=axes,
+        measurement=Measurement.from_dict(config.measurement.model_dump()),
+        optimizer=Optimizer.from_dict(config.optimizer.model_dump()),
+        seed=config.seed,
+        techniques=techniques,
+        launch=launch,
+    )
+
+
+def _batches(path: Path, w: WorkloadConfig, k: int, ranks: int) -> tuple[int, int]:
+    """(global batch, micro-batch per rank) of k accumulation steps over `ranks` ranks."""
+    if w.hold == "micro":
+        return w.batch_size * k * ranks, w.batch_size
+    if w.batch_size % (k * ranks):
+        what = f"{k} steps" + (f" × {ranks} ranks" if ranks > 1 else "")
+        raise UsageError(
+            f"{path}: axes.accumulation: {what} do not divide batch_size {w.batch_size} of "
+            f"workload {w.display_name!r} (hold: global needs micro = global / (k × ranks)); "
+            "exclude the pair or change one"
+        )
+    return w.batch_size, w.batch_size // (k * ranks)

@@ -1,0 +1,188 @@
+"""Loading a suite: the schema, then the checks that need the workload specs (sizes, sequence length
+vs context, corpus parameters, data files) and the named technique settings, then the cells.
+
+A suite that loads is a suite whose every cell can be attempted; any problem is a one-line
+UsageError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from hlbench import workloads
+from hlbench.axes import AUGMENTATION_METHODS, AXIS_NAMES, PRUNING_METHODS
+from hlbench.cell import BytesData, Cell, DataRef, MarkovData
+from hlbench.data import make_corpus
+from hlbench.errors import UsageError
+from hlbench.suite.expand import expand
+from hlbench.suite.schema import (
+    Augmentation,
+    BytesDataConfig,
+    MarkovDataConfig,
+    SuiteConfig,
+    WorkloadConfig,
+)
+from hlbench.suite.yamlio import load_yaml
+from hlbench.techniques.pruning import PruningConfig
+
+# Axis -> (the model its named settings validate with, the methods a bare name may be)
+TECHNIQUES: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
+    "pruning": (PruningConfig, PRUNING_METHODS),
+    "augmentation": (Augmentation, AUGMENTATION_METHODS),
+}
+UNION_TAGS = ("markov", "bytes")  # the corpus kinds pydantic puts in error locations
+
+
+class Suite:
+    """A validated suite: its config, where it came from, and its cells."""
+
+    def __init__(self, config: SuiteConfig, path: Path, sha256: str, cells: list[Cell]) -> None:
+        self.config = config
+        self.path = path
+        self.sha256 = sha256
+        self.cells = cells
+
+    @property
+    def name(self) -> str:
+        return self.config.name or self.path.stem
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Load, validate and expand a suite file; any problem raises UsageError (one line)."""
+    path = Path(path)
+    raw = load_yaml(path)
+    return suite_from_mapping(raw, path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def suite_from_mapping(raw: Any, path: Path, sha256: str) -> Suite:
+    """Validate and expand an already-parsed suite (`path` names it in errors and anchors data
+    paths)."""
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: expected a mapping of suite keys at the top level")
+    try:
+        config = SuiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UsageError(f"{path}: {first_error(exc)}") from None
+    techniques = {axis: resolve_techniques(path, config, axis) for axis in TECHNIQUES}
+    specs = [workload_spec(path, i, w) for i, w in enumerate(config.workloads)]
+    data = [
+        resolve_data(path, i, w, spec) for i, (w, spec) in enumerate(zip(config.workloads, specs))
+    ]
+    check_exclude(path, config)
+    cells = expand(path, config, specs, data, techniques)
+    return Suite(config, path, sha256, cells)
+
+
+def resolve_techniques(path: Path, config: SuiteConfig, axis: str) -> dict[str, dict[str, Any]]:
+    """Axis value name -> full settings, for pruning or augmentation; unknown names and bad settings
+    are one-line errors naming the key."""
+    model, builtins = TECHNIQUES[axis]
+    defined: dict[str, dict[str, Any]] = getattr(config, axis)
+    settings = {}
+    for name in sorted(set(getattr(config.axes, axis)) | set(defined)):
+        raw = dict(defined.get(name, {}))
+        if name not in builtins and "method" not in raw:
+            where = f"{axis}.{name}" if name in defined else f"axes.{axis}"
+            raise UsageError(
+                f"{path}: {where}: {name!r} is neither a method ({', '.join(builtins)}) nor "
+                f"defined with a `method` under `{axis}:`"
+            )
+        raw.setdefault("method", name)
+        try:
+            value = model.model_validate(raw)
+        except ValidationError as exc:
+            detail = first_error(exc)
+            sep = "" if detail.startswith("<top>") else "."
+            raise UsageError(f"{path}: {axis}.{name}{sep}{detail.removeprefix('<top>')}") from None
+        # "none" is just that: no settings, so every un-pruned, un-augmented cell hashes alike
+        method = getattr(value, "method", None)
+        settings[name] = {"method": "none"} if method == "none" else value.model_dump()
+    return settings
+
+
+def first_error(exc: ValidationError) -> str:
+    """pydantic's first error as `key.path: message`, plus how many more there are."""
+    errors = exc.errors()
+    err = errors[0]
+    # Drop pydantic's union-branch labels (e.g. 'markov', 'list[...]') so the path reads as the
+    # YAML does.
+    loc = ".".join(
+        str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in UNION_TAGS))
+    )
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] == "string_pattern_mismatch":
+        msg = f"expected letters, digits, '.', '_' or '-' (got {err['input']!r})"
+    elif err["type"] != "value_error":
+        msg = f"{msg} (got {err['input']!r})"
+    more = f" (+{len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{loc or '<top>'}: {msg}{more}"
+
+
+def workload_spec(path: Path, index: int, w: WorkloadConfig) -> workloads.ModelSpec:
+    """The workload's model spec, checked against its sequence length and corpus."""
+    key = f"{path}: workloads.{index}"
+    try:
+        spec = workloads.get_spec(w.model, w.size, w.vocab_size)
+    except ValueError as exc:
+        raise UsageError(f"{key}.size: {exc}") from None
+    seq_len = w.seq_len_for(spec)
+    if spec.context is not None and seq_len > spec.context:
+        raise UsageError(
+            f"{key}.seq_len: {seq_len} exceeds the context of {w.model}-{w.size} ({spec.context})"
+        )
+    if isinstance(w.data, MarkovDataConfig) and w.data.vocab and w.data.vocab > spec.vocab_size:
+        raise UsageError(
+            f"{key}.data.vocab: {w.data.vocab} symbols exceed the model's vocabulary "
+            f"({spec.vocab_size})"
+        )
+    if isinstance(w.data, BytesDataConfig) and spec.vocab_size < 256:
+        raise UsageError(f"{key}.vocab_size: a byte corpus needs a vocabulary of at least 256")
+    return spec
+
+
+def resolve_data(path: Path, index: int, w: WorkloadConfig, spec: workloads.ModelSpec) -> DataRef:
+    """The workload's corpus as its cells record it: defaults filled in, a byte file's path made
+    absolute and its content hashed (the content affects the numbers, so it is in the cell hash)."""
+    key = f"{path}: workloads.{index}.data"
+    data: DataRef
+    if isinstance(w.data, BytesDataConfig):
+        file = (path.parent / w.data.path).resolve()
+        if not file.is_file():
+            raise UsageError(f"{key}.path: no such file: {file}")
+        data = BytesData(path=str(file), sha256=hashlib.sha256(file.read_bytes()).hexdigest())
+    else:
+        data = MarkovData(vocab=w.data.vocab or spec.vocab_size, branching=w.data.branching)
+    try:  # the corpus checks its own parameters (and a byte file's size against seq_len)
+        make_corpus(data.corpus_config(), seed=0).check_seq_len(w.seq_len_for(spec))
+    except ValueError as exc:
+        raise UsageError(f"{key}: {exc}") from None
+    return data
+
+
+def check_exclude(path: Path, config: SuiteConfig) -> None:
+    """An exclusion naming a value that is not in the matrix is a typo that would silently do
+    nothing."""
+    declared: dict[str, set[Any]] = {
+        "workload": {w.display_name for w in config.workloads},
+        "backend": set(config.backends),
+        **{axis: set(getattr(config.axes, axis)) for axis in AXIS_NAMES},
+    }
+    for i, rule in enumerate(config.exclude):
+        if not rule:
+            raise UsageError(f"{path}: exclude.{i}: an empty rule would exclude every cell")
+        for key, value in rule.items():
+            for v in value if isinstance(value, list) else [value]:
+                if v not in declared[key]:
+                    choices = ", ".join(sorted(map(str, declared[key])))
+                    raise UsageError(
+                        f"{path}: exclude.{i}.{key}: {v!r} is not in the suite; choose from: "
+                        f"{choices}"
+                    )
