@@ -1,4 +1,5 @@
-"""The PyTorch backend: exact weights, accumulation done right, and training that reaches the floor."""
+"""The PyTorch backend: exact weights, accumulation done right, and training that reaches the
+floor."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hlbench.backends.torch.backend import TorchBackend, TorchTrainer  # noqa: E402
+from hlbench.backends.torch.backend import TorchBackend  # noqa: E402
 from hlbench.backends.torch.models import parameter_map  # noqa: E402
+from hlbench.backends.torch.trainer import TorchTrainer  # noqa: E402
 from hlbench.data import IGNORE_INDEX  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
 from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
@@ -35,7 +37,11 @@ def _trainer(cell) -> TorchTrainer:
 
 
 def _grads(trainer: TorchTrainer) -> dict[str, np.ndarray]:
-    return {n: p.grad.detach().numpy().copy() for n, p in trainer.model.named_parameters() if p.grad is not None}
+    return {
+        n: p.grad.detach().numpy().copy()
+        for n, p in trainer.model.named_parameters()
+        if p.grad is not None
+    }
 
 
 @pytest.mark.parametrize("model", ["gpt", "lstm"])
@@ -79,7 +85,9 @@ def test_mean_of_micro_means_would_fail_the_equivalence(write_suite):
     for micro in batch.split(4):
         logits = wrong.model(torch.from_numpy(micro.inputs))
         loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, wrong.vocab_size), torch.from_numpy(micro.targets).reshape(-1), ignore_index=IGNORE_INDEX
+            logits.reshape(-1, wrong.vocab_size),
+            torch.from_numpy(micro.targets).reshape(-1),
+            ignore_index=IGNORE_INDEX,
         )
         (loss / 4).backward()  # mean of per-micro-batch means
     assert _max_relative_diff(_grads(wrong), _grads(full)) > 1e-3
@@ -92,7 +100,8 @@ def test_fp32_is_exact_and_optimizer_groups(write_suite):
     assert info["float32_matmul_precision"] == "highest" and info["param_dtype"] == "float32"
     decay, no_decay = trainer.optimizer.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert all(p.ndim == 1 for p in no_decay["params"])
 
 
 def test_lstm_hidden_bias_stays_zero(write_suite):
@@ -123,7 +132,11 @@ def test_training_approaches_the_entropy_floor(write_suite, model):
         backends: [torch]
         device: cpu
         workloads:
-          - {{model: {model}, size: tiny, seq_len: 32, batch_size: 16, data: {{kind: markov, vocab: 16, branching: 3}}}}
+          - model: {model}
+            size: tiny
+            seq_len: 32
+            batch_size: 16
+            data: {{kind: markov, vocab: 16, branching: 3}}
         measurement: {{warmup_steps: 1, steps: 100, windows: 5, eval_batches: 8}}
         optimizer: {{lr: 1e-2, weight_decay: 0.0}}
         """)
@@ -133,5 +146,6 @@ def test_training_approaches_the_entropy_floor(write_suite, model):
     floor = loss["entropy_floor_nats"]
     start = loss["train_loss_per_step"][0]
     assert start > floor + 2.0  # starts near log(256), far above the floor
-    assert loss["excess_eval_loss_nats"] < 0.1, loss["excess_eval_loss_nats"]  # from ~3.8 nats at the start
-    assert loss["excess_eval_loss_nats"] > -0.02  # nothing beats the floor (beyond sampling noise)
+    excess = loss["excess_eval_loss_nats"]
+    assert excess < 0.1, excess  # from ~3.8 nats at the start
+    assert excess > -0.02  # nothing beats the floor (beyond sampling noise)

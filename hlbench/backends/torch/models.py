@@ -1,12 +1,11 @@
 """PyTorch modules for the framework-neutral workloads, and loading of their NumPy initial weights.
 
-Module attribute names follow the neutral parameter names of hlbench.workloads (h.{i}.attn.c_attn, ...),
-so loading is a rename: `.w` → `.weight` (transposed: the neutral layout is (in, out), nn.Linear's is
-(out, in)), `.g` → `.weight`, `.b` → `.bias`.
+Module attribute names follow the neutral parameter names of hlbench.workloads (h.{i}.attn.c_attn,
+...), so loading is a rename: `.w` → `.weight` (transposed: the neutral layout is (in, out),
+nn.Linear's is (out, in)), `.g` → `.weight`, `.b` → `.bias`.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 import torch
@@ -19,7 +18,8 @@ LAYER_NORM_EPS = 1e-5  # GPT-2's
 
 
 class CausalSelfAttention(nn.Module):
-    """`n_head` heads of `d_head`; d_attn = n_head·d_head is d_model unless structured pruning shrank it."""
+    """`n_head` heads of `d_head`; d_attn = n_head·d_head is d_model unless structured pruning
+    shrank it."""
 
     def __init__(self, d_model: int, n_head: int, d_head: int) -> None:
         super().__init__()
@@ -31,7 +31,8 @@ class CausalSelfAttention(nn.Module):
         B, T, _ = x.shape
         A = self.n_head * self.d_head
         q, k, v = self.c_attn(x).split(A, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, self.d_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        # each (B, nh, T, hs)
+        q, k, v = (t.view(B, T, self.n_head, self.d_head).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
         return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, A))
 
@@ -98,23 +99,32 @@ class LSTMLM(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.embed(idx)  # (B, T, d_embed)
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.float16:
+        if (
+            x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.float16
+        ):
             out = self._lstm_fp16_on_cpu(x)
         else:
             out, _ = self.lstm(x)  # (B, T, h); autocast casts it like a matmul
         return self.head(out)  # (B, T, V)
 
     def _lstm_fp16_on_cpu(self, x: torch.Tensor) -> torch.Tensor:
-        """What autocast(float16) means for the LSTM, done by hand on the CPU: inputs and weights cast
-        to fp16 (differentiably: the gradients reach the fp32 master weights in fp32), the recurrence
-        run in fp16. Autocast itself would send it to oneDNN, whose CPU LSTM has no fp16 kernel
-        ("could not create a primitive descriptor", torch 2.13); PyTorch's native CPU LSTM has one."""
+        """What autocast(float16) means for the LSTM, done by hand on the CPU: inputs and weights
+        cast to fp16 (differentiably: the gradients reach the fp32 master weights in fp32), the
+        recurrence run in fp16. Autocast itself would send it to oneDNN, whose CPU LSTM has no fp16
+        kernel ("could not create a primitive descriptor", torch 2.13); PyTorch's native CPU LSTM
+        has one."""
         params = {name: p.to(torch.float16) for name, p in self.lstm.named_parameters()}
         buffers = dict(self.lstm.named_buffers())
-        # only `enabled` changes (None leaves the other oneDNN flags alone; the defaults would set them)
-        no_onednn = torch.backends.mkldnn.flags(enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None)
+        # only `enabled` changes (None leaves alone the other oneDNN flags the defaults would set)
+        no_onednn = torch.backends.mkldnn.flags(
+            enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None
+        )
         with torch.autocast("cpu", enabled=False), no_onednn:
-            out, _ = torch.func.functional_call(self.lstm, {**params, **buffers}, (x.to(torch.float16),))
+            out, _ = torch.func.functional_call(
+                self.lstm, {**params, **buffers}, (x.to(torch.float16),)
+            )
         return out  # (B, T, h), float16
 
 
@@ -129,7 +139,11 @@ def parameter_map(model: nn.Module, spec: ModelSpec) -> dict[str, tuple[nn.Param
     for name in spec.param_shapes():
         if spec.model == "lstm" and name.startswith("lstm."):
             _, layer, leaf = name.split(".")
-            torch_name = {"wx": f"lstm.weight_ih_l{layer}", "wh": f"lstm.weight_hh_l{layer}", "b": f"lstm.bias_ih_l{layer}"}[leaf]
+            torch_name = {
+                "wx": f"lstm.weight_ih_l{layer}",
+                "wh": f"lstm.weight_hh_l{layer}",
+                "b": f"lstm.bias_ih_l{layer}",
+            }[leaf]
             mapping[name] = (params[torch_name], leaf != "b")
             continue
         if name in ("wte", "wpe", "embed"):
@@ -142,17 +156,18 @@ def parameter_map(model: nn.Module, spec: ModelSpec) -> dict[str, tuple[nn.Param
 
 
 def load_weights(model: nn.Module, spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
-    """Copy exactly the neutral initial weights into the model; every trainable parameter must be set."""
+    """Copy exactly the neutral initial weights into the model; every trainable parameter must be
+    set."""
     mapping = parameter_map(model, spec)
     with torch.no_grad():
         for name, (param, transposed) in mapping.items():
             array = weights[name].T if transposed else weights[name]
             if tuple(param.shape) != array.shape:
-                raise ValueError(f"{name}: torch shape {tuple(param.shape)} != neutral shape {array.shape}")
+                raise ValueError(
+                    f"{name}: torch shape {tuple(param.shape)} != neutral shape {array.shape}"
+                )
             param.copy_(torch.from_numpy(np.ascontiguousarray(array)))
     loaded = {id(p) for p, _ in mapping.values()}
     missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in loaded]
     if missing:
         raise ValueError(f"parameters without neutral initial weights: {missing}")
-
-

@@ -1,5 +1,6 @@
 """PyTorch: torch.profiler around profiled steps → a Chrome/Perfetto trace and top-operator tables;
-on CUDA also an allocator-history memory snapshot of one step. Imported by the torch backend alone."""
+on CUDA also an allocator-history memory snapshot of one step. Only the torch trainer imports
+it."""
 
 from __future__ import annotations
 
@@ -28,10 +29,17 @@ def trace_steps(trainer: Any, batch: Any, out_dir: Path) -> dict[str, Any]:
 
     def table(attr: str) -> list[dict[str, Any]]:
         rows = sorted(averages, key=lambda e: getattr(e, attr, 0.0), reverse=True)[:TOP_OPS]
-        return [{"name": e.key, "self_s": getattr(e, attr, 0.0) / 1e6 / TRACED_STEPS, "calls": e.count // TRACED_STEPS}
-                for e in rows if getattr(e, attr, 0.0) > 0]
+        return [
+            {
+                "name": e.key,
+                "self_s": getattr(e, attr, 0.0) / 1e6 / TRACED_STEPS,
+                "calls": e.count // TRACED_STEPS,
+            }
+            for e in rows
+            if getattr(e, attr, 0.0) > 0
+        ]
 
-    # self device time is where a GPU step's time goes; on the CPU the ops' self CPU time is the work
+    # a GPU step's time is its ops' self device time; on the CPU their self CPU time is the work
     device_attr = "self_device_time_total"
     op_attr = device_attr if cuda else "self_cpu_time_total"
     op_self_s = {}
@@ -39,12 +47,15 @@ def trace_steps(trainer: Any, batch: Any, out_dir: Path) -> dict[str, Any]:
         op_self_s[e.key] = op_self_s.get(e.key, 0.0) + getattr(e, op_attr, 0.0) / 1e6 / TRACED_STEPS
     out: dict[str, Any] = {
         "trace_path": str(trace_path),
-        "top_ops": {"by_self_cpu": table("self_cpu_time_total"), "by_self_device": table(device_attr) if cuda else []},
+        "top_ops": {
+            "by_self_cpu": table("self_cpu_time_total"),
+            "by_self_device": table(device_attr) if cuda else [],
+        },
         "op_self_s": {k: v for k, v in op_self_s.items() if v > 0},
         "time_basis": "self device time per step (CUDA)" if cuda else "self CPU time per step",
         "memory_snapshot_path": _memory_snapshot(trainer, batch, out_dir) if cuda else None,
         "notes": f"torch.profiler over {TRACED_STEPS} steps; times per step"
-                 + ("" if cuda else "; CPU device: no device times, no memory snapshot"),
+        + ("" if cuda else "; CPU device: no device times, no memory snapshot"),
     }
     torch.cuda.empty_cache() if cuda else None
     return out

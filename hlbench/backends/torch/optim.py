@@ -1,0 +1,47 @@
+"""AdamW for the PyTorch trainer: the weight-decay groups of the workload's spec, the fused kernel
+where the build has one, and AdamW's moments (for dtype checks, masks and the record's byte
+counts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from hlbench.workloads import ModelSpec
+
+MOMENT_KEYS = ("exp_avg", "exp_avg_sq")  # AdamW's first and second moments in optimizer.state
+
+
+def param_groups(
+    param_map: dict[str, tuple[nn.Parameter, bool]], spec: ModelSpec, weight_decay: float
+) -> tuple[list[dict[str, Any]], list[nn.Parameter]]:
+    """The decayed and the undecayed parameters as AdamW groups (the spec says which is which), and
+    all parameters in the groups' order."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, (param, _) in param_map.items():
+        (decay if spec.decayed(name) else no_decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return groups, decay + no_decay
+
+
+def make_adamw(
+    groups: list[dict[str, Any]], opt: dict[str, Any], device: torch.device
+) -> tuple[torch.optim.AdamW, str]:
+    """AdamW with the fused kernel where this build supports it on `device`, else the foreach
+    one."""
+    kwargs = dict(lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"])
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs), "fused"
+    except (RuntimeError, ValueError):  # fused not implemented for this device or dtype
+        return torch.optim.AdamW(groups, foreach=True, **kwargs), "foreach"
+
+
+def moments(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Every AdamW moment tensor (none before the first step)."""
+    return [t for state in optimizer.state.values() for k, t in state.items() if k in MOMENT_KEYS]
