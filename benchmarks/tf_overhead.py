@@ -4,10 +4,11 @@
 Three sides train the `gpt-<size>` cell (fp32, accumulation k, no pruning) from the same initial
 weights on the same batches with the same AdamW, in this one process, trial after trial:
 
-  tf       hlbench.worker.train.run_cell(cell, TFBackend()): what every suite run measures; metrics.tokens_per_s.
-  bare     a hand-written TensorFlow loop (`bare_trial` below): the same model and optimizer classes, one
-           tf.function step with a GradientTape per micro-batch, one clock read before and one after the
-           measured steps (with a device sync before each), nothing in between.
+  tf       hlbench.worker.train.run_cell(cell, TFBackend()): what every suite run measures;
+           metrics.tokens_per_s.
+  bare     a hand-written TensorFlow loop (`bare_trial` below): the same model and optimizer
+           classes, one tf.function step with a GradientTape per micro-batch, one clock read before
+           and one after the measured steps (with a device sync before each), nothing in between.
   torch    run_cell(cell, TorchBackend()) on the torch twin of the cell.
 
 Trials rotate which side goes first, so drift of the machine hits all alike. Printed: tf / bare
@@ -17,7 +18,7 @@ medians of per-trial ratios, and a check that the tf and bare losses agree (same
 A benchmark, not a test: exits 0 whatever the ratios (1 if the tf and bare losses disagree, 2 on bad
 arguments).
 
-    python benchmarks/tf_overhead.py                    # gpt-small, seq 128, batch 8, 5 trials of 20 steps
+    python benchmarks/tf_overhead.py        # gpt-small, seq 128, batch 8, 5 trials of 20 steps
     python benchmarks/tf_overhead.py --size tiny --trials 3 --xla
 """
 
@@ -37,16 +38,17 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from hlbench.backends.tf.backend import TFBackend, _token_loss_sum, configure_runtime  # noqa: E402
-from hlbench.backends.tf.models import build_model  # noqa: E402
-from hlbench.backends.tf.optim import AdamW, clip_by_global_norm  # noqa: E402
-from hlbench.backends.torch.backend import TorchBackend  # noqa: E402
-from hlbench.cell import Cell  # noqa: E402
-from hlbench.suite import load_suite  # noqa: E402
-from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
-from hlbench.workloads import model_spec  # noqa: E402
+from hlbench.backends.tf.backend import TFBackend, configure_runtime
+from hlbench.backends.tf.losses import token_loss_sum
+from hlbench.backends.tf.models import build_model
+from hlbench.backends.tf.optim import AdamW, clip_by_global_norm
+from hlbench.backends.torch.backend import TorchBackend
+from hlbench.cell import Cell
+from hlbench.suite import load_suite
+from hlbench.worker.train import corpus_for, run_cell, train_batches
+from hlbench.workloads import model_spec
 
 TARGET = 0.99
 LOSS_RTOL = 1e-5
@@ -56,7 +58,13 @@ device: cpu
 backends: [torch, tf]
 workloads: [{{model: gpt, size: {size}, seq_len: {seq_len}, batch_size: {batch_size}}}]
 axes: {{accumulation: [{accumulation}], compile: [{xla}]}}
-measurement: {{warmup_steps: {warmup}, steps: {steps}, windows: 1, budget_s: 1.0e9, timeout_s: 1.0e9, eval_batches: 1}}
+measurement:
+  warmup_steps: {warmup}
+  steps: {steps}
+  windows: 1
+  budget_s: 1.0e9
+  timeout_s: 1.0e9
+  eval_batches: 1
 """
 
 
@@ -68,7 +76,8 @@ def cells(args: argparse.Namespace) -> dict[str, Cell]:
 
 
 def bare_trial(cell: Cell, warmup: int, steps: int) -> tuple[float, list[float]]:
-    """A TensorFlow training loop as a user writes it; returns (tokens/s of the measured steps, losses)."""
+    """A TensorFlow training loop as a user writes it; returns (tokens/s of the measured steps,
+    losses)."""
     spec = model_spec(cell)
     batches = train_batches(cell, corpus_for(cell), warmup + steps)
     names = list(spec.param_shapes())
@@ -83,7 +92,9 @@ def bare_trial(cell: Cell, warmup: int, steps: int) -> tuple[float, list[float]]
         total, acc = tf.constant(0.0), [tf.zeros_like(p) for p in params]
         for i in range(k):  # unrolled: k is small and static
             with tf.GradientTape() as tape:
-                loss_sum = _token_loss_sum(model(inputs[i * micro:(i + 1) * micro]), targets[i * micro:(i + 1) * micro])
+                loss_sum = token_loss_sum(
+                    model(inputs[i * micro : (i + 1) * micro]), targets[i * micro : (i + 1) * micro]
+                )
                 scaled = loss_sum / n_tokens
             grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled, params)]
             total, acc = total + loss_sum, [a + g for a, g in zip(acc, grads)]
@@ -93,7 +104,8 @@ def bare_trial(cell: Cell, warmup: int, steps: int) -> tuple[float, list[float]]
         return total / n_tokens
 
     def feed(b: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        # per step, from the NumPy batch, as a user's loop (and hlbench's, and the torch side's) does
+        # per step, from the NumPy batch, as a user's loop (and hlbench's, and the torch side's)
+        # does
         return tf.constant(b.inputs), tf.constant(b.targets), tf.constant(float(b.n_target_tokens))
 
     losses = [step(*feed(b)) for b in batches[:warmup]]
@@ -106,7 +118,7 @@ def bare_trial(cell: Cell, warmup: int, steps: int) -> tuple[float, list[float]]
     return w["global_batch"] * w["seq_len"] * steps / elapsed, [float(x) for x in losses]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="small", help="gpt preset (default: small)")
     parser.add_argument("--seq-len", type=int, default=128)
@@ -115,39 +127,89 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--xla", action="store_true", help="compile: true (XLA for tf and bare, torch.compile for torch)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--xla",
+        action="store_true",
+        help="compile: true (XLA for tf and bare, torch.compile for torch)",
+    )
+    return parser.parse_args(argv)
+
+
+def one_trial(
+    trial: int, tf_cell: Cell, torch_cell: Cell, args: argparse.Namespace
+) -> tuple[dict[str, float], list[float], list[float]]:
+    """(tokens/s per side, tf's per-step losses, bare's per-step losses) of one trial, the sides in
+    an order rotated by the trial's number."""
+    sides = ["tf", "bare", "torch"]
+    tps: dict[str, float] = {}
+    tf_losses: list[float] = []
+    bare_losses: list[float] = []
+    for side in sides[trial % 3 :] + sides[: trial % 3]:
+        gc.collect()
+        if side == "bare":
+            tps[side], bare_losses = bare_trial(tf_cell, args.warmup, args.steps)
+        else:
+            result = run_cell(
+                tf_cell if side == "tf" else torch_cell,
+                TFBackend() if side == "tf" else TorchBackend(),
+            )
+            tps[side] = result["metrics"]["tokens_per_s"]
+            if side == "tf":
+                tf_losses = result["loss"]["train_loss_per_step"]
+    return tps, tf_losses, bare_losses
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     configure_runtime()
     by_backend = cells(args)
     tf_cell, torch_cell = by_backend["tf"], by_backend["torch"]
-    print(f"cell {tf_cell.id} vs {torch_cell.id}; {args.warmup} warmup + {args.steps} measured steps; "
-          f"{args.trials} trials; TF {tf.__version__}, {os.cpu_count()} CPUs")
-    header = f"{'trial':>5}  {'tf tok/s':>10}  {'bare tok/s':>10}  {'torch tok/s':>11}  {'tf/bare':>7}  {'torch/tf':>8}"
+    print(
+        f"cell {tf_cell.id} vs {torch_cell.id}; {args.warmup} warmup + {args.steps} measured "
+        f"steps; {args.trials} trials; TF {tf.__version__}, {os.cpu_count()} CPUs"
+    )
+    header = (
+        f"{'trial':>5}  {'tf tok/s':>10}  {'bare tok/s':>10}  {'torch tok/s':>11}  "
+        f"{'tf/bare':>7}  {'torch/tf':>8}"
+    )
     print(header + "\n" + "-" * len(header))
     ratios, fw_ratios, tf_losses, bare_losses = [], [], [], []
-    sides = ["tf", "bare", "torch"]
     for trial in range(args.trials):
-        tps: dict[str, float] = {}
-        for side in sides[trial % 3:] + sides[:trial % 3]:
-            gc.collect()
-            if side == "bare":
-                tps[side], losses = bare_trial(tf_cell, args.warmup, args.steps)
-                bare_losses.append(losses)
-            else:
-                result = run_cell(tf_cell if side == "tf" else torch_cell, TFBackend() if side == "tf" else TorchBackend())
-                tps[side] = result["metrics"]["tokens_per_s"]
-                if side == "tf":
-                    tf_losses.append(result["loss"]["train_loss_per_step"])
+        tps, tf_trial_losses, bare_trial_losses = one_trial(trial, tf_cell, torch_cell, args)
+        tf_losses.append(tf_trial_losses)
+        bare_losses.append(bare_trial_losses)
         ratios.append(tps["tf"] / tps["bare"])
         fw_ratios.append(tps["torch"] / tps["tf"])
-        print(f"{trial + 1:>5}  {tps['tf']:>10,.0f}  {tps['bare']:>10,.0f}  {tps['torch']:>11,.0f}  "
-              f"{ratios[-1]:>7.3f}  {fw_ratios[-1]:>8.3f}", flush=True)
+        print(
+            f"{trial + 1:>5}  {tps['tf']:>10,.0f}  {tps['bare']:>10,.0f}  {tps['torch']:>11,.0f}  "
+            f"{ratios[-1]:>7.3f}  {fw_ratios[-1]:>8.3f}",
+            flush=True,
+        )
+    return report(ratios, fw_ratios, tf_losses, bare_losses)
+
+
+def report(
+    ratios: list[float],
+    fw_ratios: list[float],
+    tf_losses: list[list[float]],
+    bare_losses: list[list[float]],
+) -> int:
+    """Print the summary; 0, or 1 when the tf and bare losses disagree."""
     same = np.allclose(np.array(tf_losses), np.array(bare_losses), rtol=LOSS_RTOL)
-    print(f"\ncheck: tf and bare per-step losses agree (rtol {LOSS_RTOL:g}): {'PASS' if same else 'FAIL'}")
+    print(
+        f"\ncheck: tf and bare per-step losses agree (rtol {LOSS_RTOL:g}): "
+        f"{'PASS' if same else 'FAIL'}"
+    )
     median = statistics.median(ratios)
-    print(f"tf / bare    = {median:.3f} (median of per-trial ratios, span {min(ratios):.3f} … {max(ratios):.3f}; "
-          f"target ≥ {TARGET}: {'meets' if median >= TARGET else 'BELOW'})")
-    print(f"torch / tf   = {statistics.median(fw_ratios):.3f} (median; > 1 means PyTorch trains this cell faster here)")
+    print(
+        f"tf / bare    = {median:.3f} (median of per-trial ratios, "
+        f"span {min(ratios):.3f} … {max(ratios):.3f}; "
+        f"target ≥ {TARGET}: {'meets' if median >= TARGET else 'BELOW'})"
+    )
+    print(
+        f"torch / tf   = {statistics.median(fw_ratios):.3f} "
+        "(median; > 1 means PyTorch trains this cell faster here)"
+    )
     return 0 if same else 1
 
 

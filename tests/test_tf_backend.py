@@ -1,4 +1,5 @@
-"""The TensorFlow backend: the same training as PyTorch's (parity), accumulation done right, XLA, runs."""
+"""The TensorFlow backend: the same training as PyTorch's (parity), accumulation done right, XLA,
+runs."""
 
 from __future__ import annotations
 
@@ -33,9 +34,14 @@ measurement: {warmup_steps: 1, steps: 3, windows: 1, eval_batches: 1}
 BACKENDS = {"torch": TorchBackend, "tf": TFBackend}
 
 
-def _cells(write_suite, model: str = "gpt", variable_length: bool = False) -> dict[tuple[str, int, bool], object]:
+def _cells(
+    write_suite, model: str = "gpt", variable_length: bool = False
+) -> dict[tuple[str, int, bool], object]:
     text = SUITE.replace("MODEL", model).replace("VARLEN", str(variable_length).lower())
-    return {(c.backend, c.axes["accumulation"], c.axes["compile"]): c for c in load_suite(write_suite(text)).cells}
+    return {
+        (c.backend, c.axes["accumulation"], c.axes["compile"]): c
+        for c in load_suite(write_suite(text)).cells
+    }
 
 
 def _trainer(cell):
@@ -48,8 +54,13 @@ def test_parity_with_pytorch_in_fp32(write_suite, model):
     group = [cells[("torch", 1, False)], cells[("tf", 1, False)]]
     probes = [parity.probe(c, BACKENDS[c.backend](), parity.DEFAULT_STEPS) for c in group]
     checks = parity.compare(probes, parity.TOLERANCES["fp32"], parity.DEFAULT_STEPS)
-    assert [c["name"] for c in checks] == ["initial_weights", "initial_loss", "grad_norm", "loss_after_20_steps",
-                                           "grad_max_rel"]
+    assert [c["name"] for c in checks] == [
+        "initial_weights",
+        "initial_loss",
+        "grad_norm",
+        "loss_after_20_steps",
+        "grad_max_rel",
+    ]
     failed = [c for c in checks if not c["passed"]]
     assert not failed, failed
     # the optimizer really moved both models the same way: 20 per-step losses track each other
@@ -58,11 +69,16 @@ def test_parity_with_pytorch_in_fp32(write_suite, model):
     np.testing.assert_allclose(tf_losses, torch_losses, rtol=1e-4)
 
 
-@pytest.mark.parametrize(("model", "level"), [("gpt", "bf16"), ("gpt", "fp16"), ("gpt", "bf16-pure"), ("lstm", "fp16")])
+@pytest.mark.parametrize(
+    ("model", "level"), [("gpt", "bf16"), ("gpt", "fp16"), ("gpt", "bf16-pure"), ("lstm", "fp16")]
+)
 def test_parity_with_pytorch_at_reduced_precision(write_suite, model, level):
     """The same run at a reduced level in both frameworks stays within that level's tolerances."""
-    text = SUITE.replace("MODEL", model).replace("VARLEN", "false").replace(
-        "accumulation: [1, 4]", f"accumulation: [1]\n  precision: [{level}]")
+    text = (
+        SUITE.replace("MODEL", model)
+        .replace("VARLEN", "false")
+        .replace("accumulation: [1, 4]", f"accumulation: [1]\n  precision: [{level}]")
+    )
     group = [c for c in load_suite(write_suite(text)).cells if not c.axes["compile"]]
     assert [c.backend for c in group] == ["torch", "tf"]
     probes = [parity.probe(c, BACKENDS[c.backend](), parity.DEFAULT_STEPS) for c in group]
@@ -106,13 +122,29 @@ def test_run_cell_records_what_ran(write_suite):
     result = run_cell(_cells(write_suite, "lstm")[("tf", 1, True)], TFBackend())
     assert result["timing"]["steps_measured"] == 3
     assert result["metrics"]["tokens_per_s"] > 0
-    assert result["memory"]["tf_gpu_peak_bytes"] is None and "CPU" in result["memory"]["framework_memory_reason"]
-    assert result["backend_info"]["device"] == "/CPU:0" and result["backend_info"]["jit_compile"] is True
+    assert (
+        result["memory"]["tf_gpu_peak_bytes"] is None
+        and "CPU" in result["memory"]["framework_memory_reason"]
+    )
+    assert (
+        result["backend_info"]["device"] == "/CPU:0"
+        and result["backend_info"]["jit_compile"] is True
+    )
 
 
 def test_parity_command_names_a_perturbed_parameter(tmp_path):
     env = {**os.environ, parity.PERTURB_ENV: "tf:h.1.mlp.c_fc.w", "OMP_NUM_THREADS": "1"}
-    proc = run_cli("parity", "--model", "gpt", "--steps", "2", "--results-dir", str(tmp_path), cwd=REPO, env=env)
+    proc = run_cli(
+        "parity",
+        "--model",
+        "gpt",
+        "--steps",
+        "2",
+        "--results-dir",
+        str(tmp_path),
+        cwd=REPO,
+        env=env,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "tf loaded h.1.mlp.c_fc.w differently" in proc.stderr
     (records_file,) = (tmp_path / "parity-gpt-tiny").glob("parity-*.jsonl")
@@ -124,9 +156,20 @@ def test_parity_command_names_a_perturbed_parameter(tmp_path):
 
 def test_smoke_suite_runs_both_backends(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = run_cli("run", "suites/smoke.yaml", "--quiet", "--results-dir", str(tmp_path), cwd=REPO, env=env, timeout=600)
+    proc = run_cli(
+        "run",
+        "suites/smoke.yaml",
+        "--quiet",
+        "--results-dir",
+        str(tmp_path),
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    records = [json.loads(line) for f in tmp_path.rglob("*.jsonl") for line in f.read_text().splitlines()]
+    records = [
+        json.loads(line) for f in tmp_path.rglob("*.jsonl") for line in f.read_text().splitlines()
+    ]
     ok = {r["cell"]["backend"] for r in records if r["status"] == "ok"}
     assert ok == {"torch", "tf"}
     tf_record = next(r for r in records if r["cell"]["backend"] == "tf" and r["status"] == "ok")

@@ -3,8 +3,9 @@
 Why not keras.optimizers.AdamW / tf.clip_by_global_norm: both differ from what the PyTorch backend
 runs, so the frameworks would not train the same way.
 - Keras's Adam adds ε to sqrt(v) *before* the bias correction of v (its update is
-  lr·sqrt(1-β2ᵗ)/(1-β1ᵗ) · m / (sqrt(v) + ε)), PyTorch's after it (lr/(1-β1ᵗ) · m / (sqrt(v)/sqrt(1-β2ᵗ) + ε)):
-  the same only when ε is negligible, which is not true for small gradients early in training.
+  lr·sqrt(1-β2ᵗ)/(1-β1ᵗ) · m / (sqrt(v) + ε)), PyTorch's after it
+  (lr/(1-β1ᵗ) · m / (sqrt(v)/sqrt(1-β2ᵗ) + ε)): the same only when ε is negligible, which is not
+  true for small gradients early in training.
 - tf.clip_by_global_norm scales by clip/max(norm, clip); torch.nn.utils.clip_grad_norm_ by
   min(1, clip/(norm + 1e-6)).
 Both are a few lines, written here once.
@@ -21,7 +22,8 @@ and its defaults differ from GradScaler's (initial scale 2**15, not 2**16).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -40,13 +42,17 @@ def clip_by_global_norm(grads: Sequence[tf.Tensor], max_norm: float) -> list[tf.
 
 
 class AdamW:
-    """torch.optim.AdamW (amsgrad off, maximize off): decoupled decay, then the bias-corrected Adam step.
+    """torch.optim.AdamW (amsgrad off, maximize off): decoupled decay, then the bias-corrected
+    Adam step.
 
-    `decayed[i]` says whether variables[i] gets weight decay (the neutral spec decides, as in PyTorch).
+    `decayed[i]` says whether variables[i] gets weight decay (the neutral spec decides, as in
+    PyTorch).
     Moments are created here, eagerly, so the compiled step never creates variables.
     """
 
-    def __init__(self, variables: Sequence[Any], decayed: Sequence[bool], opt: dict[str, Any]) -> None:
+    def __init__(
+        self, variables: Sequence[Any], decayed: Sequence[bool], opt: dict[str, Any]
+    ) -> None:
         self.variables = list(variables)
         self.decayed = list(decayed)
         self.lr = float(opt["lr"])
@@ -54,8 +60,14 @@ class AdamW:
         self.eps = float(opt["eps"])
         self.weight_decay = float(opt["weight_decay"])
         self.step = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="adamw/step")
-        self.m = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="adamw/m") for v in self.variables]
-        self.v = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="adamw/v") for v in self.variables]
+        self.m = [
+            tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="adamw/m")
+            for v in self.variables
+        ]
+        self.v = [
+            tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="adamw/v")
+            for v in self.variables
+        ]
 
     def apply(self, grads: Sequence[tf.Tensor]) -> None:
         step = self.step.assign_add(1.0)
@@ -65,15 +77,23 @@ class AdamW:
     def apply_distributed(self, strategy: tf.distribute.Strategy, grads: Sequence[Any]) -> None:
         """`apply` on mirrored variables, from cross-replica context (a merge_call): each variable's
         copy on each device is updated with that device's (already all-reduced, identical) gradient,
-        as Keras's optimizers do under tf.distribute. The step, moments and variables are mirrored."""
+        as Keras's optimizers do under tf.distribute. The step, moments and variables are
+        mirrored."""
         ext = strategy.extended
         ext.update(self.step, lambda step: step.assign_add(1.0), group=False)
         for var, grad, m, v, decayed in zip(self.variables, grads, self.m, self.v, self.decayed):
-            # m, v and step are mirrored variables: inside the update of `var` on a device, they read
-            # and assign that device's copy (tf.distribute's update context)
-            ext.update(_tf_variable(var), self.update_variable, args=(grad, m, v, self.step, decayed), group=False)
+            # m, v and step are mirrored variables: inside the update of `var` on a device, they
+            # read and assign that device's copy (tf.distribute's update context)
+            ext.update(
+                _tf_variable(var),
+                self.update_variable,
+                args=(grad, m, v, self.step, decayed),
+                group=False,
+            )
 
-    def update_variable(self, var: Any, grad: tf.Tensor, m: Any, v: Any, step: Any, decayed: bool) -> None:
+    def update_variable(
+        self, var: Any, grad: tf.Tensor, m: Any, v: Any, step: Any, decayed: bool
+    ) -> None:
         """One parameter's AdamW update at optimizer step `step` (already incremented, ≥ 1)."""
         step = tf.cast(step, tf.float32)
         bias_correction1 = 1.0 - tf.pow(self.beta1, step)
@@ -93,8 +113,9 @@ class AdamW:
 
 
 def _tf_variable(var: Any) -> Any:
-    """The tf.Variable behind a Keras 3 variable (the LSTM's), which is what tf.distribute mirrors and
-    updates; a tf.Variable itself otherwise. (tf.Variable.value is a method, Keras's `value` a variable.)"""
+    """The tf.Variable behind a Keras 3 variable (the LSTM's), which is what tf.distribute mirrors
+    and updates; a tf.Variable itself otherwise. (tf.Variable.value is a method, Keras's `value` a
+    variable.)"""
     inner = getattr(var, "value", None)
     return inner if isinstance(inner, tf.Variable) else var
 
@@ -103,20 +124,33 @@ class DynamicLossScale:
     """torch.amp.GradScaler's dynamic loss scaling, step for step.
 
     The loss is multiplied by `scale` before the gradients are taken; `unscale` multiplies them by
-    1/scale and reports whether any is non-finite; the caller skips the optimizer step then; `update`
-    halves the scale after an overflow (and restarts the count), or doubles it after `growth_interval`
-    consecutive finite steps (if the doubled scale is finite), as torch's _amp_update_scale_ does.
+    1/scale and reports whether any is non-finite; the caller skips the optimizer step then;
+    `update` halves the scale after an overflow (and restarts the count), or doubles it after
+    `growth_interval` consecutive finite steps (if the doubled scale is finite), as torch's
+    _amp_update_scale_ does.
     """
 
-    def __init__(self, init_scale: float, growth_factor: float, backoff_factor: float, growth_interval: int) -> None:
+    def __init__(
+        self, init_scale: float, growth_factor: float, backoff_factor: float, growth_interval: int
+    ) -> None:
         self.scale = tf.Variable(init_scale, trainable=False, dtype=tf.float32, name="loss_scale")
-        self.growth_tracker = tf.Variable(0, trainable=False, dtype=tf.int32, name="loss_scale/growth_tracker")
-        self.overflow_steps = tf.Variable(0, trainable=False, dtype=tf.int32, name="loss_scale/overflow_steps")
-        self.growth_factor, self.backoff_factor, self.growth_interval = growth_factor, backoff_factor, growth_interval
+        self.growth_tracker = tf.Variable(
+            0, trainable=False, dtype=tf.int32, name="loss_scale/growth_tracker"
+        )
+        self.overflow_steps = tf.Variable(
+            0, trainable=False, dtype=tf.int32, name="loss_scale/overflow_steps"
+        )
+        self.growth_factor, self.backoff_factor, self.growth_interval = (
+            growth_factor,
+            backoff_factor,
+            growth_interval,
+        )
 
     def unscale(self, grads: Sequence[tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor]:
         """(gradients × 1/scale, whether any gradient is non-finite)."""
-        inv_scale = tf.cast(1.0 / tf.cast(self.scale, tf.float64), tf.float32)  # GradScaler: double reciprocal
+        inv_scale = tf.cast(
+            1.0 / tf.cast(self.scale, tf.float64), tf.float32
+        )  # GradScaler: double reciprocal
         grads = [g * tf.cast(inv_scale, g.dtype) for g in grads]
         finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in grads]))
         return grads, tf.logical_not(finite)
@@ -125,8 +159,11 @@ class DynamicLossScale:
         successful = self.growth_tracker + 1
         grow = tf.logical_and(tf.logical_not(found_inf), tf.equal(successful, self.growth_interval))
         grown = self.scale * self.growth_factor
-        new_scale = tf.where(found_inf, self.scale * self.backoff_factor,
-                             tf.where(tf.logical_and(grow, tf.math.is_finite(grown)), grown, self.scale))
+        new_scale = tf.where(
+            found_inf,
+            self.scale * self.backoff_factor,
+            tf.where(tf.logical_and(grow, tf.math.is_finite(grown)), grown, self.scale),
+        )
         self.growth_tracker.assign(tf.where(tf.logical_or(found_inf, grow), 0, successful))
         self.scale.assign(new_scale)
         self.overflow_steps.assign_add(tf.cast(found_inf, tf.int32))

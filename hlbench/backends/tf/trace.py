@@ -1,11 +1,11 @@
-"""TensorFlow: tf.profiler around profiled steps → the XSpace trace (`.xplane.pb`, what TensorBoard's
-profile plugin opens), and the top operators read from it without TensorBoard.
+"""TensorFlow: tf.profiler around profiled steps → the XSpace trace (`.xplane.pb`, what
+TensorBoard's profile plugin opens), and the top operators read from it without TensorBoard.
 
 What can be read without a GUI: the xplane protobuf parses with TensorFlow's own bindings
 (tensorflow.tsl.profiler.protobuf.xplane_pb2). On the host plane, the executor's compute threads
 (`tf_Compute/…` lines) carry one event per executed op named `node_name:OpType`; self time is its
-duration minus the op events nested in it. What cannot (here): per-op GPU kernel times — on a GPU the
-device planes hold kernel events, which hlbench does not attribute back to ops (TensorBoard's
+duration minus the op events nested in it. What cannot (here): per-op GPU kernel times — on a GPU
+the device planes hold kernel events, which hlbench does not attribute back to ops (TensorBoard's
 op_profile does); XLA-compiled clusters appear as one op (their fused HLO is not split); no Chrome
 trace JSON is written (TensorBoard's trace viewer converts the xplane itself). Imported by the TF
 backend alone.
@@ -20,7 +20,9 @@ from typing import Any
 
 TOP_OPS = 15
 TRACED_STEPS = 2
-_OP_EVENT = re.compile(r"^(?P<node>[^:]+):(?P<type>[A-Za-z0-9_]+)$")  # `node:OpType`, never `Class::method`
+_OP_EVENT = re.compile(
+    r"^(?P<node>[^:]+):(?P<type>[A-Za-z0-9_]+)$"
+)  # `node:OpType`, never `Class::method`
 
 
 def trace_steps(trainer: Any, batch: Any, out_dir: Path) -> dict[str, Any]:
@@ -37,18 +39,28 @@ def trace_steps(trainer: Any, batch: Any, out_dir: Path) -> dict[str, Any]:
     finally:
         tf.profiler.experimental.stop()
     files = sorted(str(p) for p in out_dir.rglob("*.xplane.pb"))
-    notes = (f"tf.profiler over {TRACED_STEPS} steps; host-side op times from the xplane's tf_Compute "
-             "threads (self CPU time per step); GPU kernel times per op and XLA-fused internals are not extracted")
+    notes = (
+        f"tf.profiler over {TRACED_STEPS} steps; host-side op times from the xplane's tf_Compute "
+        "threads (self CPU time per step); GPU kernel times per op and XLA-fused internals are "
+        "not extracted"
+    )
     op_self_s: dict[str, float] = {}
     try:
-        op_self_s = {k: v / TRACED_STEPS for k, v in xplane_op_self_s(Path(files[-1])).items()} if files else {}
+        op_self_s = (
+            {k: v / TRACED_STEPS for k, v in xplane_op_self_s(Path(files[-1])).items()}
+            if files
+            else {}
+        )
     except ImportError as exc:  # a TensorFlow build without the bindings: the trace files alone
         notes += f"; op times not read: {exc}"
     ranked = sorted(op_self_s.items(), key=lambda kv: kv[1], reverse=True)[:TOP_OPS]
     return {
         "trace_path": files[-1] if files else None,
         "trace_files": files,
-        "top_ops": {"by_self_cpu": [{"name": n, "self_s": s} for n, s in ranked], "by_self_device": []},
+        "top_ops": {
+            "by_self_cpu": [{"name": n, "self_s": s} for n, s in ranked],
+            "by_self_device": [],
+        },
         "op_self_s": op_self_s,
         "time_basis": "self CPU time per step (host compute threads)",
         "notes": notes,
@@ -67,8 +79,11 @@ def xplane_op_self_s(path: Path) -> dict[str, float]:
             continue
         names = {i: m.name for i, m in plane.event_metadata.items()}
         for line in plane.lines:
-            ops = [(e.offset_ps, e.offset_ps + e.duration_ps, m.group("type")) for e in line.events
-                   if (m := _OP_EVENT.match(names.get(e.metadata_id, "")))]
+            ops = [
+                (e.offset_ps, e.offset_ps + e.duration_ps, m.group("type"))
+                for e in line.events
+                if (m := _OP_EVENT.match(names.get(e.metadata_id, "")))
+            ]
             ops.sort(key=lambda op: (op[0], -op[1]))
             stack: list[list[Any]] = []  # [end_ps, type, nested_ps, duration_ps]
 
