@@ -31,23 +31,28 @@ sys.exit(code)
 
 def _hlbench(args: list[str], blocked: set[str]) -> subprocess.CompletedProcess[str]:
     code = BLOCKER.format(BLOCKED=blocked, ARGV=args)
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 NEITHER = {"torch", "tensorflow", "keras"}
 
 
-@pytest.mark.parametrize("args", [
-    ["--help"],
-    ["env"],
-    ["run", "suites/default.yaml", "--dry-run"],
-    ["run", "--help"],
-    ["parity", "--help"],
-    ["table", "--help"],
-    ["report", "--help"],
-    ["compare", "--help"],
-    ["baseline", "--help"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["env"],
+        ["run", "suites/default.yaml", "--dry-run"],
+        ["run", "--help"],
+        ["parity", "--help"],
+        ["table", "--help"],
+        ["report", "--help"],
+        ["compare", "--help"],
+        ["baseline", "--help"],
+    ],
+)
 def test_commands_that_do_not_train_need_no_framework(args):
     proc = _hlbench(args, NEITHER)
     assert proc.returncode == 0, proc.stderr

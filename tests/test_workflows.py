@@ -1,4 +1,5 @@
-"""The GitHub workflows parse, call what exists, and turn compare's exit codes into the right outcome."""
+"""The GitHub workflows parse, call what exists, and turn compare's exit codes into the right
+outcome."""
 
 from __future__ import annotations
 
@@ -6,20 +7,19 @@ import re
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from hlbench.cli import build_parser
-from hlbench.compare.verdicts import METRICS
 from hlbench.compare.render import MD_MARKER
+from hlbench.compare.verdicts import METRICS
 from tests.conftest import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
 GPU_LABELS = ["self-hosted", "linux", "x64", "gpu", "hlbench-gpu"]
-# Subcommands the workflows may call: this module's own, and those of the report issue.
+# Subcommands the workflows may call: run, env, compare, and the exports (table, report, baseline).
 KNOWN_COMMANDS = {"run", "env", "compare", "baseline", "table", "report"}
 
 
@@ -57,13 +57,19 @@ def test_every_workflow_is_valid_yaml_with_jobs():
     for path in files:
         doc = load(path.name)
         assert doc["name"] and doc["on"] and doc["jobs"], path
-        assert doc["permissions"] == {"contents": "read"}, f"{path.name}: least privilege at the top"
+        assert doc["permissions"] == {"contents": "read"}, (
+            f"{path.name}: least privilege at the top"
+        )
         for job_name, job in doc["jobs"].items():
             assert "runs-on" in job and job.get("steps"), f"{path.name}: job {job_name}"
             for s in job["steps"]:
-                assert ("uses" in s) != ("run" in s), f"{path.name}:{job_name}: a step either uses or runs"
+                assert ("uses" in s) != ("run" in s), (
+                    f"{path.name}:{job_name}: a step either uses or runs"
+                )
                 if "uses" in s:
-                    assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", s["uses"]), s["uses"]  # pinned major
+                    assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", s["uses"]), s[
+                        "uses"
+                    ]  # pinned major
 
 
 def test_cpu_workflow_runs_the_readme_commands_through_ci_run():
@@ -86,7 +92,9 @@ def test_gpu_workflow_structure():
     assert doc["on"]["workflow_dispatch"]["inputs"]["promote"]["type"] == "boolean"
     job = doc["jobs"]["bench"]
     assert job["runs-on"] == GPU_LABELS
-    assert "head.repo.full_name == github.repository" in job["if"]  # no fork code on the self-hosted runner
+    assert (
+        "head.repo.full_name == github.repository" in job["if"]
+    )  # no fork code on the self-hosted runner
     assert doc["concurrency"]["cancel-in-progress"] is False
     assert job["permissions"]["pull-requests"] == "write"
     assert "suites/ci-gpu.yaml" in step(doc, "bench", "Run suites/ci-gpu.yaml")["run"]
@@ -96,9 +104,13 @@ def test_gpu_workflow_structure():
     post = step(doc, "bench", "Post the verdict")
     assert post["uses"].startswith("actions/github-script@") and MD_MARKER in post["with"]["script"]
     assert "pull_request" in post["if"]
-    # The report issue's exports, as agreed: table in github-action-benchmark JSON, report as markdown.
+    # The exports: the table as github-action-benchmark JSON, the report as markdown.
     exports = step(doc, "bench", "Report and github-action-benchmark export")["run"]
-    assert "hlbench table" in exports and "--format gab-json" in exports and "hlbench report" in exports
+    assert (
+        "hlbench table" in exports
+        and "--format gab-json" in exports
+        and "hlbench report" in exports
+    )
     chart = doc["jobs"]["chart"]
     assert chart["needs"] == "bench" and chart["permissions"] == {"contents": "write"}
 
@@ -107,11 +119,20 @@ def test_labels_are_documented_and_known_to_actionlint():
     docs = (REPO / "docs" / "ci.md").read_text()
     assert ", ".join(GPU_LABELS) in docs
     config = yaml.safe_load((REPO / ".github" / "actionlint.yaml").read_text())
-    assert set(config["self-hosted-runner"]["labels"]) == set(GPU_LABELS) - {"self-hosted", "linux", "x64"}
+    assert set(config["self-hosted-runner"]["labels"]) == set(GPU_LABELS) - {
+        "self-hosted",
+        "linux",
+        "x64",
+    }
 
 
 def test_documented_exit_codes_match_the_code():
-    from hlbench.compare.verdicts import EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSED
+    from hlbench.compare.verdicts import (
+        EXIT_INCOMPARABLE,
+        EXIT_INCONCLUSIVE,
+        EXIT_OK,
+        EXIT_REGRESSED,
+    )
 
     assert (EXIT_OK, EXIT_REGRESSED, EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE) == (0, 1, 2, 3)
     docs = (REPO / "docs" / "ci.md").read_text()
@@ -131,29 +152,45 @@ def test_workflow_hlbench_invocations_parse():
             assert command in KNOWN_COMMANDS, command
 
 
-@pytest.mark.parametrize("code, exit_status", [("0", 0), ("3", 0), ("none", 0), ("1", 1), ("2", 1), ("", 1)])
+@pytest.mark.parametrize(
+    "code, exit_status", [("0", 0), ("3", 0), ("none", 0), ("1", 1), ("2", 1), ("", 1)]
+)
 def test_verdict_step_fails_on_regression_and_incomparable(code, exit_status):
     script = step(load("gpu-bench.yml"), "bench", "Verdict")["run"]
-    proc = subprocess.run(["bash", "-e", "-c", script], env={"CODE": code, "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=10)
+    proc = subprocess.run(
+        ["bash", "-e", "-c", script],
+        env={"CODE": code, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert proc.returncode == exit_status, proc.stdout + proc.stderr
 
 
 def _shell(script: str) -> str:
-    return re.sub(r"\$\{\{.*?\}\}", "EXPR", script)  # GitHub expressions are substituted before bash runs
+    return re.sub(
+        r"\$\{\{.*?\}\}", "EXPR", script
+    )  # GitHub expressions are substituted before bash runs
 
 
 def test_run_blocks_are_valid_bash():
     for where, script in run_scripts():
-        proc = subprocess.run(["bash", "-n"], input=_shell(script), capture_output=True, text=True, timeout=10)
+        proc = subprocess.run(
+            ["bash", "-n"], input=_shell(script), capture_output=True, text=True, timeout=10
+        )
         assert proc.returncode == 0, f"{where}: {proc.stderr}"
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 def test_run_blocks_pass_shellcheck():
     for where, script in run_scripts():
-        proc = subprocess.run(["shellcheck", "-s", "bash", "-e", "SC2129,SC1091", "-"], input=_shell(script),
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            ["shellcheck", "-s", "bash", "-e", "SC2129,SC1091", "-"],
+            input=_shell(script),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert proc.returncode == 0, f"{where}:\n{proc.stdout}"
 
 
@@ -174,4 +211,7 @@ def test_ci_gpu_suite_is_valid_and_gives_enough_samples():
     assert m.steps * m.windows * m.repeats >= 50  # samples per cell for compare's test
     assert len(suite.cells) == 4
     # The workflow looks for the records under the suite's name.
-    assert suite.name == "ci-gpu" and "ci-gpu/*.jsonl" in step(load("gpu-bench.yml"), "bench", "Run suites")["run"]
+    assert (
+        suite.name == "ci-gpu"
+        and "ci-gpu/*.jsonl" in step(load("gpu-bench.yml"), "bench", "Run suites")["run"]
+    )

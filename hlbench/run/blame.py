@@ -1,11 +1,11 @@
 """How a cell's processes ended, as one record: which rank failed first, and why.
 
 A data-parallel cell has several processes; when one fails the others fail too (a collective's
-"connection reset by peer", torchrun's SIGTERM to the survivors). The record must name the cause, not
-the consequences. Each rank writes its own outcome (`result.rank<R>.json`, hlbench.worker) with the
-time it caught its exception; a rank that died without writing one (a signal, a hard exit) is known
-from torchrun's failure summary or from the parent's own watch over TF workers (group_failure says
-in which order these count). The other ranks' failures only annotate the reason.
+"connection reset by peer", torchrun's SIGTERM to the survivors). The record must name the cause,
+not the consequences. Each rank writes its own outcome (`result.rank<R>.json`, hlbench.worker) with
+the time it caught its exception; a rank that died without writing one (a signal, a hard exit) is
+known from torchrun's failure summary or from the parent's own watch over TF workers
+(group_failure says in which order these count). The other ranks' failures only annotate the reason.
 """
 
 from __future__ import annotations
@@ -34,30 +34,44 @@ def rank_results(result_file: Path) -> dict[int, dict[str, Any]]:
 
 
 def failed_rank_outcome(ranks: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
-    """One record's outcome from the rank that failed in Python (oom, error) first — by the time each
-    rank caught its exception; a peer's "connection reset" comes after the failure that caused it —
-    naming it and the other ranks that failed; None when none did."""
+    """One record's outcome from the rank that failed in Python (oom, error) first — by the time
+    each rank caught its exception; a peer's "connection reset" comes after the failure that caused
+    it — naming it and the other ranks that failed; None when none did."""
     failed = {r: res for r, res in ranks.items() if res.get("status") in ("oom", "error")}
     if not failed:
         return None
     first = min(failed, key=lambda r: (failed[r].get("failed_at_monotonic_s") or float("inf"), r))
     res = failed[first]
     also = [r for r in failed if r != first]
-    reason = f"rank {first}: {res.get('reason')}" + (f" (then ranks {also} failed too)" if also else "")
-    return {"status": res["status"], "reason": reason, "error": {**(res.get("error") or {}), "rank": first},
-            "env_framework": res.get("framework_env")}
+    reason = f"rank {first}: {res.get('reason')}" + (
+        f" (then ranks {also} failed too)" if also else ""
+    )
+    return {
+        "status": res["status"],
+        "reason": reason,
+        "error": {**(res.get("error") or {}), "rank": first},
+        "env_framework": res.get("framework_env"),
+    }
 
 
-def group_failure(cell: Cell, codes: list[int], ended_alone: dict[int, int], reported: dict[int, dict[str, Any]],
-                  text: str, rendezvous: Rendezvous) -> dict[str, Any]:
+def group_failure(
+    cell: Cell,
+    codes: list[int],
+    ended_alone: dict[int, int],
+    reported: dict[int, dict[str, Any]],
+    text: str,
+    rendezvous: Rendezvous,
+) -> dict[str, Any]:
     """The record's outcome for a group that did not end with a result (`text`: the cell's log).
 
     Causes before consequences: a rank that died without a word (no outcome file: a signal, a hard
-    exit), unless it was only stopped by the launcher (torchrun's SIGTERM to the survivors); else the
-    rank whose Python failure (oom, error) came first; else the first process seen to fail. The other
-    ranks' failures annotate the reason."""
+    exit), unless it was only stopped by the launcher (torchrun's SIGTERM to the survivors); else
+    the rank whose Python failure (oom, error) came first; else the first process seen to fail. The
+    other ranks' failures annotate the reason."""
     exits = rank_exit_codes(cell, codes, ended_alone, text, rendezvous)
-    silent = sorted(r for r, code in exits.items() if r not in reported and code not in (0, -signal.SIGTERM))
+    silent = sorted(
+        r for r, code in exits.items() if r not in reported and code not in (0, -signal.SIGTERM)
+    )
     failed = failed_rank_outcome(reported)
     if failed is not None and not silent:
         return failed
@@ -65,18 +79,26 @@ def group_failure(cell: Cell, codes: list[int], ended_alone: dict[int, int], rep
         rank, returncode = silent[0], exits[silent[0]]
     else:  # nobody spoke, and no rank is known to have died alone: the first failing process
         rank, returncode = None, next((c for c in codes if c != 0), codes[0] if codes else 0)
-    who = "worker" if cell.launch is None else f"rank {rank}" if rank is not None else "a process of the cell"
+    who = (
+        "worker"
+        if cell.launch is None
+        else f"rank {rank}"
+        if rank is not None
+        else "a process of the cell"
+    )
     crashed = died(returncode, text, who)
     if failed is not None:
         crashed["reason"] += f"; then {failed['reason']}"[:300]
     return crashed
 
 
-def rank_exit_codes(cell: Cell, codes: list[int], ended_alone: dict[int, int], log_text: str,
-                    rendezvous: Rendezvous) -> dict[int, int]:
+def rank_exit_codes(
+    cell: Cell, codes: list[int], ended_alone: dict[int, int], log_text: str, rendezvous: Rendezvous
+) -> dict[int, int]:
     """rank -> exit code of this node's ranks that ended by themselves, as far as known: torchrun's
     failure summary for its ranks; for TF workers the processes the parent did not kill (after one
-    fails it kills the others, whose SIGKILL is then no evidence); the one process of a mirrored cell."""
+    fails it kills the others, whose SIGKILL is then no evidence); the one process of a mirrored
+    cell."""
     if cell.launch is None:
         return {}
     strategy = cell.launch["strategy"]
@@ -95,7 +117,8 @@ def died(returncode: int, log_text: str, who: str) -> dict[str, Any]:
         name = signal.Signals(-returncode).name
         return {
             "status": "crashed",
-            "reason": f"{who} killed by {name}" + (" (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""),
+            "reason": f"{who} killed by {name}"
+            + (" (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""),
             "signal": name,
             "error": {"type": "crash", "message": name, "traceback_tail": tail},
         }
@@ -108,4 +131,6 @@ def died(returncode: int, log_text: str, who: str) -> dict[str, Any]:
 
 
 # one entry of torchrun's failure summary ("Failures:" and "Root Cause"): rank, then its exit code
-_TORCHRUN_FAILURE = re.compile(r"^\s*rank\s*:\s*(\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)", re.M)
+_TORCHRUN_FAILURE = re.compile(
+    r"^\s*rank\s*:\s*(\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)", re.M
+)

@@ -3,9 +3,9 @@
 A single-device cell is one `python -m hlbench.worker` process. A data-parallel cell (`cell.launch`,
 from the suite's `launcher:`) is started with the engine its framework provides, never a home-made
 one:
-- PyTorch DDP / FSDP: `python -m torch.distributed.run` (torchrun), which starts nproc_per_node ranks
-  on this node, sets RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR, and tears the group down when one
-  rank fails (its own --max-restarts 0 and monitor);
+- PyTorch DDP / FSDP: `python -m torch.distributed.run` (torchrun), which starts nproc_per_node
+  ranks on this node, sets RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR, and tears the group down
+  when one rank fails (its own --max-restarts 0 and monitor);
 - TensorFlow MirroredStrategy: one process that drives all its devices itself;
 - TensorFlow MultiWorkerMirroredStrategy: nproc_per_node processes on this node, each with the
   TF_CONFIG that tf.distribute reads (the whole cluster's addresses and the process's task index).
@@ -13,12 +13,14 @@ one:
 Whatever the engine, the parent treats the processes as one group: one timeout for all of them, and
 when the group ends (done, failed, timed out or interrupted) every process that belonged to it is
 killed, including ranks started in their own sessions (torchrun starts each rank with
-start_new_session), so none is left hanging. Each process writes its own `result.rank<R>.json`; rank
-0 (the chief) also writes `result.json` with the figures of all ranks combined (hlbench.worker.train).
+start_new_session), so none is left hanging. Each process writes its own `result.rank<R>.json`;
+rank 0 (the chief) also writes `result.json` with the figures of all ranks combined
+(hlbench.worker.train).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,7 +34,7 @@ from typing import Any
 
 import psutil
 
-from hlbench.handoff import RANK_ENV, WORKER_MODULE
+from hlbench.handoff import RANK_ENV, WORKER_MODULE, cuda_visible_devices
 
 POLL_S = 0.2  # how often the parent looks at the group (it sleeps in between, never spins)
 
@@ -48,11 +50,13 @@ class Rendezvous:
     node_rank: int = 0
 
     @classmethod
-    def from_launcher(cls, launcher: Any, node_rank: int = 0) -> "Rendezvous":
+    def from_launcher(cls, launcher: Any, node_rank: int = 0) -> Rendezvous:
         """From a suite's `launcher:` (hlbench.suite.Launcher, or None for single-device suites)."""
         if launcher is None:
             return cls(node_rank=node_rank)
-        return cls(tuple(launcher.hosts or ["localhost"]), launcher.port, launcher.rdzv_backend, node_rank)
+        return cls(
+            tuple(launcher.hosts or ["localhost"]), launcher.port, launcher.rdzv_backend, node_rank
+        )
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,9 @@ class Command:
     env: dict[str, str]  # added to the parent's environment
 
 
-
-def commands(cell: Any, cell_file: Path, result_file: Path, rdzv: Rendezvous, group_id: str,
-             log_dir: Path) -> list[Command]:
+def commands(
+    cell: Any, cell_file: Path, result_file: Path, rdzv: Rendezvous, group_id: str, log_dir: Path
+) -> list[Command]:
     """The processes this node starts for `cell` (a Cell). `group_id` names the cell's group so that
     nodes meeting at a c10d rendezvous agree on which cell they are running; `log_dir`: torchrun's
     per-rank files (else it leaves a directory per cell in /tmp)."""
@@ -72,35 +76,66 @@ def commands(cell: Any, cell_file: Path, result_file: Path, rdzv: Rendezvous, gr
     if launch is None or launch["strategy"] == "mirrored":
         return [Command([sys.executable, *worker], {RANK_ENV: "0"})]
     if launch["strategy"] in ("ddp", "fsdp"):
-        return [Command([sys.executable, *torchrun_args(launch, rdzv, group_id, log_dir), *worker], {RANK_ENV: ""})]
+        return [
+            Command(
+                [sys.executable, *torchrun_args(launch, rdzv, group_id, log_dir), *worker],
+                {RANK_ENV: ""},
+            )
+        ]
     if launch["strategy"] == "multi_worker":
         return tf_worker_commands(launch, rdzv, worker)
     raise ValueError(f"unknown launch strategy {launch['strategy']!r}")
 
 
-def torchrun_args(launch: dict[str, Any], rdzv: Rendezvous, group_id: str, log_dir: Path) -> list[str]:
-    args = ["-m", "torch.distributed.run", f"--nnodes={launch['nnodes']}", f"--log-dir={log_dir}",
-            f"--nproc-per-node={launch['nproc_per_node']}",
-            "--max-restarts=0",  # a failed rank fails the cell: a benchmark does not retry behind its back
-            "--monitor-interval=0.1",  # how soon torchrun notices a dead rank and stops the others
-            "--tee=3"]  # both streams of every rank into the log, each line prefixed with its rank
+def torchrun_args(
+    launch: dict[str, Any], rdzv: Rendezvous, group_id: str, log_dir: Path
+) -> list[str]:
+    args = [
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={launch['nnodes']}",
+        f"--log-dir={log_dir}",
+        f"--nproc-per-node={launch['nproc_per_node']}",
+        # a failed rank fails the cell: a benchmark does not retry behind its back
+        "--max-restarts=0",
+        "--monitor-interval=0.1",  # how soon torchrun notices a dead rank and stops the others
+        "--tee=3",  # both streams of every rank into the log, each line prefixed with its rank
+    ]
     if rdzv.rdzv_backend == "static":
-        args += [f"--node-rank={rdzv.node_rank}", f"--master-addr={rdzv.hosts[0]}", f"--master-port={rdzv.port}"]
+        args += [
+            f"--node-rank={rdzv.node_rank}",
+            f"--master-addr={rdzv.hosts[0]}",
+            f"--master-port={rdzv.port}",
+        ]
     else:
-        args += ["--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv.hosts[0]}:{rdzv.port}", f"--rdzv-id={group_id}"]
+        args += [
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={rdzv.hosts[0]}:{rdzv.port}",
+            f"--rdzv-id={group_id}",
+        ]
     return args
 
 
-def tf_worker_commands(launch: dict[str, Any], rdzv: Rendezvous, worker: list[str]) -> list[Command]:
-    """One process per local rank, with the whole cluster in TF_CONFIG (task index = global rank)."""
+def tf_worker_commands(
+    launch: dict[str, Any], rdzv: Rendezvous, worker: list[str]
+) -> list[Command]:
+    """One process per local rank, with the whole cluster in TF_CONFIG (task index = global
+    rank)."""
     per_node = launch["nproc_per_node"]
-    cluster = [f"{host}:{rdzv.port + 1 + local}" for host in rdzv.hosts for local in range(per_node)]
+    cluster = [
+        f"{host}:{rdzv.port + 1 + local}" for host in rdzv.hosts for local in range(per_node)
+    ]
     visible = _visible_gpus()
     out = []
     for local in range(per_node):
         rank = rdzv.node_rank * per_node + local
-        env = {"TF_CONFIG": json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": rank}}),
-               RANK_ENV: str(rank), "LOCAL_RANK": str(local)}
+        env = {
+            "TF_CONFIG": json.dumps(
+                {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": rank}}
+            ),
+            RANK_ENV: str(rank),
+            "LOCAL_RANK": str(local),
+        }
         if visible:  # one GPU per process, as torchrun's ranks use cuda:LOCAL_RANK
             env["CUDA_VISIBLE_DEVICES"] = visible[local % len(visible)]
         out.append(Command([sys.executable, *worker], env))
@@ -108,10 +143,11 @@ def tf_worker_commands(launch: dict[str, Any], rdzv: Rendezvous, worker: list[st
 
 
 def _visible_gpus() -> list[str]:
-    """GPU ids a child may be given (CUDA_VISIBLE_DEVICES's entries, else NVML's count); [] without GPUs."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    """GPU ids a child may be given (CUDA_VISIBLE_DEVICES's entries, else NVML's count); [] without
+    GPUs."""
+    visible = cuda_visible_devices()
     if visible is not None:
-        return [v.strip() for v in visible.split(",") if v.strip()]
+        return visible
     from hlbench.telemetry.nvml import gpu_count
 
     return [str(i) for i in range(gpu_count())]
@@ -122,22 +158,31 @@ class GroupTimeout(Exception):
 
 
 class ProcessGroup:
-    """The processes of one cell, started in new sessions (a terminal's Ctrl-C reaches only the parent,
-    which stops them itself), waited for and killed together."""
+    """The processes of one cell, started in new sessions (a terminal's Ctrl-C reaches only the
+    parent, which stops them itself), waited for and killed together."""
 
     def __init__(self, cmds: list[Command], log_path: Path, extra_env: dict[str, str]) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.known: dict[int, psutil.Process] = {}  # every descendant seen, so none survives the group
-        # index -> exit code of the processes that ended by themselves, not killed by the group (when
-        # one fails the others are killed, and their SIGKILL says nothing about what went wrong)
+        # every descendant seen, so none survives the group
+        self.known: dict[int, psutil.Process] = {}
+        # index -> exit code of the processes that ended by themselves, not killed by the group
+        # (when one fails the others are killed, and their SIGKILL says nothing about what went
+        # wrong)
         self.ended_alone: dict[int, int] = {}
         with open(log_path, "ab") as log:
             try:
                 for cmd in cmds:
-                    self.procs.append(subprocess.Popen(
-                        cmd.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                        start_new_session=True, env={**os.environ, **extra_env, **cmd.env}))
-            except BaseException:  # a later process could not start: none of the group may outlive it
+                    self.procs.append(
+                        subprocess.Popen(
+                            cmd.argv,
+                            stdin=subprocess.DEVNULL,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                            env={**os.environ, **extra_env, **cmd.env},
+                        )
+                    )
+            except BaseException:  # a later one could not start: none of the group may outlive it
                 self.kill()
                 raise
 
@@ -145,11 +190,15 @@ class ProcessGroup:
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
-    def wait(self, timeout_s: float, on_failure_grace_s: float = 2.0,
-             cancel: threading.Event | None = None) -> list[int]:
+    def wait(
+        self,
+        timeout_s: float,
+        on_failure_grace_s: float = 2.0,
+        cancel: threading.Event | None = None,
+    ) -> list[int]:
         """Exit codes in start order once all have ended. When one process fails the others get
-        `on_failure_grace_s` to write their own results, then the group is killed (a peer blocked in a
-        collective would otherwise wait for the dead rank until the timeout). GroupTimeout past
+        `on_failure_grace_s` to write their own results, then the group is killed (a peer blocked in
+        a collective would otherwise wait for the dead rank until the timeout). GroupTimeout past
         timeout_s; KeyboardInterrupt when `cancel` is set (another thread was interrupted)."""
         deadline = time.monotonic() + timeout_s
         failed_at: float | None = None
@@ -182,19 +231,15 @@ class ProcessGroup:
                 pass  # exited between poll and here
 
     def kill(self) -> None:
-        """SIGKILL every process of the group: the roots' process groups, and each descendant seen while
-        it ran (psutil checks a PID's creation time, so a reused PID is never hit)."""
+        """SIGKILL every process of the group: the roots' process groups, and each descendant seen
+        while it ran (psutil checks a PID's creation time, so a reused PID is never hit)."""
         self._remember_descendants()
         for proc in self.procs:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass  # already gone
         for child in self.known.values():
-            try:
+            with contextlib.suppress(psutil.Error):
                 child.kill()
-            except psutil.Error:
-                pass
         for proc in self.procs:
             proc.wait()
         psutil.wait_procs(list(self.known.values()), timeout=5)
@@ -207,14 +252,17 @@ def too_few_gpus(cell: Any) -> str | None:
         return None
     visible, wanted = len(_visible_gpus()), cell.launch["nproc_per_node"]
     if 0 < visible < wanted:
-        return (f"launcher.nproc_per_node {wanted} needs {wanted} GPUs on this node, one per rank; "
-                f"{visible} visible")
+        return (
+            f"launcher.nproc_per_node {wanted} needs {wanted} GPUs on this node, one per rank; "
+            f"{visible} visible"
+        )
     return None
 
 
 def local_gpus(cell: Any) -> list[int] | None:
-    """NVML indices of the GPUs this node's processes of a data-parallel cell use (local ranks 0…P-1
-    through CUDA_VISIBLE_DEVICES); None for a single-device cell (telemetry maps its device itself)."""
+    """NVML indices of the GPUs this node's processes of a data-parallel cell use (local ranks
+    0…P-1 through CUDA_VISIBLE_DEVICES); None for a single-device cell (telemetry maps its device
+    itself)."""
     if cell.launch is None or cell.device == "cpu":
         return None
     visible = _visible_gpus()

@@ -1,4 +1,5 @@
-"""Progress over a run's cells (tqdm: a bar with the current cell and an ETA) and the final summary."""
+"""Progress over a run's cells (tqdm: a bar with the current cell and an ETA) and the final
+summary."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import Any
 from tabulate import tabulate
 from tqdm import tqdm
 
-from hlbench.run.runner import Task
+from hlbench.run.plan import Task
 
 
 class Progress:
     def __init__(self, tasks: list[Task], enabled: bool = True) -> None:
-        # The ETA is tqdm's: mean time per finished cell × cells left; cells differ, so it is a guide.
+        # The ETA is tqdm's: mean time per finished cell × cells left; cells differ, so it is a
+        # guide.
         self.bar = tqdm(total=len(tasks), unit="cell", disable=not enabled, dynamic_ncols=True)
 
     def start(self, task: Task) -> None:
@@ -33,18 +35,38 @@ class Progress:
             metrics, loss = r.get("metrics") or {}, r.get("loss") or {}
             note = r["reason"] or ""
             if r["timing"] and r["timing"]["budget_hit"]:
-                note = f"time budget hit: {r['timing']['steps_measured']} of {r['timing']['steps_planned']} steps"
-            rows.append([
-                r["cell_id"] + (f"#{r['repeat']}" if r["repeat"] else ""),
-                r["status"],
-                metrics.get("tokens_per_s"),
-                metrics.get("step_time_median_s"),
-                loss.get("excess_eval_loss_nats"),
-                note[:70],
-            ])
+                timing = r["timing"]
+                note = (
+                    f"time budget hit: {timing['steps_measured']} of "
+                    f"{timing['steps_planned']} steps"
+                )
+            rows.append(
+                [
+                    r["cell_id"] + (f"#{r['repeat']}" if r["repeat"] else ""),
+                    r["status"],
+                    metrics.get("tokens_per_s"),
+                    metrics.get("step_time_median_s"),
+                    loss.get("excess_eval_loss_nats"),
+                    note[:70],
+                ]
+            )
         return tabulate(
             rows,
-            headers=["cell", "status", "tokens/s", "step median (s)", "excess eval loss (nats)", "note"],
-            floatfmt=(".0f", ".0f", ",.0f", ".4f", ".4f", ".0f"),  # per column: tokens/s as 13,117 not 1.312e+04
+            headers=[
+                "cell",
+                "status",
+                "tokens/s",
+                "step median (s)",
+                "excess eval loss (nats)",
+                "note",
+            ],
+            floatfmt=(
+                ".0f",
+                ".0f",
+                ",.0f",
+                ".4f",
+                ".4f",
+                ".0f",
+            ),  # per column: tokens/s as 13,117 not 1.312e+04
             missingval="-",
         )

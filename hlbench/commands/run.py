@@ -1,0 +1,325 @@
+"""`hlbench run SUITE`: train every cell of a suite in fresh worker processes, one record each."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from pathlib import Path
+from typing import Any
+
+from hlbench.backends import get_spec
+from hlbench.errors import UsageError
+from hlbench.handoff import cuda_visible_devices
+
+EXIT_OK, EXIT_FAILED_CELLS, EXIT_INTERRUPTED = 0, 1, 130
+
+EPILOG = """\
+records: results/<suite>/<run-id>.jsonl, one JSON line per cell and repeat (see the README for the
+fields); worker logs beside it in <run-id>.logs/.
+
+exit status: 0 every cell ok or skipped; 1 some cell ended oom, timeout, error or crashed (its
+record says why; the other cells still ran); 2 bad suite or arguments (nothing ran); 130
+interrupted (resume with --resume).
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a suite: one worker process per cell, records appended as JSONL",
+        description="Validate SUITE, expand its matrix and train every cell in a fresh worker "
+        "process.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_what_to_run(p)
+    _add_how_to_run(p)
+    p.set_defaults(func=cmd_run)
+
+
+def _add_what_to_run(p: argparse.ArgumentParser) -> None:
+    """The suite, the cells of it, and the records file they go to."""
+    p.add_argument("suite", type=Path, help="suite YAML file, e.g. suites/default.yaml")
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate and list the cells; run nothing"
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="FILE",
+        help="append to FILE, running only the cells without an ok record in it",
+    )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="where new records files go (default: results)",
+    )
+    p.add_argument(
+        "--only",
+        metavar="GLOB",
+        action="append",
+        help="run only cells whose id matches GLOB (repeatable), e.g. 'gpt-*/torch/*/ga1/*'",
+    )
+
+
+def _add_how_to_run(p: argparse.ArgumentParser) -> None:
+    """Output, sampling and profiling, placement on GPUs and nodes, the report at the end."""
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (for CI logs); the summary still prints",
+    )
+    p.add_argument(
+        "--no-telemetry",
+        action="store_true",
+        help="no NVML/host sampling beside the workers (default: the suite's telemetry settings)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="a profiling pass per cell after its measured windows: phase breakdown, "
+        "framework profiler traces in <run-id>.profile/ (default: the suite's `profile`)",
+    )
+    p.add_argument(
+        "--devices",
+        metavar="IDS",
+        help="run single-device cells concurrently, one per GPU, e.g. 0,1,2,3: each "
+        "worker sees only its GPU (CUDA_VISIBLE_DEVICES) and has its own telemetry; for "
+        "the sweep's throughput (not with a suite `launcher:`, whose cells use the GPUs "
+        "themselves)",
+    )
+    p.add_argument(
+        "--node-rank",
+        type=int,
+        default=0,
+        metavar="N",
+        help="this machine's rank in a multi-node suite (launcher.nnodes > 1): run the "
+        "same command on every node with 0 … nnodes-1; node 0 writes the cells' records "
+        "(default: 0)",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="MD",
+        nargs="?",
+        const=Path("auto"),
+        help="write a markdown report of this run when it ends "
+        "(default path: reports/<suite>-<run-id>.md)",
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    # Imported here so `hlbench --help` stays fast.
+    from hlbench.run import runner
+    from hlbench.run.plan import plan
+
+    suite = _selected_suite(args)
+    devices = _check_placement(args, suite)
+    if args.dry_run:
+        _print_cells(suite)
+        return EXIT_OK
+    _check_frameworks(args.suite, suite)
+    records_path, run_id, done = _records_file(args, suite.name)
+    tasks = plan(suite, done)
+    if not tasks:
+        print(f"nothing to run: every cell already has an ok record in {records_path}")
+        return EXIT_OK
+    print(
+        f"hlbench: {len(tasks)} cell run(s) of suite {suite.name!r} → {records_path}",
+        file=sys.stderr,
+    )
+    try:
+        records = _run(args, suite, tasks, records_path, run_id, devices)
+    except runner.Interrupted:
+        print(
+            f"hlbench: interrupted; records so far are in {records_path}\n"
+            f"resume with: hlbench run {args.suite} --resume {records_path}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    _summarize(args, suite.name, records, records_path, run_id)
+    failed = [r for r in records if r["status"] not in ("ok", "skipped")]
+    return EXIT_FAILED_CELLS if failed else EXIT_OK
+
+
+def _selected_suite(args: argparse.Namespace) -> Any:
+    """The suite, narrowed to the cells --only selects."""
+    from hlbench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    if args.only:
+        cells = [c for c in suite.cells if any(fnmatch.fnmatchcase(c.id, g) for g in args.only)]
+        if not cells:
+            raise UsageError(
+                f"--only {' '.join(args.only)}: matches none of the {len(suite.cells)} cells"
+            )
+        suite.cells = cells
+    return suite
+
+
+def _check_frameworks(suite_path: Path, suite: Any) -> None:
+    """Every backend's framework is installed here, else a UsageError saying how to install it."""
+    for name in suite.config.backends:
+        spec = get_spec(name)
+        if not spec.framework_installed():
+            raise UsageError(
+                f"{suite_path}: backends: {name!r} needs the {spec.framework!r} package, which is "
+                f"not installed here; {spec.install_hint}"
+            )
+
+
+def _records_file(
+    args: argparse.Namespace, suite_name: str
+) -> tuple[Path, str, set[tuple[str, int]]]:
+    """The records file, the run id and the (cell hash, repeat) pairs already ok: a new file under
+    --results-dir, or the --resume file (whose stem is the run id it continues)."""
+    from hlbench.run.plan import completed
+    from hlbench.run.runner import new_run_id
+
+    if args.resume:
+        records_path = args.resume
+        if not records_path.is_file():
+            raise UsageError(f"--resume {records_path}: no such records file")
+        return records_path, records_path.stem, completed(records_path)
+    run_id = new_run_id()
+    return args.results_dir / suite_name / f"{run_id}.jsonl", run_id, set()
+
+
+def _run(
+    args: argparse.Namespace,
+    suite: Any,
+    tasks: list[Any],
+    records_path: Path,
+    run_id: str,
+    devices: list[str] | None,
+) -> list[dict[str, Any]]:
+    """Run the tasks behind a progress bar (closed however the run ends)."""
+    from hlbench.run.plan import RunOptions
+    from hlbench.run.progress import Progress
+    from hlbench.run.runner import run_tasks
+
+    progress = Progress(tasks, enabled=not args.quiet)
+    telemetry = None  # the suite's settings
+    if args.no_telemetry:
+        from hlbench.telemetry.collect import TelemetryConfig
+
+        telemetry = TelemetryConfig(enabled=False)
+    options = RunOptions(
+        records_path=records_path,
+        run_id=run_id,
+        telemetry=telemetry,
+        profile=True if args.profile else None,  # without the flag: the suite's `profile`
+        devices=tuple(devices) if devices is not None else None,
+        node_rank=args.node_rank,
+        on_start=progress.start,
+        on_record=progress.record,
+    )
+    try:
+        records = run_tasks(suite, tasks, options)
+    finally:
+        progress.close()
+    print(progress.summary(records))
+    return records
+
+
+def _summarize(
+    args: argparse.Namespace,
+    suite_name: str,
+    records: list[dict[str, Any]],
+    records_path: Path,
+    run_id: str,
+) -> None:
+    """Where the records are, and the report written now or the command that writes it."""
+    print(f"records: {records_path}")
+    if args.report:
+        from hlbench.report import write_report
+
+        out = args.report
+        if args.report == Path("auto"):
+            out = Path("reports") / f"{suite_name}-{run_id}.md"
+        print(f"report: {write_report([records_path], out)}")
+    elif records and all(r.get("kind") == "follower" for r in records):
+        print(
+            "this node ran no rank 0: the cells' records are on the node that did "
+            "(node 0 with a static rendezvous)"
+        )
+    else:
+        print(f"next: hlbench report {records_path} -o reports/{suite_name}.md")
+
+
+def _check_placement(args: argparse.Namespace, suite: Any) -> list[str] | None:
+    """--devices and --node-rank against the suite and this machine; UsageError naming what to fix.
+    The GPUs to run on, as the workers' CUDA_VISIBLE_DEVICES entries (None without --devices)."""
+    launcher = suite.config.launcher
+    nnodes = launcher.nnodes if launcher else 1
+    if not 0 <= args.node_rank < nnodes:
+        if launcher:
+            raise UsageError(
+                f"--node-rank {args.node_rank}: the suite's launcher has {nnodes} "
+                f"node(s) (0 … {nnodes - 1})"
+            )
+        raise UsageError(f"--node-rank {args.node_rank}: the suite has no multi-node `launcher:`")
+    if args.devices is None:
+        return None
+    if launcher is not None:
+        raise UsageError(
+            "--devices runs single-device cells side by side; this suite's `launcher:` "
+            "already gives each cell all the GPUs of its ranks (drop --devices or the "
+            "launcher)"
+        )
+    if suite.config.device == "cpu" or suite.config.device.startswith("cuda:"):
+        raise UsageError(
+            f"--devices: the suite pins device {suite.config.device!r}; set device: "
+            "auto or cuda (each worker sees only its GPU, as cuda:0)"
+        )
+    devices = [d.strip() for d in args.devices.split(",")]
+    if not all(d.isdigit() for d in devices) or len(set(devices)) != len(devices):
+        raise UsageError(
+            f"--devices {args.devices!r}: expected distinct GPU indices separated by "
+            "commas, e.g. 0,1,2,3"
+        )
+    return _physical_gpus(args.devices, devices)
+
+
+def _physical_gpus(flag: str, devices: list[str]) -> list[str]:
+    """--devices' indices (into the GPUs this process sees) as the entries a worker's
+    CUDA_VISIBLE_DEVICES names: through the parent's CUDA_VISIBLE_DEVICES when it is set."""
+    from hlbench.telemetry import nvml
+
+    visible = cuda_visible_devices()
+    count = len(visible) if visible is not None else nvml.gpu_count()
+    if count == 0:
+        raise UsageError(
+            f"--devices {flag}: no NVIDIA GPU is visible here (NVML, CUDA_VISIBLE_DEVICES)"
+        )
+    missing = [d for d in devices if int(d) >= count]
+    if missing:
+        raise UsageError(
+            f"--devices: GPU(s) {', '.join(missing)} do not exist; this machine shows "
+            f"{count} (0 … {count - 1})"
+        )
+    if visible is not None:
+        return [visible[int(d)] for d in devices]
+    return devices
+
+
+def _print_cells(suite: Any) -> None:
+    """--dry-run: the cells and whether each would run or be skipped here."""
+    from tabulate import tabulate
+
+    rows = []
+    for cell in suite.cells:
+        skip = get_spec(cell.backend).unsupported_reason_for(cell)
+        w = cell.workload
+        plan = f"skip: {skip}" if skip else "run"
+        rows.append([cell.id, cell.hash, w["global_batch"], w["micro_batch"], w["seq_len"], plan])
+    print(
+        tabulate(rows, headers=["cell", "hash", "global batch", "micro batch", "seq len", "plan"])
+    )
+    repeats = suite.config.measurement.repeats
+    print(
+        f"{len(suite.cells)} cell(s) × {repeats} repeat(s) in suite {suite.name!r} ({suite.path})"
+    )
