@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from hlbench.data import IGNORE_INDEX
 from hlbench.suite import load_suite
 from hlbench.techniques import pruning as P
 from hlbench.techniques.augment import AugmentationConfig
-from hlbench.worker.train import corpus_for, train_batches
+from hlbench.worker.train import corpus_for, eval_batches, train_batches
 from hlbench.workloads import get_spec
 
 GPT = get_spec("gpt", "tiny", None)
@@ -162,3 +164,44 @@ def test_token_augmentation_skips_padding():
     for a, p in zip(aug, plain):
         pad = p.targets == IGNORE_INDEX
         assert np.array_equal(a.inputs[pad], p.inputs[pad]) and pad.any()
+
+
+GOLDEN_SUITE = """\
+backends: [torch]
+workloads:
+  - {model: gpt, size: tiny, seq_len: 16, batch_size: 4}
+  - {model: gpt, size: tiny, seq_len: 16, batch_size: 4, variable_length: true, name: gpt-var}
+axes:
+  augmentation: [none, token_replace, token_mask, span_delete]
+augmentation:
+  token_mask: {rate: 0.2, mask_token: 3}
+"""
+
+# sha256 (first 16 hex digits) of the inputs and targets of batches 0-2, as the code produced them
+# when augmentation still ran inside make_batches: sampling and augmentation apart must not change
+# a single token.
+GOLDEN_TRAIN = {
+    "gpt-tiny/torch/fp32/ga1/none": "dfce990cf81aa637",
+    "gpt-tiny/torch/fp32/ga1/none/token_replace": "5b69c73d8609962c",
+    "gpt-tiny/torch/fp32/ga1/none/token_mask": "0d6980bc1829e4a8",
+    "gpt-tiny/torch/fp32/ga1/none/span_delete": "0abdf7492614a45c",
+    "gpt-var/torch/fp32/ga1/none": "42b321abe66e77f8",
+    "gpt-var/torch/fp32/ga1/none/token_replace": "c13f9f2a19a37bb4",
+    "gpt-var/torch/fp32/ga1/none/token_mask": "52dbe272f8173572",
+    "gpt-var/torch/fp32/ga1/none/span_delete": "d42ac881ddfb6f9a",
+}
+GOLDEN_EVAL = {"gpt-tiny/torch/fp32/ga1/none": "69bb39860574b0c8", "gpt-var/torch/fp32/ga1/none": "ac5fb00ca8f308a4"}
+
+
+def _digest(batches) -> str:
+    h = hashlib.sha256()
+    for b in batches:
+        h.update(b.inputs.tobytes())
+        h.update(b.targets.tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_batches_are_bit_identical_to_the_recorded_ones(write_suite):
+    cells = {c.id: c for c in load_suite(write_suite(GOLDEN_SUITE)).cells}
+    assert {cid: _digest(train_batches(cells[cid], corpus_for(cells[cid]), 3)) for cid in GOLDEN_TRAIN} == GOLDEN_TRAIN
+    assert {cid: _digest(eval_batches(cells[cid], corpus_for(cells[cid]))) for cid in GOLDEN_EVAL} == GOLDEN_EVAL
