@@ -330,8 +330,10 @@ class TokenWindows:
     def to_batch(self) -> Batch:
         """(inputs, targets) = (tokens[:, :-1], tokens[:, 1:]), positions >= a row's length padded
         (input 0, target IGNORE_INDEX)."""
-        inputs = np.ascontiguousarray(self.tokens[:, :-1])
-        targets = np.ascontiguousarray(self.tokens[:, 1:])
+        # copies, never views: with one row the slices are contiguous already, and padding one
+        # view would write into the other through the shared windows
+        inputs = self.tokens[:, :-1].copy()
+        targets = self.tokens[:, 1:].copy()
         if self.lengths is not None:
             pad = np.arange(inputs.shape[1])[None, :] >= self.lengths[:, None]
             inputs[pad] = 0

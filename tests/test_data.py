@@ -114,6 +114,16 @@ def test_variable_length_minimum_is_one():
     assert lengths.min() >= 1 and set(lengths.tolist()) <= {1, 2, 3}
 
 
+def test_variable_length_single_row_pads_inputs_with_zero():
+    c = markov(16, 4)
+    for seed in range(20):
+        (batch,) = make_batches(c, seed, 1, 1, 16, variable_length=True)
+        pad = batch.targets == IGNORE_INDEX
+        assert (batch.inputs[pad] == 0).all() and (batch.inputs >= 0).all()
+        valid = ~pad[0]
+        assert np.array_equal(batch.inputs[0, 1:][valid[1:]], batch.targets[0, :-1][valid[1:]])
+
+
 def test_batch_split():
     c = markov(16, 2)
     (batch,) = make_batches(c, 0, 1, 8, 5, variable_length=True)
