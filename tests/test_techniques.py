@@ -252,3 +252,45 @@ def test_batches_are_bit_identical_to_the_recorded_ones(write_suite):
     assert {
         cid: _digest(eval_batches(cells[cid], corpus_for(cells[cid]))) for cid in GOLDEN_EVAL
     } == GOLDEN_EVAL
+
+
+def test_test_hooks_parse_their_variables(monkeypatch):
+    from hlbench.techniques import test_hooks as H
+
+    for name in (
+        H.STEP_DELAY_ENV,
+        H.KILL_RANK_ENV,
+        H.PARITY_PERTURB_ENV,
+        H.PRECISION_MISMATCH_ENV,
+        H.NONFINITE_STEP_ENV,
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert (H.step_delay_s(), H.kill_rank(), H.parity_perturb()) == (0.0, None, None)
+    assert (H.precision_mismatch(), H.nonfinite_step()) == (False, None)
+    monkeypatch.setenv(H.STEP_DELAY_ENV, "0.25")
+    monkeypatch.setenv(H.KILL_RANK_ENV, "1:3:oom")
+    monkeypatch.setenv(H.PARITY_PERTURB_ENV, "tf:h.1.mlp.c_fc.w")
+    monkeypatch.setenv(H.PRECISION_MISMATCH_ENV, "0")
+    monkeypatch.setenv(H.NONFINITE_STEP_ENV, " 2 ")
+    assert H.step_delay_s() == 0.25 and H.kill_rank() == H.KillSpec(rank=1, step=3, oom=True)
+    assert H.parity_perturb() == ("tf", "h.1.mlp.c_fc.w") and H.nonfinite_step() == 2
+    assert not H.precision_mismatch()
+    monkeypatch.setenv(H.PRECISION_MISMATCH_ENV, "1")
+    monkeypatch.setenv(H.KILL_RANK_ENV, "0:5")
+    assert H.precision_mismatch() and H.kill_rank() == H.KillSpec(rank=0, step=5, oom=False)
+
+
+def test_wrap_step_is_the_step_itself_unless_a_hook_is_set(monkeypatch):
+    from hlbench.techniques import test_hooks as H
+
+    monkeypatch.delenv(H.STEP_DELAY_ENV, raising=False)
+    monkeypatch.setenv(H.KILL_RANK_ENV, "1:2:oom")
+    seen: list[int] = []
+    step = seen.append
+    assert H.wrap_step(step, rank=0) is step  # another rank's kill: no wrapper
+    hooked = H.wrap_step(step, rank=1)
+    hooked(0)
+    hooked(1)
+    with pytest.raises(MemoryError, match="simulated: rank 1 cannot allocate at step 2"):
+        hooked(2)
+    assert seen == [0, 1]  # the failing step never ran
