@@ -2,7 +2,8 @@
 
 Two corpora: a seeded sparse Markov chain, whose exact entropy rate gives a loss floor to measure
 convergence against, and a local byte file. `make_batches` turns either into fixed, seeded lists of
-(inputs, targets) batches, so every backend trains on the same tokens.
+(inputs, targets) batches, so every backend trains on the same tokens; `sample_windows` is its first
+half, the raw windows, for augmentation to edit (hlbench.techniques.augment).
 """
 
 from __future__ import annotations
@@ -12,12 +13,9 @@ import dataclasses
 import hashlib
 import math
 import os
-import time
 from typing import Any
 
 import numpy as np
-
-from hlbench.techniques.augment import AugmentationConfig, corrupt_inputs, delete_spans
 
 IGNORE_INDEX = -100  # target at padded positions: PyTorch cross-entropy's default ignore_index
 SPLITS = ("train", "eval")
@@ -25,13 +23,15 @@ SPLITS = ("train", "eval")
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is elementwise, not a bool
 class Batch:
-    inputs: np.ndarray   # (B, T) int64 token ids; padded positions hold 0
+    inputs: np.ndarray  # (B, T) int64 token ids; padded positions hold 0
     targets: np.ndarray  # (B, T) int64 next-token ids; IGNORE_INDEX where padded
 
     def __post_init__(self) -> None:
         if self.inputs.ndim != 2 or self.inputs.shape != self.targets.shape:
-            raise ValueError(f"Batch needs inputs and targets of the same (B, T) shape, got "
-                             f"{self.inputs.shape} and {self.targets.shape}")
+            raise ValueError(
+                f"Batch needs inputs and targets of the same (B, T) shape, got "
+                f"{self.inputs.shape} and {self.targets.shape}"
+            )
 
     @property
     def n_target_tokens(self) -> int:
@@ -41,14 +41,18 @@ class Batch:
     def split(self, k: int) -> list[Batch]:
         """k equal micro-batches along the batch axis (views, not copies)."""
         if not isinstance(k, int) or k < 1 or len(self) % k:
-            raise ValueError(f"cannot split a batch of {len(self)} rows into {k!r} equal "
-                             f"micro-batches; the batch size must be a multiple of it")
+            raise ValueError(
+                f"cannot split a batch of {len(self)} rows into {k!r} equal "
+                f"micro-batches; the batch size must be a multiple of it"
+            )
         return [Batch(i, t) for i, t in zip(np.split(self.inputs, k), np.split(self.targets, k))]
 
     def shard(self, rank: int, world_size: int) -> Batch:
-        """Data parallel: rank's rows of the global batch, [rank·B/W, (rank+1)·B/W) (a view). Each rank
-        then splits its shard into its k micro-batches; the step's loss stays the sum over every row's
-        target tokens divided by the global batch's count (n_target_tokens of the whole batch)."""
+        """Data parallel: rank's rows of the global batch, [rank·B/W, (rank+1)·B/W) (a view).
+
+        Each rank then splits its shard into its k micro-batches; the step's loss stays the sum over
+        every row's target tokens divided by the global batch's count (n_target_tokens of the whole
+        batch)."""
         return self.split(world_size)[rank]
 
     def __len__(self) -> int:
@@ -67,12 +71,14 @@ class Corpus(abc.ABC):
         """JSON-able kind and parameters: enough to identify the corpus in a record."""
 
     @abc.abstractmethod
-    def sample(self, rng: np.random.Generator, batch_size: int, seq_len: int,
-               split: str) -> np.ndarray:
+    def sample(
+        self, rng: np.random.Generator, batch_size: int, seq_len: int, split: str
+    ) -> np.ndarray:
         """(batch_size, seq_len + 1) int64 token windows from `split` ("train" or "eval")."""
 
     def check_seq_len(self, seq_len: int) -> None:
         """Raise ValueError when windows of `seq_len` + 1 tokens cannot be drawn; default: any."""
+        return None
 
 
 def _floyd_subsets(rng: np.random.Generator, n_rows: int, n: int, k: int) -> np.ndarray:
@@ -88,7 +94,7 @@ def _floyd_subsets(rng: np.random.Generator, n_rows: int, n: int, k: int) -> np.
     return picks
 
 
-def _stationary_dense(successors: np.ndarray, probs: np.ndarray) -> np.ndarray:
+def stationary_dense(successors: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Exact pi with pi P = pi, sum(pi) = 1, by a linear solve on the dense V x V matrix."""
     V = successors.shape[0]
     P = np.zeros((V, V))
@@ -101,8 +107,9 @@ def _stationary_dense(successors: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return pi / pi.sum()
 
 
-def _stationary_power(successors: np.ndarray, probs: np.ndarray, tol: float = 1e-14,
-                      max_iter: int = 100_000) -> np.ndarray:
+def stationary_power(
+    successors: np.ndarray, probs: np.ndarray, tol: float = 1e-14, max_iter: int = 100_000
+) -> np.ndarray:
     """pi by power iteration on the sparse chain, to float64 precision.
 
     Iterates the lazy chain (I + P) / 2, which has the same pi but all other eigenvalues inside the
@@ -118,8 +125,10 @@ def _stationary_power(successors: np.ndarray, probs: np.ndarray, tol: float = 1e
         if np.abs(new - pi).sum() < tol:
             return new
         pi = new
-    raise RuntimeError(f"stationary distribution of the {V}-state Markov chain did not converge in "
-                       f"{max_iter} iterations; use a larger branching")
+    raise RuntimeError(
+        f"stationary distribution of the {V}-state Markov chain did not converge in "
+        f"{max_iter} iterations; use a larger branching"
+    )
 
 
 DENSE_MAX_VOCAB = 1024  # the dense solve is O(V^3); above this, power iteration is faster
@@ -143,8 +152,9 @@ class MarkovCorpus(Corpus):
             raise ValueError(f"markov corpus: vocab must be at least 2, got {vocab}")
         if not 2 <= branching <= vocab:
             # branching 1 would be the bare ring: periodic, and zero entropy.
-            raise ValueError(f"markov corpus: branching must be between 2 and vocab ({vocab}), "
-                             f"got {branching}")
+            raise ValueError(
+                f"markov corpus: branching must be between 2 and vocab ({vocab}), got {branching}"
+            )
         self.vocab_size = vocab
         self.branching = branching
         self.seed = seed
@@ -157,17 +167,18 @@ class MarkovCorpus(Corpus):
         if not (cand[0] == 0).any():
             cand[0, 0] = 0  # state 0's self-loop, for aperiodicity
         offsets = np.where(cand == 0, 0, cand + 1)
-        succ = np.concatenate([(states[:, None] + 1) % vocab, (states[:, None] + offsets) % vocab],
-                              axis=1)
+        succ = np.concatenate(
+            [(states[:, None] + 1) % vocab, (states[:, None] + offsets) % vocab], axis=1
+        )
         succ.sort(axis=1)
         weights = rng.standard_exponential((vocab, branching))  # normalised: Dirichlet(1)
         weights = np.maximum(weights, np.finfo(np.float64).tiny)  # every listed successor possible
         probs = weights / weights.sum(axis=1, keepdims=True)
 
         if vocab <= DENSE_MAX_VOCAB:
-            pi = _stationary_dense(succ, probs)
+            pi = stationary_dense(succ, probs)
         else:
-            pi = _stationary_power(succ, probs)
+            pi = stationary_power(succ, probs)
         row_entropy = -(probs * np.log(probs)).sum(axis=1)
 
         self.successors = succ
@@ -185,11 +196,17 @@ class MarkovCorpus(Corpus):
             arr.flags.writeable = False
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "markov", "vocab": self.vocab_size, "branching": self.branching,
-                "seed": self.seed, "entropy_floor_nats": self.entropy_floor_nats}
+        return {
+            "kind": "markov",
+            "vocab": self.vocab_size,
+            "branching": self.branching,
+            "seed": self.seed,
+            "entropy_floor_nats": self.entropy_floor_nats,
+        }
 
-    def sample(self, rng: np.random.Generator, batch_size: int, seq_len: int,
-               split: str) -> np.ndarray:
+    def sample(
+        self, rng: np.random.Generator, batch_size: int, seq_len: int, split: str
+    ) -> np.ndarray:
         # The chain has no held-out text: train and eval differ only through make_batches' streams.
         _check_split(split)
         u = rng.random((batch_size, seq_len + 1))
@@ -219,7 +236,8 @@ class ByteCorpus(Corpus):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise ValueError(f"byte corpus: file not found: {self.path}")
-        raw = open(self.path, "rb").read()
+        with open(self.path, "rb") as f:
+            raw = f.read()
         self.sha256 = hashlib.sha256(raw).hexdigest()
         self._data = np.frombuffer(raw, dtype=np.uint8)
         self.n_bytes = len(raw)
@@ -238,15 +256,18 @@ class ByteCorpus(Corpus):
     def check_seq_len(self, seq_len: int) -> None:
         need = seq_len + 1
         if self.eval_start < need or self.n_bytes - self.eval_start < need:
-            raise ValueError(f"byte corpus {self.path} has {self.n_bytes} bytes; windows of "
-                             f"seq_len {seq_len} need at least {self.min_bytes(seq_len)} bytes "
-                             f"(the last 10% is the eval split and must hold seq_len + 1 bytes)")
+            raise ValueError(
+                f"byte corpus {self.path} has {self.n_bytes} bytes; windows of "
+                f"seq_len {seq_len} need at least {self.min_bytes(seq_len)} bytes "
+                f"(the last 10% is the eval split and must hold seq_len + 1 bytes)"
+            )
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "bytes", "path": self.path, "sha256": self.sha256, "n_bytes": self.n_bytes}
 
-    def sample(self, rng: np.random.Generator, batch_size: int, seq_len: int,
-               split: str) -> np.ndarray:
+    def sample(
+        self, rng: np.random.Generator, batch_size: int, seq_len: int, split: str
+    ) -> np.ndarray:
         _check_split(split)
         self.check_seq_len(seq_len)
         lo, hi = (0, self.eval_start) if split == "train" else (self.eval_start, self.n_bytes)
@@ -280,10 +301,12 @@ def make_corpus(cfg: dict[str, Any], seed: int) -> Corpus:
     unknown = sorted(set(cfg) - allowed)
     missing = sorted(allowed - set(cfg))
     if unknown or missing:
-        parts = ([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) + \
-                ([f"missing key(s) {', '.join(missing)}"] if missing else [])
-        raise ValueError(f"{kind} corpus config: {'; '.join(parts)}; expected keys: "
-                         f"{', '.join(sorted(allowed))}")
+        parts = ([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) + (
+            [f"missing key(s) {', '.join(missing)}"] if missing else []
+        )
+        raise ValueError(
+            f"{kind} corpus config: {'; '.join(parts)}; expected keys: {', '.join(sorted(allowed))}"
+        )
     if kind == "markov":
         vocab = _positive_int(cfg["vocab"], "markov corpus: vocab", 2)
         branching = _positive_int(cfg["branching"], "markov corpus: branching", 2)
@@ -296,55 +319,75 @@ def make_corpus(cfg: dict[str, Any], seed: int) -> Corpus:
     return ByteCorpus(path)
 
 
-def make_batches(corpus: Corpus, seed: int, n_batches: int, batch_size: int, seq_len: int,
-                 split: str = "train", variable_length: bool = False,
-                 augmentation: AugmentationConfig | None = None,
-                 stats: dict[str, float] | None = None) -> list[Batch]:
-    """`n_batches` batches of (inputs, targets) = (window[:, :-1], window[:, 1:]).
+@dataclasses.dataclass(frozen=True, eq=False)
+class TokenWindows:
+    """One step's draw from a corpus, before it becomes a Batch: augmentation that edits the token
+    stream itself (span deletion) works here, on windows drawn longer for it."""
+
+    tokens: np.ndarray  # (B, L) int64 stream windows; a Batch of L - 1 positions once L = T + 1
+    lengths: np.ndarray | None  # (B,) kept length of each row with variable_length, else None
+
+    def to_batch(self) -> Batch:
+        """(inputs, targets) = (tokens[:, :-1], tokens[:, 1:]), positions >= a row's length padded
+        (input 0, target IGNORE_INDEX)."""
+        # copies, never views: with one row the slices are contiguous already, and padding one
+        # view would write into the other through the shared windows
+        inputs = self.tokens[:, :-1].copy()
+        targets = self.tokens[:, 1:].copy()
+        if self.lengths is not None:
+            pad = np.arange(inputs.shape[1])[None, :] >= self.lengths[:, None]
+            inputs[pad] = 0
+            targets[pad] = IGNORE_INDEX
+        return Batch(inputs, targets)
+
+
+def sample_windows(
+    corpus: Corpus,
+    seed: int,
+    n_batches: int,
+    batch_size: int,
+    seq_len: int,
+    split: str = "train",
+    variable_length: bool = False,
+    extra_tokens: int = 0,
+) -> list[TokenWindows]:
+    """`n_batches` draws of `batch_size` windows of seq_len + 1 + `extra_tokens` stream tokens.
 
     Deterministic in (corpus, seed, split, sizes). Train and eval use separate generators (second
     seed word 0 or 1), so the eval stream never overlaps the train stream. With `variable_length`,
-    row r keeps a length l_r ~ Uniform{max(1, T//4) .. T} from the same generator; positions >= l_r
-    get input 0 and target IGNORE_INDEX.
-
-    `augmentation` (hlbench.techniques.augment) draws from its own generator (third seed word 2), so
-    token_replace / token_mask leave the underlying token stream exactly as without augmentation;
-    span_delete draws longer windows to refill what it deletes. The host time augmentation takes is
-    added to `stats["augmentation_s"]`.
+    row r keeps a length l_r ~ Uniform{max(1, T//4) .. T} from the same generator, drawn after the
+    row's tokens. `extra_tokens`: stream tokens an augmentation deletes and refills from
+    (AugmentationConfig.extra_tokens); the lengths stay within seq_len whatever it is.
     """
     _check_split(split)
     _positive_int(n_batches, "n_batches")
     _positive_int(batch_size, "batch_size")
     _positive_int(seq_len, "seq_len")
     corpus.check_seq_len(seq_len)
+    if extra_tokens:
+        corpus.check_seq_len(seq_len + extra_tokens)
     rng = np.random.default_rng([seed, SPLITS.index(split)])
-    augment = augmentation if augmentation is not None and augmentation.method != "none" else None
-    aug_rng = np.random.default_rng([seed, SPLITS.index(split), 2])
-    extra = augment.extra_tokens(seq_len) if augment else 0
-    if extra:
-        corpus.check_seq_len(seq_len + extra)
-    aug_s = 0.0
-    batches = []
-    positions = np.arange(seq_len)
+    draws = []
     for _ in range(n_batches):
-        window = corpus.sample(rng, batch_size, seq_len + extra, split)
-        if extra:
-            t0 = time.perf_counter()
-            window = delete_spans(window, seq_len + 1, augment, aug_rng)
-            aug_s += time.perf_counter() - t0
-        inputs = np.ascontiguousarray(window[:, :-1])
-        targets = np.ascontiguousarray(window[:, 1:])
-        pad = np.zeros_like(inputs, dtype=bool)
+        tokens = corpus.sample(rng, batch_size, seq_len + extra_tokens, split)
+        lengths = None
         if variable_length:
             lengths = rng.integers(max(1, seq_len // 4), seq_len + 1, size=batch_size)
-            pad = positions[None, :] >= lengths[:, None]
-            inputs[pad] = 0
-            targets[pad] = IGNORE_INDEX
-        if augment and augment.method in ("token_replace", "token_mask"):
-            t0 = time.perf_counter()
-            inputs = corrupt_inputs(inputs, ~pad, augment, corpus.vocab_size, aug_rng)
-            aug_s += time.perf_counter() - t0
-        batches.append(Batch(inputs, targets))
-    if stats is not None:
-        stats["augmentation_s"] = stats.get("augmentation_s", 0.0) + aug_s
-    return batches
+        draws.append(TokenWindows(tokens, lengths))
+    return draws
+
+
+def make_batches(
+    corpus: Corpus,
+    seed: int,
+    n_batches: int,
+    batch_size: int,
+    seq_len: int,
+    split: str = "train",
+    variable_length: bool = False,
+) -> list[Batch]:
+    """`n_batches` batches of (inputs, targets) = (window[:, :-1], window[:, 1:]), from
+    sample_windows (which says how they are drawn); augmentation is a separate step on the
+    windows (hlbench.techniques.augment)."""
+    windows = sample_windows(corpus, seed, n_batches, batch_size, seq_len, split, variable_length)
+    return [draw.to_batch() for draw in windows]

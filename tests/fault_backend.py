@@ -56,7 +56,11 @@ class FaultBackend(Backend):
 
     def environment(self, device: str) -> dict[str, Any]:
         # what a worker was given (the --devices tests check each saw only its own GPU)
-        return {"framework": "fault", "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+        return {
+            "framework": "fault",
+            "pid": os.getpid(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
 
     def build(self, cell: Cell, weights: dict[str, np.ndarray]) -> Trainer:
         faults = json.loads(os.environ.get("HLBENCH_TEST_FAULTS", "{}"))

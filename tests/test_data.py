@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
 
-from hlbench.data import (IGNORE_INDEX, Batch, ByteCorpus, MarkovCorpus, _stationary_dense,
-                          _stationary_power, make_batches, make_corpus)
+from hlbench.data import (
+    IGNORE_INDEX,
+    Batch,
+    ByteCorpus,
+    MarkovCorpus,
+    make_batches,
+    make_corpus,
+    stationary_dense,
+    stationary_power,
+)
 
 
 def markov(vocab=16, branching=4, seed=0):
@@ -27,8 +35,12 @@ def test_markov_structure():
 
 def test_power_iteration_matches_dense_solve():
     c = markov(600, 3, seed=5)
-    np.testing.assert_allclose(_stationary_power(c.successors, c.probs),
-                               _stationary_dense(c.successors, c.probs), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(
+        stationary_power(c.successors, c.probs),
+        stationary_dense(c.successors, c.probs),
+        rtol=1e-9,
+        atol=1e-15,
+    )
 
 
 def test_entropy_floor_matches_empirical():
@@ -102,6 +114,16 @@ def test_variable_length_minimum_is_one():
     assert lengths.min() >= 1 and set(lengths.tolist()) <= {1, 2, 3}
 
 
+def test_variable_length_single_row_pads_inputs_with_zero():
+    c = markov(16, 4)
+    for seed in range(20):
+        (batch,) = make_batches(c, seed, 1, 1, 16, variable_length=True)
+        pad = batch.targets == IGNORE_INDEX
+        assert (batch.inputs[pad] == 0).all() and (batch.inputs >= 0).all()
+        valid = ~pad[0]
+        assert np.array_equal(batch.inputs[0, 1:][valid[1:]], batch.targets[0, :-1][valid[1:]])
+
+
 def test_batch_split():
     c = markov(16, 2)
     (batch,) = make_batches(c, 0, 1, 8, 5, variable_length=True)
@@ -157,17 +179,20 @@ def test_byte_corpus_too_short(tmp_path):
         make_corpus({"kind": "bytes", "path": str(tiny)}, seed=0)
 
 
-@pytest.mark.parametrize("cfg,match", [
-    ({"kind": "zip"}, "unknown corpus kind 'zip'; choose from: markov, bytes"),
-    ({"vocab": 3}, "unknown corpus kind None"),
-    ({"kind": "markov", "vocab": 16}, "missing key.*branching"),
-    ({"kind": "markov", "vocab": 16, "branching": 2, "order": 2}, "unknown key.*order"),
-    ({"kind": "markov", "vocab": 16, "branching": 17}, "branching 17 exceeds vocab 16"),
-    ({"kind": "markov", "vocab": 16, "branching": 1}, "branching must be an integer >= 2"),
-    ({"kind": "markov", "vocab": 1, "branching": 2}, "vocab must be an integer >= 2"),
-    ({"kind": "markov", "vocab": "16", "branching": 2}, "vocab must be an integer"),
-    ({"kind": "bytes", "path": "/nonexistent/corpus.txt"}, "file not found: /nonexistent"),
-])
+@pytest.mark.parametrize(
+    "cfg,match",
+    [
+        ({"kind": "zip"}, "unknown corpus kind 'zip'; choose from: markov, bytes"),
+        ({"vocab": 3}, "unknown corpus kind None"),
+        ({"kind": "markov", "vocab": 16}, "missing key.*branching"),
+        ({"kind": "markov", "vocab": 16, "branching": 2, "order": 2}, "unknown key.*order"),
+        ({"kind": "markov", "vocab": 16, "branching": 17}, "branching 17 exceeds vocab 16"),
+        ({"kind": "markov", "vocab": 16, "branching": 1}, "branching must be an integer >= 2"),
+        ({"kind": "markov", "vocab": 1, "branching": 2}, "vocab must be an integer >= 2"),
+        ({"kind": "markov", "vocab": "16", "branching": 2}, "vocab must be an integer"),
+        ({"kind": "bytes", "path": "/nonexistent/corpus.txt"}, "file not found: /nonexistent"),
+    ],
+)
 def test_make_corpus_errors(cfg, match):
     with pytest.raises(ValueError, match=match):
         make_corpus(cfg, seed=0)
@@ -188,5 +213,10 @@ def test_large_vocab_builds():
     assert 0 < c.entropy_floor_nats < np.log(8)
     (batch,) = make_batches(c, 0, 1, 16, 1024)
     assert batch.inputs.max() < 50304
-    assert c.describe() == {"kind": "markov", "vocab": 50304, "branching": 8, "seed": 0,
-                            "entropy_floor_nats": c.entropy_floor_nats}
+    assert c.describe() == {
+        "kind": "markov",
+        "vocab": 50304,
+        "branching": 8,
+        "seed": 0,
+        "entropy_floor_nats": c.entropy_floor_nats,
+    }

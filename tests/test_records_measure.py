@@ -7,8 +7,8 @@ import itertools
 import pytest
 
 from hlbench.errors import UsageError
-from hlbench.worker.measure import run_timed, step_stats
 from hlbench.records import append_record, read_records
+from hlbench.worker.measure import TimingPlan, run_timed, step_stats
 
 
 def test_append_and_read(tmp_path):
@@ -55,7 +55,12 @@ def _fake_clock(step_s: float):
 def test_windows_and_warmup_are_separate():
     step, clock = _fake_clock(0.5)
     steps_seen = []
-    timing = run_timed(lambda i: (steps_seen.append(i), step(i)), lambda: None, 2, 3, 2, 1e9, clock=clock)
+    timing = run_timed(
+        lambda i: (steps_seen.append(i), step(i)),
+        lambda: None,
+        TimingPlan(2, 3, 2, 1e9),
+        clock=clock,
+    )
     assert steps_seen == list(range(8))  # warmup 0-1, then measured 2-7, each its own batch
     assert timing.warmup_step_times_s == [0.5, 0.5]
     assert timing.window_step_times_s == [[0.5] * 3, [0.5] * 3]
@@ -64,17 +69,21 @@ def test_windows_and_warmup_are_separate():
 
 def test_budget_stops_early_but_measures_at_least_one_step():
     step, clock = _fake_clock(1.0)
-    timing = run_timed(step, lambda: None, 1, 10, 3, 2.5, clock=clock)
+    timing = run_timed(step, lambda: None, TimingPlan(1, 10, 3, 2.5), clock=clock)
     assert timing.budget_hit and timing.steps_measured == 3 and timing.steps_planned == 30
-    timing = run_timed(step, lambda: None, 1, 10, 3, 1e-9, clock=clock)
+    timing = run_timed(step, lambda: None, TimingPlan(1, 10, 3, 1e-9), clock=clock)
     assert timing.budget_hit and timing.steps_measured == 1
 
 
 def test_every_clock_read_follows_a_sync():
     events = []
     counter = itertools.count()
-    run_timed(lambda i: events.append("step"), lambda: events.append("sync"), 1, 2, 1, 1e9,
-              clock=lambda: (events.append("clock"), next(counter))[1])
+    run_timed(
+        lambda i: events.append("step"),
+        lambda: events.append("sync"),
+        TimingPlan(1, 2, 1, 1e9),
+        clock=lambda: (events.append("clock"), next(counter))[1],
+    )
     for i, event in enumerate(events):
         if event == "clock" and i > 0 and events[i - 1] == "step":
             pytest.fail(f"clock read right after a step without a sync: {events}")

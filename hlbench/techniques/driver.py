@@ -1,10 +1,11 @@
 """Pruning during a cell's training: when to prune, at which sparsity, and what to record.
 
-The training loop (hlbench.worker.train) calls `prepare` before building the trainer (a structured `shrink`
-changes the architecture and the weights the backend loads), `before_step(i, trainer)` before every
-optimizer step, and `report(trainer)` at the end. Masks come from hlbench.techniques.pruning, computed
-from the trainer's current weights in the neutral layout, so every backend prunes the same weights;
-the trainer applies them (Trainer.apply_masks).
+The training loop (hlbench.worker.train) calls `prepare` before building the trainer (a structured
+`shrink` changes the architecture and the weights the backend loads), `before_step(i, trainer)`
+before every optimizer step, and `report(trainer)` at the end. Masks come from
+hlbench.techniques.pruning, computed from the trainer's current weights in the neutral layout, so
+every backend prunes the same weights; the trainer applies them (Trainer.apply_masks). The trainer
+is duck-typed here: this module does not import the backends.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hlbench.cell import Cell
+from hlbench.errors import SkipCell
 from hlbench.techniques import pruning as P
 from hlbench.workloads import ModelSpec
 
@@ -27,7 +29,8 @@ def pruning_for(cell: Cell) -> P.PruningConfig:
 class PruningRun:
     def __init__(self, cell: Cell, spec: ModelSpec) -> None:
         self.config = pruning_for(cell)
-        self.spec = spec
+        self.spec = spec  # the model trained: a shrink replaces it with the smaller one
+        self.full_spec = spec  # the model before any shrink
         self.n_params_before = spec.n_params
         self.events = set(self.config.event_steps(cell.measurement["warmup_steps"]))
         self.event_s: list[float] = []
@@ -37,35 +40,41 @@ class PruningRun:
     def active(self) -> bool:
         return self.config.method != "none"
 
-    def prepare(self, cell: Cell, weights: dict[str, np.ndarray]) -> tuple[Cell, ModelSpec, dict[str, np.ndarray]]:
-        """For `shrink`: the cell, spec and weights of the physically smaller model (pruned at init)."""
-        from hlbench.errors import SkipCell
-
+    def prepare(
+        self, cell: Cell, weights: dict[str, np.ndarray]
+    ) -> tuple[Cell, ModelSpec, dict[str, np.ndarray]]:
+        """For `shrink`: the cell, spec and weights of the physically smaller model (pruned at
+        init)."""
         if self.config.method == "structured" and self.spec.model != "gpt":
-            raise SkipCell(f"structured pruning removes attention heads and MLP neurons; the {self.spec.model} "
-                           "workload has neither (use magnitude or 2:4)")
+            raise SkipCell(
+                "structured pruning removes attention heads and MLP neurons; the "
+                f"{self.spec.model} workload has neither (use magnitude or 2:4)"
+            )
         if not self.config.shrink:
             return cell, self.spec, weights
         if self.config.schedule != "oneshot" or self.config.at != "init":
-            raise ValueError("shrink removes units once, from the initial weights: use schedule oneshot, at init")
+            raise ValueError(
+                "shrink removes units once, from the initial weights: use schedule oneshot, at init"
+            )
         full = self.spec
         units = P.structured_units(full, weights, self.config.sparsity)
         small_weights = P.shrink_weights(full, weights, units)
         self.shapes = P.shrunk_shapes(full, units)
         self.spec = P.shrunk_spec(full, units)
-        self.full_spec = full
         self.events = set()  # nothing left to mask: the pruned units no longer exist
         workload = {**cell.workload, "spec": self.spec.to_dict()}
         return dataclasses.replace(cell, workload=workload), self.spec, small_weights
 
     def spec_before(self) -> ModelSpec:
-        return getattr(self, "full_spec", self.spec)
+        return self.full_spec
 
     def before_step(self, step: int, trainer: Any) -> None:
         if step not in self.events:
             return
         t0 = time.perf_counter()
-        masks = P.compute_masks(self.spec, trainer.weights(), self.config, self.config.sparsity_at(step))
+        masks = P.compute_masks(
+            self.spec, trainer.weights(), self.config, self.config.sparsity_at(step)
+        )
         trainer.apply_masks(masks)
         self.event_s.append(time.perf_counter() - t0)
 
@@ -75,12 +84,11 @@ class PruningRun:
         weights = trainer.weights()
         measured = P.sparsity_report(self.spec, weights, self.config)
         if self.config.shrink:
-            # nothing is zero in a shrunk model: its sparsity is the share of the pruned kernels removed
-            before, after = self.spec_before().param_shapes(), self.spec.param_shapes()
-            names = [n for n in P.prunable(self.spec_before()) if n.startswith("h.")]
-            size = lambda shape: int(np.prod(shape))  # noqa: E731
-            measured["sparsity_per_layer"] = {n: 1.0 - size(after[n]) / size(before[n]) for n in names}
-            measured["sparsity_global"] = 1.0 - sum(size(after[n]) for n in names) / sum(size(before[n]) for n in names)
+            measured.update(self.shrunk_sparsity())
+            execution = "shrunk dense model"
+        else:
+            execution = trainer.info().get("sparse_execution", "dense kernels with masks")
+        two_four = self.config.method == "2:4"
         return {
             "method": self.config.method,
             "description": P.describe(self.config),
@@ -88,9 +96,25 @@ class PruningRun:
             **measured,
             "n_params_before": self.n_params_before,
             "shrink_shapes": self.shapes,
-            "n_m_holds": P.check_n_m(weights, P.prunable(self.spec)) if self.config.method == "2:4" else None,
+            "n_m_holds": P.check_n_m(weights, P.prunable(self.spec)) if two_four else None,
             # masks: zeros stored in dense kernels (no speedup expected from dense matmuls);
             # shrink: a smaller dense model; semi-structured: sparse kernels (CUDA only)
-            "execution": "shrunk dense model" if self.config.shrink else trainer.info().get("sparse_execution", "dense kernels with masks"),
-            "event_s": self.event_s,  # host time of each pruning event (mask computation and application)
+            "execution": execution,
+            # host time of each pruning event (mask computation and application)
+            "event_s": self.event_s,
+        }
+
+    def shrunk_sparsity(self) -> dict[str, Any]:
+        """Nothing is zero in a shrunk model: its sparsity is the share of the pruned kernels
+        removed, per layer and overall."""
+        before, after = self.spec_before().param_shapes(), self.spec.param_shapes()
+        names = [n for n in P.prunable(self.spec_before()) if n.startswith("h.")]
+
+        def size(shape: Any) -> int:
+            return int(np.prod(shape))
+
+        kept = sum(size(after[n]) for n in names) / sum(size(before[n]) for n in names)
+        return {
+            "sparsity_per_layer": {n: 1.0 - size(after[n]) / size(before[n]) for n in names},
+            "sparsity_global": 1.0 - kept,
         }

@@ -1,14 +1,15 @@
 """Child side of a cell: `python -m hlbench.worker CELL_JSON RESULT_JSON`.
 
-A fresh interpreter per cell (spawned by hlbench.run.runner), so no framework state, allocator cache or
-compiled graph leaks from one cell into the next. It imports exactly one framework, the cell's. Every
-Python-level outcome (ok, skipped, oom, error) is written to RESULT_JSON; a worker that dies without
-writing it is classified by the parent (crashed, timeout).
+A fresh interpreter per cell (spawned by hlbench.run.runner), so no framework state, allocator
+cache or compiled graph leaks from one cell into the next. It imports exactly one framework, the
+cell's. Every Python-level outcome (ok, skipped, oom, error) is written to RESULT_JSON; a worker
+that dies without writing it is classified by the parent (crashed, timeout).
 
-Data-parallel cells (hlbench.run.launch): every rank runs this module; each writes its own outcome to
-RESULT_JSON's `.rank<R>` sibling and rank 0 writes RESULT_JSON itself, with all ranks' figures combined
-(hlbench.worker.train). A rank that fails in Python exits 1 after writing its outcome, so that the launcher
-stops the group at once instead of leaving its peers blocked in a collective until the timeout.
+Data-parallel cells (hlbench.run.launch): every rank runs this module; each writes its own outcome
+to RESULT_JSON's `.rank<R>` sibling and rank 0 writes RESULT_JSON itself, with all ranks' figures
+combined (hlbench.worker.train). A rank that fails in Python exits 1 after writing its outcome, so
+that the launcher stops the group at once instead of leaving its peers blocked in a collective
+until the timeout.
 """
 
 from __future__ import annotations
@@ -18,41 +19,53 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hlbench.backends import get_spec, load_adapter
-from hlbench.errors import SkipCell
 from hlbench.cell import Cell
+from hlbench.errors import SkipCell
 from hlbench.handoff import PROFILE_DIR_ENV, rank_from_env, rank_result_path
 from hlbench.worker.train import run_cell
 
 TRACEBACK_TAIL_LINES = 30
 
 
-def execute(cell: Cell, report: Callable[[dict[str, Any]], None] = lambda result: None) -> dict[str, Any]:
+def execute(
+    cell: Cell, report: Callable[[dict[str, Any]], None] = lambda result: None
+) -> dict[str, Any]:
     """Run one cell in this process and classify the outcome; never raises for a cell's failure.
 
-    `report(result)` is called with the outcome before the backend leaves its process groups: a rank
-    that failed must say so at once, and then not wait for peers that are blocked in a collective
-    (a barrier or destroy_process_group would hold it until they time out), so it skips the shutdown."""
+    `report(result)` is called with the outcome before the backend leaves its process groups: a
+    rank that failed must say so at once, and then not wait for peers that are blocked in a
+    collective (a barrier or destroy_process_group would hold it until they time out), so it skips
+    the shutdown."""
     backend = None
     result: dict[str, Any] = {"framework_env": None}
     try:
         backend = load_adapter(get_spec(cell.backend))
-        backend.prepare(cell)  # process groups, strategies, logical devices: before the runtime starts
+        # process groups, strategies, logical devices: before the runtime starts
+        backend.prepare(cell)
         result["framework_env"] = backend.environment(cell.device)
-        profile_dir = os.environ.get(PROFILE_DIR_ENV) or None  # the runner sets it when profiling is on
-        result.update(run_cell(cell, backend, Path(profile_dir) if profile_dir else None), status="ok")
+        profile_dir = os.environ.get(PROFILE_DIR_ENV)  # the runner sets it when profiling is on
+        result.update(
+            run_cell(cell, backend, Path(profile_dir) if profile_dir else None), status="ok"
+        )
         if cell.launch is None or rank_from_env() == 0:  # only the chief's result is written
             result["metrics"].update(_mfu(cell, result))
     except SkipCell as exc:
         result.update(status="skipped", reason=str(exc))
-    except Exception as exc:  # noqa: BLE001 - every failure of a cell becomes its record
+    except Exception as exc:  # every failure of a cell becomes its record
         oom = backend.is_oom(exc) if backend is not None else isinstance(exc, MemoryError)
-        # when, so that the parent can tell a data-parallel cell's first failure from its consequences
+        # when, so that the parent can tell a data-parallel cell's first failure from its
+        # consequences
         result["failed_at_monotonic_s"] = time.monotonic()  # system-wide: comparable across ranks
-        result.update(status="oom" if oom else "error", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500], error=_error(exc))
+        result.update(
+            status="oom" if oom else "error",
+            reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+            error=_error(exc),
+        )
     report(result)
     if backend is not None and not (cell.launch and failed(result)):
         _shutdown(backend)
@@ -66,8 +79,10 @@ def failed(result: dict[str, Any]) -> bool:
 def _shutdown(backend: Any) -> None:
     try:
         backend.shutdown()
-    except Exception as exc:  # noqa: BLE001 - leaving a process group must not hide the cell's outcome
-        print(f"hlbench.worker: backend shutdown failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:
+        print(
+            f"hlbench.worker: backend shutdown failed: {type(exc).__name__}: {exc}", file=sys.stderr
+        )
 
 
 def _mfu(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
@@ -75,9 +90,14 @@ def _mfu(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
     from hlbench.telemetry.mfu import mfu_metrics
 
     info = result["backend_info"]
-    return mfu_metrics(get_spec(cell.backend).framework, cell.axes["precision"], str(info.get("device", "")),
-                       (result["framework_env"] or {}).get("gpus", []), _tokens_per_s_per_device(cell, result),
-                       info.get("flops_per_token"))
+    return mfu_metrics(
+        get_spec(cell.backend).framework,
+        cell.axes["precision"],
+        str(info.get("device", "")),
+        (result["framework_env"] or {}).get("gpus", []),
+        _tokens_per_s_per_device(cell, result),
+        info.get("flops_per_token"),
+    )
 
 
 def _tokens_per_s_per_device(cell: Cell, result: dict[str, Any]) -> float | None:
@@ -93,7 +113,11 @@ def _tokens_per_s_per_device(cell: Cell, result: dict[str, Any]) -> float | None
 
 def _error(exc: BaseException) -> dict[str, Any]:
     lines = "".join(traceback.format_exception(exc)).splitlines()
-    return {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback_tail": lines[-TRACEBACK_TAIL_LINES:]}
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc)[:2000],
+        "traceback_tail": lines[-TRACEBACK_TAIL_LINES:],
+    }
 
 
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -114,8 +138,12 @@ def main(argv: list[str]) -> int:
     rank = rank_from_env()
 
     def report(result: dict[str, Any]) -> None:
-        # every rank's own outcome (the parent names the failing rank from these), the chief's in full
-        own = {k: result.get(k) for k in ("status", "reason", "error", "framework_env", "failed_at_monotonic_s")}
+        # every rank's own outcome (the parent names the failing rank from these), the chief's in
+        # full
+        own = {
+            k: result.get(k)
+            for k in ("status", "reason", "error", "framework_env", "failed_at_monotonic_s")
+        }
         _write_atomically(rank_result_path(result_path, rank), {**own, "rank": rank})
         if rank == 0:
             _write_atomically(result_path, result)

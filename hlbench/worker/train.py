@@ -1,18 +1,19 @@
 """The one training-and-measurement loop, shared by every backend, by runs, by tests and by parity.
 
-It builds the workload's data and initial weights from the cell (framework-neutral, NumPy), asks the
-backend for a Trainer, runs warmup and the measured windows (hlbench.worker.measure), evaluates, and returns
-the measured part of a record.
+`run_cell` reads like a training script: prepare the inputs (the workload's data and initial
+weights, framework-neutral NumPy), build the backend's Trainer, run warmup and the measured windows
+(hlbench.worker.measure), combine the ranks' figures, evaluate, and assemble the measured part of
+a record.
 """
 
 from __future__ import annotations
 
 import os
 import resource
-import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,93 +21,123 @@ import numpy as np
 
 from hlbench.backends.base import Backend, Trainer
 from hlbench.cell import Cell
-from hlbench.data import Batch, Corpus, make_batches, make_corpus
-from hlbench.worker import ranks
-from hlbench.worker.measure import Timing, run_timed, step_stats
-from hlbench.techniques.augment import AugmentationConfig
+from hlbench.data import Batch, Corpus
+from hlbench.techniques import test_hooks
 from hlbench.techniques.driver import PruningRun
-from hlbench.workloads import model_spec
+from hlbench.worker import ranks
+from hlbench.worker.inputs import corpus_for, eval_batches, timed_train_batches, train_batches
+from hlbench.worker.measure import Timing, TimingPlan, run_timed, step_stats
+from hlbench.workloads import ModelSpec, model_spec
 
 
-def corpus_for(cell: Cell) -> Corpus:
-    data = {k: v for k, v in cell.workload["data"].items() if k != "sha256"}
-    return make_corpus(data, seed=cell.seed)
+@dataclass
+class Inputs:
+    """What a cell trains on, all made before the trainer is built (and timed as data_prep_s)."""
+
+    corpus: Corpus
+    batches: list[Batch]  # one global batch per planned optimizer step
+    held_out: list[Batch]
+    build_cell: Cell  # the cell the backend builds: a structured shrink makes a smaller model
+    spec: ModelSpec
+    weights: dict[str, np.ndarray]
+    pruning: PruningRun
+    augmentation_s: float
+    data_prep_s: float
 
 
-def augmentation_for(cell: Cell) -> AugmentationConfig:
-    return AugmentationConfig.from_dict(cell.techniques.get("augmentation") or {"method": "none"})
+@dataclass
+class Measured:
+    """The figures of the timed steps and the eval, the ranks' combined in a data-parallel cell."""
 
-
-def train_batches(cell: Cell, corpus: Corpus, n_steps: int, stats: dict[str, float] | None = None) -> list[Batch]:
-    """The global batches of steps 0 … n_steps-1: the same tokens in every backend and every cell
-    whose global batch and augmentation are the same (so accumulation settings compare the same
-    optimization). Augmentation happens here, on the host; its time is added to `stats`."""
-    w = cell.workload
-    return make_batches(corpus, cell.seed, n_steps, w["global_batch"], w["seq_len"], "train", w["variable_length"],
-                        augmentation_for(cell), stats)
-
-
-def eval_batches(cell: Cell, corpus: Corpus) -> list[Batch]:
-    """Held-out batches, evaluated micro-batch by micro-batch to stay within training's memory."""
-    w, n = cell.workload, cell.measurement["eval_batches"]
-    if n == 0:
-        return []
-    size = w["global_batch"] if w["hold"] == "global" else w["micro_batch"]
-    whole = make_batches(corpus, cell.seed, n, size, w["seq_len"], "eval", w["variable_length"])
-    chunks = size // w["micro_batch"]
-    return [micro for batch in whole for micro in batch.split(chunks)]
+    timing: Timing
+    memory: dict[str, Any]
+    distributed: dict[str, Any] | None
+    train_losses: list[float]
+    eval_loss: float | None
+    build_s: float
+    eval_s: float
 
 
 def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> dict[str, Any]:
     """Train and measure one cell; returns the record's measured fields (status `ok`).
 
-    `profile_dir`: run the profiling pass (hlbench.profiling) after the measured windows and the eval,
-    trace files under it; the record's `profile` is None without it."""
-    m = cell.measurement
+    `profile_dir`: run the profiling pass (hlbench.profiling) after the measured windows and the
+    eval, trace files under it; the record's `profile` is None without it."""
+    plan = TimingPlan.from_measurement(cell.measurement)
+    inputs = prepare_inputs(cell, plan)
+    trainer, build_s = build(cell, backend, inputs)
+    timing, raw_losses = measure(cell, trainer, inputs, plan)
+    timing, memory, distributed = combine_ranks(cell, trainer, timing)
+    train_losses = trainer.losses_to_floats(raw_losses)
+    eval_loss, eval_s = evaluate(trainer, inputs.held_out)
+    measured = Measured(timing, memory, distributed, train_losses, eval_loss, build_s, eval_s)
+    result = assemble_record(cell, inputs, trainer, measured)
+    if profile_dir is not None and not cell.launch:  # not built for data-parallel cells (README)
+        result["profile"] = profile(cell, trainer, inputs.corpus, profile_dir)
+    return result
+
+
+def prepare_inputs(cell: Cell, plan: TimingPlan) -> Inputs:
+    """Batches for every planned step, the held-out batches and the initial weights (pruned at
+    init for a structured shrink)."""
     t0 = time.perf_counter()
     spec = model_spec(cell)
     corpus = corpus_for(cell)
-    n_steps = m["warmup_steps"] + m["windows"] * m["steps"]
-    prep_stats: dict[str, float] = {}
-    batches = train_batches(cell, corpus, n_steps, prep_stats)
+    batches, augmentation_s = timed_train_batches(cell, corpus, plan.n_steps)
     held_out = eval_batches(cell, corpus)
     weights = spec.init_weights(cell.seed)
     pruning = PruningRun(cell, spec)
-    build_cell, spec, weights = pruning.prepare(cell, weights)  # a structured shrink: a smaller model
-    data_prep_s = time.perf_counter() - t0
+    build_cell, spec, weights = pruning.prepare(cell, weights)  # a shrink: a smaller model
+    return Inputs(
+        corpus=corpus,
+        batches=batches,
+        held_out=held_out,
+        build_cell=build_cell,
+        spec=spec,
+        weights=weights,
+        pruning=pruning,
+        augmentation_s=augmentation_s,
+        data_prep_s=time.perf_counter() - t0,
+    )
 
+
+def build(cell: Cell, backend: Backend, inputs: Inputs) -> tuple[Trainer, float]:
+    """The backend's trainer and the seconds building it took."""
     t0 = time.perf_counter()
-    trainer = backend.build(build_cell, weights)
+    trainer = backend.build(inputs.build_cell, inputs.weights)
     build_s = time.perf_counter() - t0
     if cell.launch:
         # Every rank must be running this very cell: nodes that drifted apart (one moved on after a
-        # failure) would otherwise train two configurations together, or meet stale rendezvous state.
+        # failure) would otherwise train two configurations together, or meet stale rendezvous
+        # state.
         hashes = trainer.all_gather_objects(cell.hash)
         if len(set(hashes)) > 1:
-            raise RuntimeError(f"the ranks run different cells (hashes by rank: {hashes}); restart the run on every node")
+            raise RuntimeError(
+                f"the ranks run different cells (hashes by rank: {hashes}); "
+                "restart the run on every node"
+            )
+    return trainer, build_s
 
+
+def measure(
+    cell: Cell, trainer: Trainer, inputs: Inputs, plan: TimingPlan
+) -> tuple[Timing, list[Any]]:
+    """Warmup and the measured windows; returns their timing and the raw per-step losses."""
     losses: list[Any] = []
-    peak_reset = [False]
-    # Test-only hook (documented in the README): an artificial delay per step inside the timed region,
-    # so the end-to-end tests of `hlbench compare` can produce a real, known slowdown.
-    delay_s = float(os.environ.get("HLBENCH_TEST_STEP_DELAY_S", "0") or 0)
-    # Test-only hook: "R:S" makes rank R kill itself with SIGKILL at step S (a rank dying mid-run);
-    # "R:S:oom" makes it raise MemoryError there instead (a rank running out of memory).
-    kill_rank, _, kill_at = os.environ.get("HLBENCH_TEST_KILL_RANK", "").partition(":")
-    kill_step, _, kill_how = kill_at.partition(":")
+    first_measured = plan.warmup_steps
+    pruning = inputs.pruning
 
-    first_measured = m["warmup_steps"]
+    def optimizer_step(i: int) -> None:
+        losses.append(trainer.train_step(inputs.batches[i]))
+
+    train = test_hooks.wrap_step(optimizer_step, trainer.rank)  # itself, unless a test hook is set
 
     def step(i: int) -> None:
-        if i != first_measured:  # a pruning event before the first measured step runs untimed (below)
+        if i != first_measured:  # a pruning event before the first measured step runs untimed
             pruning.before_step(i, trainer)
-        if kill_rank and int(kill_rank) == trainer.rank and i == int(kill_step):
-            if kill_how == "oom":
-                raise MemoryError(f"simulated: rank {trainer.rank} cannot allocate at step {i}")
-            os.kill(os.getpid(), signal.SIGKILL)
-        losses.append(trainer.train_step(batches[i]))
-        if delay_s:
-            time.sleep(delay_s)
+        train(i)
+
+    peak_reset = [False]
 
     def on_window_start() -> None:
         if not peak_reset[0]:  # one peak over all measured windows, warmup excluded
@@ -115,49 +146,83 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
             peak_reset[0] = True
 
     agree = (lambda over: any(trainer.all_gather_objects(over))) if cell.launch else None
-    timing = run_timed(
-        step, trainer.sync, m["warmup_steps"], m["steps"], m["windows"], m["budget_s"], on_window_start, agree=agree
-    )
+    return run_timed(step, trainer.sync, plan, on_window_start, agree=agree), losses
+
+
+def combine_ranks(
+    cell: Cell, trainer: Trainer, timing: Timing
+) -> tuple[Timing, dict[str, Any], dict[str, Any] | None]:
+    """Timing, memory and the `distributed` section: this process's own, or in a data-parallel
+    cell one record for all ranks (hlbench.worker.ranks). A collective, so it runs before anything
+    rank-specific."""
     memory = {**trainer.memory(), **_host_memory()}
-    distributed = None
-    if cell.launch:  # one record for all ranks (hlbench.worker.ranks): a collective, so before anything rank-specific
-        per_rank = trainer.all_gather_objects({
-            "rank": trainer.rank, "host": socket.gethostname(), "pid": os.getpid(),
-            "device": str(trainer.info().get("device")), "timing": timing.to_dict(), "memory": memory})
-        timing, memory = ranks.slowest_timing(per_rank), ranks.max_memory(per_rank)
-        distributed = ranks.distributed_section(cell.launch, per_rank)
-    train_losses = trainer.losses_to_floats(losses)
+    if not cell.launch:
+        return timing, memory, None
+    per_rank = trainer.all_gather_objects(
+        {
+            "rank": trainer.rank,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": str(trainer.info().get("device")),
+            "timing": timing.to_dict(),
+            "memory": memory,
+        }
+    )
+    return (
+        ranks.slowest_timing(per_rank),
+        ranks.max_memory(per_rank),
+        ranks.distributed_section(cell.launch, per_rank),
+    )
+
+
+def evaluate(trainer: Trainer, held_out: list[Batch]) -> tuple[float | None, float]:
+    """The held-out loss (None without held-out batches) and the seconds it took."""
     t0 = time.perf_counter()
     eval_loss = trainer.eval_loss(held_out) if held_out else None
-    eval_s = time.perf_counter() - t0
+    return eval_loss, time.perf_counter() - t0
 
-    measured = batches[m["warmup_steps"] : m["warmup_steps"] + timing.steps_measured]
-    result = {
+
+def assemble_record(
+    cell: Cell, inputs: Inputs, trainer: Trainer, measured: Measured
+) -> dict[str, Any]:
+    """The record's measured fields; `profile` is filled in afterwards when profiling is on."""
+    warmup, timing = cell.measurement["warmup_steps"], measured.timing
+    n_steps = len(inputs.batches)
+    spec = inputs.spec
+    return {
         "profile": None,
         "timing": {
             **timing.to_dict(),
-            "data_prep_s": data_prep_s,
-            # host time spent augmenting the train batches (inside data_prep_s, outside the step times)
-            "augmentation_s": prep_stats.get("augmentation_s", 0.0),
-            "augmentation_per_step_s": prep_stats.get("augmentation_s", 0.0) / n_steps,
-            "build_s": build_s,
-            "startup_s": build_s + sum(timing.warmup_step_times_s),
-            "eval_s": eval_s,
+            "data_prep_s": inputs.data_prep_s,
+            # host time augmenting the train batches (inside data_prep_s, outside the step times)
+            "augmentation_s": inputs.augmentation_s,
+            "augmentation_per_step_s": inputs.augmentation_s / n_steps,
+            "build_s": measured.build_s,
+            "startup_s": measured.build_s + sum(timing.warmup_step_times_s),
+            "eval_s": measured.eval_s,
         },
-        "metrics": _throughput(cell, timing, measured),
-        "loss": _losses(corpus, timing, train_losses, eval_loss, m["warmup_steps"]),
-        "memory": memory,
-        "distributed": distributed,
-        "backend_info": {**trainer.info(), "n_params": spec.n_params, "flops_per_token": spec.flops_per_token(
-            cell.workload["seq_len"]), "pruning": pruning.report(trainer)},
+        "metrics": _throughput(
+            cell, timing, inputs.batches[warmup : warmup + timing.steps_measured]
+        ),
+        "loss": _losses(inputs.corpus, timing, measured.train_losses, measured.eval_loss, warmup),
+        "memory": measured.memory,
+        "distributed": measured.distributed,
+        "backend_info": {
+            **trainer.info(),
+            "n_params": spec.n_params,
+            "flops_per_token": spec.flops_per_token(cell.workload["seq_len"]),
+            "pruning": inputs.pruning.report(trainer),
+        },
     }
-    if profile_dir is not None and not cell.launch:  # not built for data-parallel cells (README)
-        # extra steps after the windows, the eval and every figure above: nothing above sees them
-        from hlbench.profiling.section import profile_section
 
-        # a real host batch preparation (augmentation included) per profiled step: batch 0 again
-        result["profile"] = profile_section(trainer, lambda: train_batches(cell, corpus, 1)[0], Path(profile_dir))
-    return result
+
+def profile(cell: Cell, trainer: Trainer, corpus: Corpus, profile_dir: Path) -> dict[str, Any]:
+    """The profiling pass: extra steps after the windows, the eval and every figure of the record,
+    so none of those sees them."""
+    from hlbench.profiling.section import profile_section
+
+    # a real host batch preparation (augmentation included) per profiled step: batch 0 again
+    return profile_section(trainer, lambda: train_batches(cell, corpus, 1)[0], Path(profile_dir))
 
 
 def _throughput(cell: Cell, timing: Timing, measured: list[Batch]) -> dict[str, Any]:
@@ -167,7 +232,7 @@ def _throughput(cell: Cell, timing: Timing, measured: list[Batch]) -> dict[str, 
     target_tokens = sum(b.n_target_tokens for b in measured)
     return {
         "tokens_per_step": tokens_per_step,
-        # DESIGN §3: global batch × sequence length × optimizer steps / window time (padding included)
+        # global batch × sequence length × optimizer steps / window time (padding included)
         "tokens_per_s": tokens_per_step * timing.steps_measured / wall_s if wall_s > 0 else None,
         # only the positions that are trained on (differs from tokens_per_s with variable_length)
         "target_tokens_per_s": target_tokens / wall_s if wall_s > 0 else None,
