@@ -23,10 +23,12 @@ from scipy.stats import norm
 from hlbench.cli import main
 from hlbench.compare.verdicts import (
     EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSED, FAILED, IMPROVED, INCONCLUSIVE, METRICS,
-    NOT_AVAILABLE, REGRESSED, UNCHANGED, Thresholds, compare_runs, compare_samples, current_records, exit_code,
+    NOT_AVAILABLE, REGRESSED, UNCHANGED, Thresholds, compare_runs, compare_samples, exit_code,
 )
 from hlbench.compare.comparability import environment, environment_differences
+from hlbench.records.identity import current_records
 from tests.conftest import REPO, run_cli
+from tests.data.telemetry_replay import telemetry_section, ticks, with_gpu
 
 TOKENS_PER_STEP = 256
 H200, A100 = "NVIDIA H200", "NVIDIA A100-SXM4-80GB"
@@ -311,10 +313,35 @@ def test_metric_not_available_is_not_a_crash(tmp_path, capsys):
     assert code == EXIT_OK and "not available" in out
 
 
+def with_gpu_telemetry(rec: dict[str, Any], power_w: float, samples_csv: Path) -> dict[str, Any]:
+    """The record with the `telemetry` section hlbench's telemetry writer (Collector.finish) makes
+    from NVML samples of a GPU drawing `power_w` through two measured windows of 2 s each."""
+    rec["timing"]["window_monotonic_s"] = [[100.0, 102.0], [102.0, 104.0]]
+    rows = with_gpu(ticks(99.0, 105.0, 0.1), power_w=power_w)
+    rec["telemetry"] = telemetry_section(rows, rec, samples_csv)
+    return rec
+
+
+def test_energy_from_the_telemetry_writer_is_compared(tmp_path, capsys):
+    # 4 s of measured windows at 320 W → 1280 J; at 268.8 W → 1075.2 J (0.07 J per token of 60 × 256)
+    base = with_gpu_telemetry(record(STEADY), 320.0, tmp_path / "base.csv")
+    cand = with_gpu_telemetry(record(STEADY), 268.8, tmp_path / "cand.csv")
+    assert base["telemetry"]["derived"]["gpu_energy_j"] == pytest.approx(1280.0)  # where the writer puts it
+    write(tmp_path / "base.jsonl", [base])
+    write(tmp_path / "cand.jsonl", [cand])
+    code, out, _ = compare_cli(capsys, str(tmp_path / "base.jsonl"), str(tmp_path / "cand.jsonl"),
+                               "--metric", "energy_j_per_token", "--format", "json")
+    (energy,) = json.loads(out)["results"]
+    assert energy["verdict"] == IMPROVED and (energy["n_baseline"], energy["n_candidate"]) == (1, 1)
+    assert energy["median_baseline"] == pytest.approx(1280.0 / (60 * TOKENS_PER_STEP))
+    assert energy["median_candidate"] == pytest.approx(0.07) and code == EXIT_OK
+
+
 def test_energy_and_memory_metrics_when_recorded(tmp_path, capsys):
-    base = write(tmp_path / "base.jsonl", [record(STEADY, peak_bytes=2**30, telemetry={"energy_j": 1280.0})])
-    cand = write(tmp_path / "cand.jsonl", [record(STEADY, peak_bytes=int(1.2 * 2**30),
-                                                  telemetry={"nvml": {"energy_j_per_token": 0.07}})])
+    base = write(tmp_path / "base.jsonl", [
+        with_gpu_telemetry(record(STEADY, peak_bytes=2**30), 320.0, tmp_path / "base.csv")])
+    cand = write(tmp_path / "cand.jsonl", [
+        with_gpu_telemetry(record(STEADY, peak_bytes=int(1.2 * 2**30)), 268.8, tmp_path / "cand.csv")])
     code, out, _ = compare_cli(capsys, str(base), str(cand), "--metric", "all", "--format", "json")
     by_metric = {r["metric"]: r for r in json.loads(out)["results"]}
     assert set(by_metric) == set(METRICS)

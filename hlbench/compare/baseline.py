@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from hlbench.compare.comparability import Run, environment, load_run
-from hlbench.compare.verdicts import METRICS, by_cell, metric_samples
+from hlbench.compare.verdicts import METRICS, by_cell, metric_samples, statuses
 from hlbench.errors import UsageError
+from hlbench.records import environment as env
+from hlbench.records import identity
 
 DEFAULT_DIR = Path("results/baselines")
 RECORDS_NAME, META_NAME, HISTORY_NAME = "records.jsonl", "baseline.json", "history"
@@ -54,7 +56,7 @@ def machine_type(run: Run) -> str:
 
 
 def default_name(run: Run) -> str:
-    suites = sorted({str(r.get("suite")) for r in run.records if r.get("suite")})
+    suites = sorted({str(identity.suite(r)) for r in run.records if identity.suite(r)})
     return f"{_slug(suites[0]) if suites else 'run'}--{machine_type(run)}"
 
 
@@ -79,12 +81,11 @@ def save(records: Path, name: str | None, directory: Path, note: str | None = No
         "name": name,
         "saved_at": saved_at,
         "source": str(run.path),
-        "run_ids": sorted({str(r.get("run_id")) for r in run.records}),
-        "suite": sorted({str(r.get("suite")) for r in run.records}),
+        "run_ids": sorted({str(identity.run_id(r)) for r in run.records}),
+        "suite": sorted({str(identity.suite(r)) for r in run.records}),
         "machine_type": machine_type(run),
         "environment": environment(run.records),
-        "hlbench_git": sorted({json.dumps((r.get("env") or {}).get("host", {}).get("hlbench_git"), sort_keys=True)
-                               for r in run.records}),
+        "hlbench_git": sorted({json.dumps(env.hlbench_git(r), sort_keys=True) for r in run.records}),
         "cells_ok": len(ok),
         "cells_not_ok": sorted(c.cell_id for c in cells.values() if not c.ok),
         "note": note,
@@ -149,7 +150,7 @@ def describe(name: str, directory: Path) -> dict[str, Any]:
         cells.append({
             "cell_id": cell.cell_id, "cell_hash": cell.cell_hash,
             "repeats_ok": len(cell.ok),
-            "status": "ok" if cell.ok else "/".join(sorted({r.get("status", "?") for r in cell.failed + cell.skipped})),
+            "status": "ok" if cell.ok else statuses(cell),
             "tokens_per_s_median": statistics.median(samples) if samples else None,
             "steps": len(samples),
         })

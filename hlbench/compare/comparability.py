@@ -21,16 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from hlbench.compare.verdicts import current_records
 from hlbench.errors import UsageError
-from hlbench.records import read_records
+from hlbench.records import environment as env
+from hlbench.records import identity
+from hlbench.records.jsonl import read_records
 
 # Environment fields compared, in the order differences are reported.
 ENV_FIELDS = (
     "schema_version", "gpu_models", "driver_major", "torch_version", "tensorflow_version",
     "cuda_version", "cudnn_version", "cpu_model",
 )
-FRAMEWORK_VERSION_FIELDS = ("torch_version", "tensorflow_version", "cuda_version", "cudnn_version")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def records_file(path: Path) -> Path:
 def load_run(path: Path) -> Run:
     """Read a run: cell records only, the last per (cell_hash, repeat); a torn last line is ignored."""
     file = records_file(path)
-    records = current_records(read_records(file, repair=False))
+    records = identity.current_records(read_records(file, repair=False))
     if not records:
         raise UsageError(f"{file}: holds no cell records")
     return Run(file, records)
@@ -73,19 +73,15 @@ def _driver_major(version: Any) -> str | None:
 
 def record_environment(record: dict[str, Any]) -> dict[str, Any]:
     """The comparability fields of one record; None where the record does not say."""
-    env = record.get("env") or {}
-    host, framework = env.get("host") or {}, env.get("framework") or {}
-    gpus = framework.get("gpus")
-    out: dict[str, Any] = {
-        "schema_version": record.get("schema_version"),
+    gpus = env.gpu_names(record)
+    return {
+        "schema_version": identity.schema_version(record),
         # A multiset of names, sorted: 2× H100 differs from 1× H100. None: the worker never reported.
-        "gpu_models": None if gpus is None else ", ".join(sorted(g.get("name", "?") for g in gpus)) or "none",
-        "driver_major": _driver_major(framework.get("driver_version")),
-        "cpu_model": host.get("cpu_model"),
+        "gpu_models": None if gpus is None else ", ".join(sorted(g or "?" for g in gpus)) or "none",
+        "driver_major": _driver_major(env.driver_version(record)),
+        "cpu_model": env.cpu_model(record),
+        **env.framework_versions(record),
     }
-    for key in FRAMEWORK_VERSION_FIELDS:
-        out[key] = framework.get(key)
-    return out
 
 
 def environment(records: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
@@ -144,18 +140,18 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def definition_differences(baseline: Iterable[dict[str, Any]], candidate: Iterable[dict[str, Any]]) -> list[str]:
     """Cell ids present on both sides with different content hashes, and the `cell` keys that differ."""
     def by_id(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {r["cell_id"]: r for r in records if "cell_id" in r}
+        return {identity.cell_id(r): r for r in records if identity.cell_id(r) is not None}
 
     base, cand = by_id(baseline), by_id(candidate)
     out = []
     for cell_id in base:
         b, c = base[cell_id], cand.get(cell_id)
-        if c is None or b.get("cell_hash") == c.get("cell_hash"):
+        if c is None or identity.cell_hash(b) == identity.cell_hash(c):
             continue
-        fb, fc = _flatten(b.get("cell") or {}), _flatten(c.get("cell") or {})
+        fb, fc = _flatten(identity.cell(b)), _flatten(identity.cell(c))
         keys = sorted(k for k in fb.keys() | fc.keys() if fb.get(k) != fc.get(k))
         shown = ", ".join(f"{k} {fb.get(k)!r} vs {fc.get(k)!r}" for k in keys[:4]) + (" ..." if len(keys) > 4 else "")
-        out.append(f"workload definition of {cell_id}: hash {b.get('cell_hash')} vs {c.get('cell_hash')}"
+        out.append(f"workload definition of {cell_id}: hash {identity.cell_hash(b)} vs {identity.cell_hash(c)}"
                    + (f" ({shown})" if shown else ""))
     return out
 

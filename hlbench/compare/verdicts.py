@@ -30,6 +30,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from hlbench.records import fields, identity, memory
+
 # Verdicts, in the order a summary lists them.
 REGRESSED, IMPROVED, INCONCLUSIVE, UNCHANGED = "regressed", "improved", "inconclusive", "unchanged"
 # The cell failed (oom/timeout/error/crashed) in the candidate but ran in the baseline: a regression.
@@ -56,79 +58,39 @@ class Metric:
     samples: Callable[[dict[str, Any]], list[float] | None]  # None: not in this record
 
 
-def _window_steps(record: dict[str, Any]) -> list[float]:
-    windows = (record.get("timing") or {}).get("window_step_times_s") or []
-    return [float(t) for window in windows for t in window if t is not None and t > 0]
+def _samples(value: float | None) -> list[float] | None:
+    """One sample per repeat: a per-run figure, None when the record lacks it."""
+    return None if value is None or math.isnan(value) else [value]
 
 
-def _tokens_per_s(record: dict[str, Any]) -> list[float] | None:
-    tokens_per_step = (record.get("metrics") or {}).get("tokens_per_step")
-    steps = _window_steps(record)
-    if not tokens_per_step or not steps:
-        return None
-    return [tokens_per_step / t for t in steps]
-
-
-def _step_time_s(record: dict[str, Any]) -> list[float] | None:
-    return _window_steps(record) or None
-
-
-def _one(value: Any) -> list[float] | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return [float(value)]
+def _step_times_s(record: dict[str, Any]) -> list[float] | None:
+    return fields.step_times_s(record) or None
 
 
 def _peak_memory_bytes(record: dict[str, Any]) -> list[float] | None:
-    """The framework allocator's peak over the measured windows (not host RSS: a different quantity).
-
-    `torch_cuda_max_allocated_bytes` today; a backend that reports its allocator peak under another
-    `*_max_allocated_bytes` / `*_peak_bytes` key (TensorFlow's) is picked up the same way.
-    """
-    memory = record.get("memory") or {}
-    if memory.get("torch_cuda_max_allocated_bytes") is not None:
-        return _one(memory["torch_cuda_max_allocated_bytes"])
-    for key in sorted(memory):
-        if key.startswith("host_") or not key.endswith(("_max_allocated_bytes", "_peak_bytes")):
-            continue
-        if memory[key] is not None:
-            return _one(memory[key])
-    return None
+    """The framework allocator's peak (not host RSS or NVML's figures, which measure other things)."""
+    return _samples(memory.allocator_peak_bytes(record))
 
 
 def _host_peak_rss_bytes(record: dict[str, Any]) -> list[float] | None:
-    return _one((record.get("memory") or {}).get("host_peak_rss_bytes"))
+    return _samples(memory.host_peak_rss_bytes(record))
 
 
 def _energy_j_per_token(record: dict[str, Any]) -> list[float] | None:
-    """Energy per trained token over the measured windows, when telemetry recorded it.
-
-    Looked for, in order: `metrics.energy_j_per_token`, `telemetry.energy_j_per_token`,
-    `telemetry.nvml.energy_j_per_token`, then `energy_j` (same places) ÷ tokens measured. Telemetry is
-    null today (no NVML sampler yet): the metric is then "not available", not an error.
-    """
-    telemetry = record.get("telemetry") or {}
-    places = [record.get("metrics") or {}, telemetry, telemetry.get("nvml") or {}]
-    for place in places:
-        if isinstance(place, dict) and place.get("energy_j_per_token") is not None:
-            return _one(place["energy_j_per_token"])
-    metrics = record.get("metrics") or {}
-    tokens = (metrics.get("tokens_per_step") or 0) * ((record.get("timing") or {}).get("steps_measured") or 0)
-    for place in places:
-        if isinstance(place, dict) and place.get("energy_j") is not None and tokens:
-            return _one(place["energy_j"] / tokens)
-    return None
+    """Energy per token over the measured windows, from the telemetry writer's derived figures
+    (NVML's GPU energy, else RAPL's CPU package): "not available" without an energy counter."""
+    return _samples(fields.energy_per_token_j(record))
 
 
 def _excess_eval_loss_nats(record: dict[str, Any]) -> list[float] | None:
-    return _one((record.get("loss") or {}).get("excess_eval_loss_nats"))
+    return _samples(fields.excess_eval_loss_nats(record))
 
 
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("tokens_per_s", "tokens/s", "tokens/s", True, True, _tokens_per_s),
-        Metric("step_time_s", "step time", "s", False, True, _step_time_s),
+        Metric("tokens_per_s", "tokens/s", "tokens/s", True, True, fields.step_tokens_per_s),
+        Metric("step_time_s", "step time", "s", False, True, _step_times_s),
         Metric("peak_memory_bytes", "peak memory", "B", False, False, _peak_memory_bytes),
         Metric("host_peak_rss_bytes", "host peak RSS", "B", False, False, _host_peak_rss_bytes),
         Metric("energy_j_per_token", "energy/token", "J/token", False, False, _energy_j_per_token),
@@ -233,19 +195,6 @@ def _median(samples: Sequence[float]) -> float | None:
 # Runs: cells matched by content hash
 
 
-def current_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Cell records only (parity and other kinds dropped), the last one per (cell_hash, repeat).
-
-    A resumed file can hold a failure followed by an `ok` record for the same repeat: the last is current.
-    """
-    last: dict[tuple[str, int], dict[str, Any]] = {}
-    for record in records:
-        if record.get("kind", "cell") != "cell" or "cell_hash" not in record:
-            continue
-        last[(record["cell_hash"], record.get("repeat", 0))] = record
-    return list(last.values())
-
-
 @dataclass(frozen=True)
 class CellRecords:
     cell_hash: str
@@ -258,10 +207,11 @@ class CellRecords:
 def by_cell(records: Iterable[dict[str, Any]]) -> dict[str, CellRecords]:
     """Current cell records grouped by cell hash, in first-seen order."""
     groups: dict[str, dict[str, Any]] = {}
-    for record in current_records(records):
-        g = groups.setdefault(record["cell_hash"], {"id": record.get("cell_id", "?"), "ok": [], "failed": [], "skipped": []})
-        status = record.get("status")
-        g["ok" if status == "ok" else "skipped" if status == "skipped" else "failed"].append(record)
+    for record in identity.current_records(records):
+        g = groups.setdefault(str(identity.cell_hash(record)),
+                              {"id": identity.cell_id(record) or "?", "ok": [], "failed": [], "skipped": []})
+        outcome = "ok" if identity.is_ok(record) else "skipped" if identity.is_skipped(record) else "failed"
+        g[outcome].append(record)
     return {h: CellRecords(h, g["id"], g["ok"], g["failed"], g["skipped"]) for h, g in groups.items()}
 
 
@@ -295,10 +245,14 @@ class RunComparison:
         return [r.comparison.verdict for r in self.results]
 
 
+def statuses(cell: CellRecords) -> str:
+    """The distinct statuses of a cell's records that did not run ok: "oom", "error/timeout"."""
+    return "/".join(sorted({identity.status(r) or "?" for r in cell.failed + cell.skipped}))
+
+
 def _status_summary(cell: CellRecords) -> str:
-    statuses = sorted({r.get("status", "?") for r in cell.failed + cell.skipped})
-    reasons = [r.get("reason") for r in cell.failed + cell.skipped if r.get("reason")]
-    return "/".join(statuses) + (f": {reasons[0]}" if reasons else "")
+    reasons = [identity.reason(r) for r in cell.failed + cell.skipped if identity.reason(r)]
+    return statuses(cell) + (f": {reasons[0]}" if reasons else "")
 
 
 def compare_runs(
