@@ -1,15 +1,16 @@
 """Records -> tidy pandas DataFrames: one row per (cell, repeat), units in the column names.
 
-`load(paths)` gives the cell rows, `load_parity(paths)` the parity checks, and `load_all(paths)` both
-from one pass over the files (the report uses it so that no file is parsed twice).
+`load(paths)` gives the cell rows, `load_parity(paths)` the parity checks, and `load_all(paths)`
+both from one pass over the files (the report uses it so that no file is parsed twice).
 
 Rules:
 - Every record must carry `schema_version == SCHEMA_VERSION`; anything else is a one-line UsageError
   naming the file, the line, the version found and the version supported.
-- The rows are the current cell records (hlbench.records.identity): within a run, the last record of a
-  (cell_hash, repeat) wins, so a resumed file's failure is replaced by the `ok` record that followed.
-- Failed and skipped rows stay in the frame (`ok` False) so that tables show them; statistics elsewhere
-  filter on `ok` and never average them in.
+- The rows are the current cell records (hlbench.records.identity): within a run, the last record of
+  a (cell_hash, repeat) wins, so a resumed file's failure is replaced by the `ok` record that
+  followed.
+- Failed and skipped rows stay in the frame (`ok` False) so that tables show them; statistics
+  elsewhere filter on `ok` and never average them in.
 - Every field is read through hlbench.records' accessors; one the record lacks (no telemetry, a CPU
   without allocator statistics) is null here, never a guess. Raw per-step samples are parsed once,
   into NumPy arrays in the RAW_COLUMNS.
@@ -20,9 +21,10 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,8 +56,8 @@ RAW_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Results:
-    cells: "pd.DataFrame"  # one row per (cell, repeat)
-    parity: "pd.DataFrame"  # one row per parity check
+    cells: pd.DataFrame  # one row per (cell, repeat)
+    parity: pd.DataFrame  # one row per parity check
     files: tuple[Path, ...]  # the records files read, in order
 
 
@@ -77,12 +79,12 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def load(paths: Sequence[Path]) -> "pd.DataFrame":
+def load(paths: Sequence[Path]) -> pd.DataFrame:
     """Cell rows of the records files (one per cell and repeat, last record wins)."""
     return load_all(paths).cells
 
 
-def load_parity(paths: Sequence[Path]) -> "pd.DataFrame":
+def load_parity(paths: Sequence[Path]) -> pd.DataFrame:
     """Parity checks of the records files: one row per (parity record, check)."""
     return load_all(paths).parity
 
@@ -102,9 +104,14 @@ def load_all(paths: Sequence[Path]) -> Results:
             elif kind == "cell":
                 cell_records.append((path, record))
             elif kind != "follower":  # a follower: the cell's figures are in node 0's record
-                raise UsageError(f"{path}: line {line}: unknown record kind {kind!r} "
-                                 "(expected 'cell', 'parity' or 'follower')")
-    rows = [_cell_row(record, path) for path, record in ident.current(cell_records, lambda item: item[1])]
+                raise UsageError(
+                    f"{path}: line {line}: unknown record kind {kind!r} (expected 'cell', 'parity' "
+                    "or 'follower')"
+                )
+    rows = [
+        _cell_row(record, path)
+        for path, record in ident.current(cell_records, lambda item: item[1])
+    ]
     if not rows and not parity_rows:
         raise UsageError(f"no records in {', '.join(str(p) for p in files)}")
     if any("parallel" in row for row in rows):
@@ -115,7 +122,7 @@ def load_all(paths: Sequence[Path]) -> Results:
     return Results(cells=cells, parity=parity, files=tuple(files))
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Cell rows
 
 
@@ -126,36 +133,30 @@ def _cell_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
     return BASE_COLUMNS[:at] + extra + BASE_COLUMNS[at:]
 
 
-PROFILE_COLUMNS = [*(f"phase_{p}_share" for p in PHASES), *(f"category_{c}_share" for c in CATEGORIES),
-                   "profile_step_s", "profile_trace_path"]
+PROFILE_COLUMNS = [
+    *(f"phase_{p}_share" for p in PHASES),
+    *(f"category_{c}_share" for c in CATEGORIES),
+    "profile_step_s",
+    "profile_trace_path",
+]
 
 BASE_COLUMNS: list[str] = [
-    # identity
-    "run_id", "suite", "source_file", "cell_id", "cell_hash", "repeat", "started_at",
-    "workload", "model", "model_size", "backend", "device", *KNOWN_AXES,
-    # configuration
-    "global_batch", "micro_batch", "seq_len", "tokens_per_step", "hold",
-    # outcome
-    "status", "reason", "ok", "failed",
-    # speed
-    "tokens_per_s", "target_tokens_per_s", "step_time_median_s", "step_time_iqr_s", "step_time_mean_s",
-    "window_step_time_cv", "steps_measured", "steps_planned", "windows_measured", "budget_hit",
-    "startup_s", "measured_wall_s", "worker_wall_s",
-    # memory
-    "peak_mem_bytes", "peak_mem_source", "host_peak_rss_bytes", "framework_memory_reason",
-    # quality
-    "final_train_loss_nats", "eval_loss_nats", "entropy_floor_nats", "excess_train_loss_nats",
-    "excess_eval_loss_nats",
-    # energy and efficiency
-    "energy_j", "energy_per_token_j", "flops_per_token", "peak_flops_per_s", "mfu",
-    # techniques
-    "n_params", "sparsity", "loss_scale", "overflow_skipped_steps",
-    # profiling pass (None without profiling; hlbench.profiling)
-    *PROFILE_COLUMNS,
-    # environment
-    "throttled", "device_name", "driver_version", "framework_version", "hlbench_version", "hlbench_commit",
-    # raw samples (NumPy arrays)
-    *RAW_COLUMNS,
+    *("run_id", "suite", "source_file", "cell_id", "cell_hash", "repeat", "started_at"),  # identity
+    *("workload", "model", "model_size", "backend", "device", *KNOWN_AXES),
+    *("global_batch", "micro_batch", "seq_len", "tokens_per_step", "hold"),  # configuration
+    *("status", "reason", "ok", "failed"),  # outcome
+    *("tokens_per_s", "target_tokens_per_s", "step_time_median_s", "step_time_iqr_s"),  # speed
+    *("step_time_mean_s", "window_step_time_cv", "steps_measured", "steps_planned"),
+    *("windows_measured", "budget_hit", "startup_s", "measured_wall_s", "worker_wall_s"),
+    *("peak_mem_bytes", "peak_mem_source", "host_peak_rss_bytes", "framework_memory_reason"),
+    *("final_train_loss_nats", "eval_loss_nats", "entropy_floor_nats"),  # quality
+    *("excess_train_loss_nats", "excess_eval_loss_nats"),
+    *("energy_j", "energy_per_token_j", "flops_per_token", "peak_flops_per_s", "mfu"),  # efficiency
+    *("n_params", "sparsity", "loss_scale", "overflow_skipped_steps"),  # techniques
+    *PROFILE_COLUMNS,  # the profiling pass (None without profiling; hlbench.profiling)
+    *("throttled", "device_name", "driver_version", "framework_version"),  # environment
+    *("hlbench_version", "hlbench_commit"),
+    *RAW_COLUMNS,  # raw samples (NumPy arrays)
 ]
 
 
@@ -176,8 +177,9 @@ def _cell_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "device": ident.device(record),
         **{axis: axes.get(axis) for axis in KNOWN_AXES},
         **{axis: value for axis, value in axes.items() if axis not in KNOWN_AXES},
-        # data parallel (suite `launcher:`): a variant like compile, e.g. "ddp2"; "single" is filled in
-        # for one-device rows only when some row has it (load_all), so reports without it are unchanged
+        # data parallel (suite `launcher:`): a variant like compile, e.g. "ddp2"; "single" is
+        # filled in for one-device rows only when some row has it (load_all), so reports without
+        # it are unchanged
         **({"parallel": launch_label(launch)} if launch else {}),
         **ident.batch_shape(record),
         "tokens_per_step": f.tokens_per_step(record),
@@ -263,8 +265,9 @@ def _quality(record: dict[str, Any]) -> dict[str, Any]:
         "excess_train_loss_nats": f.excess_train_loss_nats(record),
         "excess_eval_loss_nats": f.excess_eval_loss_nats(record),
         # None (a diverged step) becomes NaN so that a loss plot shows the gap
-        "train_loss_per_step_nats": np.array([np.nan if v is None else v for v in per_step],
-                                             dtype=np.float64),
+        "train_loss_per_step_nats": np.array(
+            [np.nan if v is None else v for v in per_step], dtype=np.float64
+        ),
     }
 
 
@@ -317,16 +320,29 @@ def _telemetry_memory(record: dict[str, Any], records_path: Path) -> dict[str, A
             if value:
                 times.append(float(sample["t_monotonic_s"]) - t0)
                 values.append(float(value))
-    return {"telemetry_mem_t_s": np.array(times, dtype=np.float64),
-            "telemetry_mem_bytes": np.array(values, dtype=np.float64)}
+    return {
+        "telemetry_mem_t_s": np.array(times, dtype=np.float64),
+        "telemetry_mem_bytes": np.array(values, dtype=np.float64),
+    }
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Parity rows
 
 PARITY_COLUMNS: list[str] = [
-    "run_id", "suite", "source_file", "workload", "precision", "backends", "passed",
-    "check", "check_passed", "rel_diff", "tolerance", "values", "detail",
+    "run_id",
+    "suite",
+    "source_file",
+    "workload",
+    "precision",
+    "backends",
+    "passed",
+    "check",
+    "check_passed",
+    "rel_diff",
+    "tolerance",
+    "values",
+    "detail",
 ]
 
 
@@ -342,10 +358,27 @@ def _parity_rows(record: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     }
     checks = record.get("checks") or []
     if not checks:  # a parity record that ran no check still says whether it passed
-        return [{**base, "check": None, "check_passed": None, "rel_diff": None, "tolerance": None,
-                 "values": None, "detail": ident.reason(record)}]
+        return [
+            {
+                **base,
+                "check": None,
+                "check_passed": None,
+                "rel_diff": None,
+                "tolerance": None,
+                "values": None,
+                "detail": ident.reason(record),
+            }
+        ]
     return [
-        {**base, "check": c.get("name"), "check_passed": c.get("passed"), "rel_diff": f.number(c.get("rel_diff")),
-         "tolerance": f.number(c.get("tolerance")), "values": c.get("values"), "detail": c.get("detail")}
-        for c in checks if isinstance(c, dict)
+        {
+            **base,
+            "check": c.get("name"),
+            "check_passed": c.get("passed"),
+            "rel_diff": f.number(c.get("rel_diff")),
+            "tolerance": f.number(c.get("tolerance")),
+            "values": c.get("values"),
+            "detail": c.get("detail"),
+        }
+        for c in checks
+        if isinstance(c, dict)
     ]

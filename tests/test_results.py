@@ -1,4 +1,5 @@
-"""hlbench.results: records -> tidy DataFrame. No framework is imported; fixtures are in tests/data/."""
+"""hlbench.results: records -> tidy DataFrame. No framework is imported; fixtures are in
+tests/data/."""
 
 from __future__ import annotations
 
@@ -32,8 +33,15 @@ def test_one_row_per_cell_and_repeat_with_unit_columns() -> None:
     assert len(df) == 40
     assert not df.duplicated(["cell_hash", "repeat"]).any()
     assert list(df.columns) == BASE_COLUMNS  # no extra axes in these records
-    for column in ("tokens_per_s", "step_time_median_s", "peak_mem_bytes", "excess_eval_loss_nats",
-                   "energy_per_token_j", "host_peak_rss_bytes", "entropy_floor_nats"):
+    for column in (
+        "tokens_per_s",
+        "step_time_median_s",
+        "peak_mem_bytes",
+        "excess_eval_loss_nats",
+        "energy_per_token_j",
+        "host_peak_rss_bytes",
+        "entropy_floor_nats",
+    ):
         assert column in df
     assert df["ok"].all() and not df["failed"].any()
     # the raw samples are parsed once into arrays: 3 windows of 10 steps
@@ -45,15 +53,23 @@ def test_peak_memory_prefers_the_framework_allocator_and_names_its_source() -> N
     df = load([DATA / "records.jsonl"])
     tf = df[df["backend"] == "tf"].iloc[0]
     torch = df[df["backend"] == "torch"].iloc[0]
-    assert tf["peak_mem_source"] == "tf_peak_bytes" and tf["peak_mem_bytes"] < tf["host_peak_rss_bytes"]
-    assert torch["peak_mem_source"] == "host_peak_rss_bytes"  # CPU torch has no allocator statistics
+    assert (
+        tf["peak_mem_source"] == "tf_peak_bytes"
+        and tf["peak_mem_bytes"] < tf["host_peak_rss_bytes"]
+    )
+    assert (
+        torch["peak_mem_source"] == "host_peak_rss_bytes"
+    )  # CPU torch has no allocator statistics
     assert torch["framework_memory_reason"].startswith("PyTorch keeps no allocator statistics")
 
 
 def test_failed_and_skipped_rows_are_kept_and_marked() -> None:
     df = load([DATA / "troubled.jsonl"]).set_index("cell_id")
     assert df.loc["gpt-tiny/torch/fp16/ga1/none", "status"] == "oom"
-    assert bool(df.loc["gpt-tiny/torch/fp16/ga1/none", "failed"]) and not df.loc["gpt-tiny/torch/fp16/ga1/none", "ok"]
+    assert (
+        bool(df.loc["gpt-tiny/torch/fp16/ga1/none", "failed"])
+        and not df.loc["gpt-tiny/torch/fp16/ga1/none", "ok"]
+    )
     skipped = df.loc["gpt-tiny/torch/bf16/ga1/none"]
     assert skipped["status"] == "skipped" and not skipped["failed"] and not skipped["ok"]
     assert "not implemented" in skipped["reason"]
@@ -63,7 +79,9 @@ def test_failed_and_skipped_rows_are_kept_and_marked() -> None:
 def test_resumed_cell_keeps_the_last_record() -> None:
     df = load([DATA / "troubled.jsonl"])
     resumed = df[df["cell_id"] == "gpt-tiny/torch/fp32/ga1/2:4"]
-    assert len(resumed) == 1 and resumed.iloc[0]["status"] == "ok"  # the error before it was replaced
+    assert (
+        len(resumed) == 1 and resumed.iloc[0]["status"] == "ok"
+    )  # the error before it was replaced
 
 
 def test_parity_records_are_separate() -> None:
@@ -88,7 +106,11 @@ def test_absent_sections_and_fields_are_null_not_errors(tmp_path: Path) -> None:
     df = load([_write(tmp_path / "r.jsonl", [record])])
     row = df.iloc[0]
     assert row["status"] == "ok"
-    assert pd.isna(row["tokens_per_s"]) and row["peak_mem_source"] is None and len(row["step_times_s"]) == 0
+    assert (
+        pd.isna(row["tokens_per_s"])
+        and row["peak_mem_source"] is None
+        and len(row["step_times_s"]) == 0
+    )
 
 
 def test_extra_axes_become_columns(tmp_path: Path) -> None:
@@ -100,7 +122,9 @@ def test_extra_axes_become_columns(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("version, words", [(0, "re-run the suite"), (2, "upgrade hlbench")])
-def test_other_schema_versions_give_a_clear_message(tmp_path: Path, version: int, words: str) -> None:
+def test_other_schema_versions_give_a_clear_message(
+    tmp_path: Path, version: int, words: str
+) -> None:
     records = _records("records.jsonl")[:2]
     records[1]["schema_version"] = version
     path = _write(tmp_path / "old.jsonl", records)
@@ -108,7 +132,9 @@ def test_other_schema_versions_give_a_clear_message(tmp_path: Path, version: int
         load([path])
     message = str(exc.value)
     assert str(path) in message and "line 2" in message
-    assert f"version {version}" in message and "reads only version 1" in message and words in message
+    assert (
+        f"version {version}" in message and "reads only version 1" in message and words in message
+    )
 
 
 def test_not_a_records_file(tmp_path: Path) -> None:
@@ -128,11 +154,10 @@ def test_directory_expands_to_its_records_files() -> None:
 
 def test_loading_and_reporting_import_no_framework() -> None:
     code = (
-        "import sys; from pathlib import Path; import tempfile\n"
-        "from hlbench.report import write_report\n"
-        "from hlbench.cli import build_parser\n"
-        f"write_report([Path({str(DATA / 'troubled.jsonl')!r})], Path(tempfile.mkdtemp()) / 'r.md')\n"
-        "bad = [m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules]\n"
-        "assert not bad, bad\n"
+        "import sys; from pathlib import Path; import tempfile\nfrom hlbench.report import "
+        "write_report\nfrom hlbench.cli import "
+        f"build_parser\nwrite_report([Path({str(DATA / 'troubled.jsonl')!r})], "
+        "Path(tempfile.mkdtemp()) / 'r.md')\nbad = [m for m in ('torch', 'tensorflow', 'jax') if "
+        "m in sys.modules]\nassert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)

@@ -1,4 +1,5 @@
-"""Named baselines: the last accepted run of a suite on one machine type, kept for `hlbench compare`.
+"""Named baselines: the last accepted run of a suite on one machine type, kept for `hlbench
+compare`.
 
 Layout, under the baselines directory (`--dir`, else `$HLBENCH_BASELINES_DIR`, else
 `results/baselines`):
@@ -8,9 +9,9 @@ Layout, under the baselines directory (`--dir`, else `$HLBENCH_BASELINES_DIR`, e
     <name>/history/<saved_at>/   earlier versions, moved aside when a new run is promoted
 
 A baseline directory holds exactly one records file, so `hlbench compare <dir>/<name> CANDIDATE`
-reads it like any run directory. The default name, `<suite>--<machine>`, encodes the machine type (the
-GPU models, or the CPU model of a GPU-less run), so a runner compares against the last accepted run of
-its own kind of machine and never against another's.
+reads it like any run directory. The default name, `<suite>--<machine>`, encodes the machine type
+(the GPU models, or the CPU model of a GPU-less run), so a runner compares against the last accepted
+run of its own kind of machine and never against another's.
 """
 
 from __future__ import annotations
@@ -62,13 +63,18 @@ def default_name(run: Run) -> str:
 
 def check_name(name: str) -> str:
     if not _NAME_RE.match(name):
-        raise UsageError(f"baseline name {name!r}: use letters, digits, '.', '_' and '-' (at most 128), "
-                         "starting with a letter or digit")
+        raise UsageError(
+            f"baseline name {name!r}: use letters, digits, '.', '_' and '-' (at most 128), "
+            "starting with a letter or digit"
+        )
     return name
 
 
-def save(records: Path, name: str | None, directory: Path, note: str | None = None) -> tuple[Path, dict[str, Any]]:
-    """Store RECORDS as baseline NAME; an earlier version is moved to history/. Returns (dir, metadata)."""
+def save(
+    records: Path, name: str | None, directory: Path, note: str | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Store RECORDS as baseline NAME; an earlier version is moved to history/. Returns (dir,
+    metadata)."""
     run = load_run(records)
     cells = by_cell(run.records)
     ok = [c for c in cells.values() if c.ok]
@@ -85,7 +91,9 @@ def save(records: Path, name: str | None, directory: Path, note: str | None = No
         "suite": sorted({str(identity.suite(r)) for r in run.records}),
         "machine_type": machine_type(run),
         "environment": environment(run.records),
-        "hlbench_git": sorted({json.dumps(env.hlbench_git(r), sort_keys=True) for r in run.records}),
+        "hlbench_git": sorted(
+            {json.dumps(env.hlbench_git(r), sort_keys=True) for r in run.records}
+        ),
         "cells_ok": len(ok),
         "cells_not_ok": sorted(c.cell_id for c in cells.values() if not c.ok),
         "note": note,
@@ -97,7 +105,9 @@ def save(records: Path, name: str | None, directory: Path, note: str | None = No
         for record in run.records:
             f.write(json.dumps(record, separators=(",", ":")) + "\n")
     (staging / META_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    if target.exists():  # keep the previous acceptance for the record; a rename, so nothing is half-written
+    if (
+        target.exists()
+    ):  # keep the previous acceptance for the record; a rename, so nothing is half-written
         old = _read_meta(target)
         history = staging / HISTORY_NAME
         if (target / HISTORY_NAME).exists():
@@ -136,7 +146,11 @@ def find(name: str, directory: Path) -> Path:
 def list_names(directory: Path) -> list[str]:
     if not directory.is_dir():
         return []
-    return sorted(p.name for p in directory.iterdir() if (p / RECORDS_NAME).is_file() and not p.name.startswith("."))
+    return sorted(
+        p.name
+        for p in directory.iterdir()
+        if (p / RECORDS_NAME).is_file() and not p.name.startswith(".")
+    )
 
 
 def describe(name: str, directory: Path) -> dict[str, Any]:
@@ -147,11 +161,14 @@ def describe(name: str, directory: Path) -> dict[str, Any]:
     cells = []
     for cell in by_cell(run.records).values():
         samples = metric_samples(cell.ok, tokens)
-        cells.append({
-            "cell_id": cell.cell_id, "cell_hash": cell.cell_hash,
-            "repeats_ok": len(cell.ok),
-            "status": "ok" if cell.ok else statuses(cell),
-            "tokens_per_s_median": statistics.median(samples) if samples else None,
-            "steps": len(samples),
-        })
+        cells.append(
+            {
+                "cell_id": cell.cell_id,
+                "cell_hash": cell.cell_hash,
+                "repeats_ok": len(cell.ok),
+                "status": "ok" if cell.ok else statuses(cell),
+                "tokens_per_s_median": statistics.median(samples) if samples else None,
+                "steps": len(samples),
+            }
+        )
     return {"path": str(path), **_read_meta(path), "cells": cells}

@@ -1,4 +1,5 @@
-"""Fixed-format text for numbers, so that the same records always give the same bytes of markdown."""
+"""Fixed-format text for numbers, so that the same records always give the same bytes of
+markdown."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hlbench.records.memory import SOURCES_BY_NAME
 MISSING = "—"
 
 BACKEND_NAMES = {"torch": "PyTorch", "tf": "TensorFlow", "tensorflow": "TensorFlow"}
+
 
 def missing(x: Any) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))

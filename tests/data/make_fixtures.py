@@ -1,7 +1,9 @@
-"""Regenerate the committed fixture records by running hlbench itself (about 15 minutes on 2 CPU cores).
+"""Regenerate the committed fixture records by running hlbench itself (about 15 minutes on 2 CPU
+cores).
 
     PYTHONPATH=$PWD python tests/data/make_fixtures.py      # from the repository root
-    HLBENCH_UPDATE_GOLDEN=1 PYTHONPATH=$PWD python -m pytest tests/test_report.py   # then the goldens
+    HLBENCH_UPDATE_GOLDEN=1 PYTHONPATH=$PWD python -m pytest tests/test_report.py   # then the
+    goldens
 
 Every record is written by the real writers: `hlbench run` (runner, worker, telemetry) and
 `hlbench parity`, on tiny CPU cells, one thread per worker (OMP_NUM_THREADS=1). Failures come from
@@ -17,11 +19,11 @@ records file:
   SIGKILL (crashed); a precision mismatch (error) and then the resumed `ok` record replacing it; and
   a parity record failed by a perturbed weight.
 
-The one thing no CPU can record is a GPU's telemetry: the ok cell's `telemetry` section is rebuilt by
-the real writer (Collector.finish, see telemetry_replay.py) from the run's own host samples with
+The one thing no CPU can record is a GPU's telemetry: the ok cell's `telemetry` section is rebuilt
+by the real writer (Collector.finish, see telemetry_replay.py) from the run's own host samples with
 synthetic NVML fields added (device memory, power, an energy counter, power-cap throttling on a
-quarter of the samples). Its measured windows are far shorter than an energy counter resolves, so its
-energy is null with the writer's reason, as a real GPU run of such a cell would record.
+quarter of the samples). Its measured windows are far shorter than an energy counter resolves, so
+its energy is null with the writer's reason, as a real GPU run of such a cell would record.
 
 The numbers are whatever the machine measured; rerun only when the writers change, then regenerate
 the goldens and check that their diff is what the new records explain.
@@ -65,7 +67,8 @@ exclude:
   - {{pruning: [magnitude, "2:4"], accumulation: 4}}
   - {{pruning: [magnitude, "2:4"], backend: tf}}
   - {{pruning: [magnitude, "2:4"], workload: lstm-tiny}}
-measurement: {{warmup_steps: 2, steps: 10, windows: 3, repeats: 2, budget_s: 20, timeout_s: 120, eval_batches: 2}}
+measurement: {{warmup_steps: 2, steps: 10, windows: 3, repeats: 2, budget_s: 20, timeout_s: 120, \
+eval_batches: 2}}
 optimizer: {{lr: 1e-3}}
 telemetry: {{enabled: false}}
 """
@@ -84,7 +87,8 @@ backends: [torch]
   pruning: [none, gradual, magnitude, structured, "2:4"]
 pruning:
   gradual: {{method: magnitude, schedule: gradual, start_step: 2, end_step: 11, every_steps: 1}}
-measurement: {{warmup_steps: 2, steps: 10, windows: 3, repeats: 1, budget_s: 1.1, timeout_s: 120, eval_batches: 2}}
+measurement: {{warmup_steps: 2, steps: 10, windows: 3, repeats: 1, budget_s: 1.1, timeout_s: 120, \
+eval_batches: 2}}
 optimizer: {{lr: 1e-3}}
 telemetry: {{interval_s: 0.01}}
 """
@@ -93,10 +97,18 @@ TELEMETRY_CELL = "gpt-tiny/torch/fp32/ga1/none"
 TROUBLED_STEPS: list[tuple[list[str], dict[str, str], bool]] = [
     ([TELEMETRY_CELL], {}, True),
     (["gpt-tiny/torch/fp32/ga1/gradual"], {}, False),
-    (["gpt-tiny/torch/fp32/ga4/none"], {"HLBENCH_TEST_STEP_DELAY_S": "0.3"}, False),  # 4 steps > budget_s
+    (
+        ["gpt-tiny/torch/fp32/ga4/none"],
+        {"HLBENCH_TEST_STEP_DELAY_S": "0.3"},
+        False,
+    ),  # 4 steps > budget_s
     (["gpt-tiny/torch/tf32/ga1/none"], {}, False),  # tf32 needs an NVIDIA GPU: skipped
     (["gpt-tiny/torch/fp16/ga1/none"], {"HLBENCH_TEST_KILL_RANK": "0:3:oom"}, False),
-    (["gpt-tiny/torch/fp32/ga1/magnitude"], {"HLBENCH_TEST_STEP_DELAY_S": "70"}, False),  # warmup > timeout_s
+    (
+        ["gpt-tiny/torch/fp32/ga1/magnitude"],
+        {"HLBENCH_TEST_STEP_DELAY_S": "70"},
+        False,
+    ),  # warmup > timeout_s
     (["gpt-tiny/torch/fp32/ga1/structured"], {"HLBENCH_TEST_KILL_RANK": "0:3"}, False),
     (["gpt-tiny/torch/fp32/ga1/2:4"], {"HLBENCH_TEST_PRECISION_MISMATCH": "1"}, False),
     (["gpt-tiny/torch/fp32/ga1/2:4"], {}, False),  # the resumed run: ok replaces the error
@@ -105,11 +117,16 @@ TROUBLED_STEPS: list[tuple[list[str], dict[str, str], bool]] = [
 
 def hlbench(args: list[str], cwd: Path, hooks: dict[str, str] | None = None) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(hooks or {})}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent.parent), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-m", "hlbench", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(HERE.parent.parent), env.get("PYTHONPATH")])
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "hlbench", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     if proc.returncode not in (0, 1):  # 1: a cell failed, which the troubled steps intend
-        raise SystemExit(f"hlbench {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+        raise SystemExit(
+            f"hlbench {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+        )
 
 
 def only_file(directory: Path, pattern: str) -> Path:
@@ -132,12 +149,25 @@ def troubled(work: Path) -> None:
     for cells, hooks, telemetry in TROUBLED_STEPS:
         where = ["--resume", str(records)] if records else ["--results-dir", "out"]
         only = [arg for cell in cells for arg in ("--only", cell)]
-        hlbench(["run", "troubled.yaml", "--quiet", *where, *only, *([] if telemetry else ["--no-telemetry"])],
-                work, hooks)
+        hlbench(
+            [
+                "run",
+                "troubled.yaml",
+                "--quiet",
+                *where,
+                *only,
+                *([] if telemetry else ["--no-telemetry"]),
+            ],
+            work,
+            hooks,
+        )
         records = records or only_file(work / "out" / "troubled", "*.jsonl")
     (work / "parity-troubled.yaml").write_text(PARITY.replace("name: fixture", "name: troubled"))
-    hlbench(["parity", "parity-troubled.yaml", "--results-dir", "parity"], work,
-            {"HLBENCH_TEST_PARITY_PERTURB": "tf:wte"})
+    hlbench(
+        ["parity", "parity-troubled.yaml", "--results-dir", "parity"],
+        work,
+        {"HLBENCH_TEST_PARITY_PERTURB": "tf:wte"},
+    )
     assert records is not None
     out = [with_replayed_gpu(r, records.parent) for r in read_records(records)]
     out += read_records(only_file(work / "parity" / "troubled", "parity-*.jsonl"))
@@ -145,7 +175,8 @@ def troubled(work: Path) -> None:
 
 
 def with_replayed_gpu(record: dict[str, Any], records_dir: Path) -> dict[str, Any]:
-    """The telemetry cell's record with its section rebuilt from its host samples plus NVML fields."""
+    """The telemetry cell's record with its section rebuilt from its host samples plus NVML
+    fields."""
     if record["cell_id"] != TELEMETRY_CELL or not record.get("telemetry"):
         return record
     section = record["telemetry"]
@@ -155,7 +186,10 @@ def with_replayed_gpu(record: dict[str, Any], records_dir: Path) -> dict[str, An
     target = HERE / "troubled.telemetry" / f"{record['cell_hash']}-r{record['repeat']}.csv"
     shutil.rmtree(target.parent, ignore_errors=True)
     rows = with_gpu(host, throttled_every=4)
-    return {**record, "telemetry": telemetry_section(rows, record, target, section["interval_s"], status)}
+    return {
+        **record,
+        "telemetry": telemetry_section(rows, record, target, section["interval_s"], status),
+    }
 
 
 def write(path: Path, records: list[dict[str, Any]]) -> None:
