@@ -168,11 +168,7 @@ def record(
     **extra: Any,
 ) -> dict[str, Any]:
     """A record with the fields compare reads; per-step times derived from the wanted tokens/s."""
-    gpus = [H200] if gpus is None else gpus
-    ok = status == "ok"
-    steps = [TOKENS_PER_STEP / x for x in tokens_per_s or []]
-    half = len(steps) // 2
-    return {
+    rec = {
         "schema_version": schema_version,
         "run_id": "r",
         "suite": "ci-gpu",
@@ -180,40 +176,54 @@ def record(
         "cell_hash": cell_hash,
         "repeat": repeat,
         "status": status,
-        "reason": None if ok else f"{status} in test",
+        "reason": None if status == "ok" else f"{status} in test",
         "cell": {
             "workload": {"name": cell_id.split("/")[0], "seq_len": seq_len},
             "backend": "torch",
             "axes": {"precision": "fp32", "accumulation": 1, "pruning": "none"},
         },
+        "timing": None,
+        "metrics": None,
+        "memory": None,
+        "loss": None,
+        "telemetry": None,
+        "env": environment_section(
+            [H200] if gpus is None else gpus, driver, torch_version, cpu_model
+        ),
+    }
+    if status == "ok":
+        rec.update(measured_sections([TOKENS_PER_STEP / x for x in tokens_per_s or []], peak_bytes))
+    return {**rec, **extra}
+
+
+def environment_section(
+    gpus: list[str], driver: str | None, torch_version: str, cpu_model: str
+) -> dict[str, Any]:
+    framework = {
+        "framework": "torch",
+        "torch_version": torch_version,
+        "cuda_version": "12.4",
+        "gpus": [{"index": i, "name": g} for i, g in enumerate(gpus)],
+        "driver_version": driver,
+    }
+    host = {"cpu_model": cpu_model, "hlbench_version": "0.1.0", "hlbench_git": None}
+    return {"host": host, "framework": framework}
+
+
+def measured_sections(steps: list[float], peak_bytes: int | None) -> dict[str, Any]:
+    """timing, metrics, memory and loss of an ok record: two windows of the given step times."""
+    half = len(steps) // 2
+    return {
         "timing": {
             "window_step_times_s": [steps[:half], steps[half:]],
             "steps_measured": len(steps),
-        }
-        if ok
-        else None,
+        },
         "metrics": {
             "tokens_per_step": TOKENS_PER_STEP,
-            "tokens_per_s": float(np.mean(tokens_per_s)),
-        }
-        if ok
-        else None,
-        "memory": {"torch_cuda_max_allocated_bytes": peak_bytes, "host_peak_rss_bytes": 5 * 2**30}
-        if ok
-        else None,
-        "loss": {"excess_eval_loss_nats": 0.25} if ok else None,
-        "telemetry": None,
-        "env": {
-            "host": {"cpu_model": cpu_model, "hlbench_version": "0.1.0", "hlbench_git": None},
-            "framework": {
-                "framework": "torch",
-                "torch_version": torch_version,
-                "cuda_version": "12.4",
-                "gpus": [{"index": i, "name": g} for i, g in enumerate(gpus)],
-                "driver_version": driver,
-            },
+            "tokens_per_s": TOKENS_PER_STEP * len(steps) / sum(steps),
         },
-        **extra,
+        "memory": {"torch_cuda_max_allocated_bytes": peak_bytes, "host_peak_rss_bytes": 5 * 2**30},
+        "loss": {"excess_eval_loss_nats": 0.25},
     }
 
 
