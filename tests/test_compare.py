@@ -22,6 +22,7 @@ from scipy.stats import norm
 
 from hlbench.cli import main
 from hlbench.compare.comparability import environment, environment_differences
+from hlbench.compare.runs import compare_runs
 from hlbench.compare.verdicts import (
     EXIT_INCOMPARABLE,
     EXIT_INCONCLUSIVE,
@@ -35,7 +36,6 @@ from hlbench.compare.verdicts import (
     REGRESSED,
     UNCHANGED,
     Thresholds,
-    compare_runs,
     compare_samples,
     exit_code,
 )

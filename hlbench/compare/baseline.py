@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from hlbench.compare.comparability import Run, environment, load_run
-from hlbench.compare.verdicts import METRICS, by_cell, metric_samples, statuses
+from hlbench.compare.runs import by_cell, metric_samples, statuses
+from hlbench.compare.verdicts import METRICS
 from hlbench.errors import UsageError
 from hlbench.records import environment as env
 from hlbench.records import identity

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hlbench.compare.comparability import Differences
+from hlbench.compare.runs import RunComparison
 from hlbench.compare.verdicts import (
     EXIT_INCOMPARABLE,
     EXIT_INCONCLUSIVE,
@@ -20,7 +21,6 @@ from hlbench.compare.verdicts import (
     NOT_AVAILABLE,
     REGRESSED,
     UNCHANGED,
-    RunComparison,
     Thresholds,
 )
 

@@ -1,9 +1,10 @@
-"""What a cell record measured, field by field: speed, loss, energy, efficiency, techniques, profile.
+"""What a cell record measured, field by field: speed, loss, energy, efficiency, techniques,
+profile.
 
 Each accessor reads the place the writers put the figure (hlbench.worker.train and the backends for
-`timing`, `metrics`, `loss`, `backend_info`; hlbench.telemetry.collect for `telemetry`; the profiling
-pass for `profile`) and returns None where the record does not say: an older backend, no telemetry,
-a failed cell. Never a guess. Memory has its own module (hlbench.records.memory).
+`timing`, `metrics`, `loss`, `backend_info`; hlbench.telemetry.collect for `telemetry`; the
+profiling pass for `profile`) and returns None where the record does not say: an older backend, no
+telemetry, a failed cell. Never a guess. Memory has its own module (hlbench.records.memory).
 """
 
 from __future__ import annotations
@@ -30,14 +31,16 @@ def _timing(record: Record) -> Record:
     return record.get("timing") or {}
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Speed
 
 
 def measured_windows_s(record: Record) -> list[list[float]]:
     """The measured windows' step times (warmup excluded), one list per window that ran a step."""
-    windows = [[float(t) for t in w if number(t) is not None and t > 0]
-               for w in _timing(record).get("window_step_times_s") or []]
+    windows = [
+        [float(t) for t in w if number(t) is not None and t > 0]
+        for w in _timing(record).get("window_step_times_s") or []
+    ]
     return [w for w in windows if w]
 
 
@@ -47,12 +50,16 @@ def step_times_s(record: Record) -> list[float]:
 
 
 def tokens_per_step(record: Record) -> int | None:
-    """Global batch × sequence length: the tokens one optimizer step trains on (padding included)."""
+    """Global batch × sequence length: the tokens one optimizer step trains on, padding included."""
     recorded = lookup(record, "metrics", "tokens_per_step")
     if recorded is not None:
         return recorded
     shape = batch_shape(record)  # a failed or skipped record has no metrics; its cell says
-    return shape["global_batch"] * shape["seq_len"] if shape["global_batch"] and shape["seq_len"] else None
+    return (
+        shape["global_batch"] * shape["seq_len"]
+        if shape["global_batch"] and shape["seq_len"]
+        else None
+    )
 
 
 def step_tokens_per_s(record: Record) -> list[float] | None:
@@ -91,7 +98,10 @@ def steps_measured(record: Record) -> int | None:
     timing = _timing(record)
     if not timing:
         return None
-    return first(timing.get("steps_measured"), len(step_times_s(record)) if measured_windows_s(record) else None)
+    return first(
+        timing.get("steps_measured"),
+        len(step_times_s(record)) if measured_windows_s(record) else None,
+    )
 
 
 def tokens_measured(record: Record) -> float | None:
@@ -127,7 +137,7 @@ def worker_wall_s(record: Record) -> float | None:
     return number(record.get("worker_wall_s"))
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Loss (nats per token)
 
 
@@ -163,7 +173,7 @@ def train_loss_per_step_nats(record: Record) -> list[float | None]:
     return list(lookup(record, "loss", "train_loss_per_step") or [])
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Energy, from the telemetry writer's derived figures over the measured windows
 
 
@@ -200,7 +210,9 @@ def energy_per_token_j(record: Record) -> float | None:
 def energy_source(record: Record) -> str | None:
     """What energy_j measures: "GPU (NVML)" or "CPU package (RAPL)"."""
     derived = _derived(record)
-    return next((what for total, _, what in ENERGY_SOURCES if number(derived.get(total)) is not None), None)
+    return next(
+        (what for total, _, what in ENERGY_SOURCES if number(derived.get(total)) is not None), None
+    )
 
 
 def throttled(record: Record) -> bool | None:
@@ -214,7 +226,7 @@ def telemetry_samples_path(record: Record) -> str | None:
     return lookup(record, "telemetry", "samples_path")
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Efficiency and techniques
 
 
@@ -252,7 +264,7 @@ def overflow_skipped_steps(record: Record) -> int | None:
     return lookup(record, "backend_info", "overflow_skipped_steps")
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The profiling pass (hlbench.profiling); None without profiling
 
 

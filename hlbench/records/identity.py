@@ -1,21 +1,22 @@
-"""What a record is: its kind and status, the cell it measured, and whether it is that cell's current
-record.
+"""What a record is: its kind and status, the cell it measured, and whether it is that cell's
+current record.
 
-The rule for "current", used by every reader (tables, reports, compare, baselines): within a run, the
-last record of a (cell hash, repeat) wins. A resumed file can hold a failure and, later, the `ok`
-record that replaced it; only the latter is current. Current records keep the order in which their
-winning records were written.
+The rule for "current", used by every reader (tables, reports, compare, baselines): within a run,
+the last record of a (cell hash, repeat) wins. A resumed file can hold a failure and, later, the
+`ok` record that replaced it; only the latter is current. Current records keep the order in which
+their winning records were written.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 Record = dict[str, Any]
 T = TypeVar("T")
 
-# `cell`: one (cell, repeat) of a run; `parity`: a parity check; `follower`: how another node's ranks
-# of a multi-node cell ended (the cell's figures are in node 0's `cell` record).
+# `cell`: one (cell, repeat) of a run; `parity`: a parity check; `follower`: how another node's
+# ranks of a multi-node cell ended (the cell's figures are in node 0's `cell` record).
 KINDS = ("cell", "parity", "follower")
 
 
@@ -105,7 +106,7 @@ def current_records(records: Iterable[Record]) -> list[Record]:
     return current(records, lambda record: record)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The cell a record measured (its `cell` section)
 
 

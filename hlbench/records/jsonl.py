@@ -1,9 +1,9 @@
 """Records files: one JSON object per line (JSONL), appended and fsynced one at a time.
 
 Append-only files survive a kill at any instant: at worst the last line is torn, and `read_records`
-detects it (no trailing newline or unparsable JSON) and, with `repair=True`, cuts it off after saving
-the torn bytes beside the file. A bad line anywhere else is not a torn write and is reported, never
-dropped.
+detects it (no trailing newline or unparsable JSON) and, with `repair=True`, cuts it off after
+saving the torn bytes beside the file. A bad line anywhere else is not a torn write and is reported,
+never dropped.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """All complete records of a JSONL file; a torn last line is cut off (repair=True) or ignored."""
+    """All complete records of a JSONL file; a torn last line is cut off (repair=True) or
+    ignored."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -61,7 +62,8 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
 def _repair_tail(path: Path, good_end: int, tail: bytes, torn: bool) -> None:
     with open(path, "r+b") as f:
         if torn:
-            path.with_name(path.name + ".torn").write_bytes(tail)  # kept for forensics, never re-read
+            # the torn bytes are kept for forensics, never re-read
+            path.with_name(path.name + ".torn").write_bytes(tail)
             f.truncate(good_end)
         else:
             f.seek(0, os.SEEK_END)
@@ -79,8 +81,8 @@ def check_schema(path: Path, line: int, record: Any) -> None:
         return
     if not isinstance(version, int):
         raise UsageError(
-            f"{path}: line {line}: no schema_version; not an hlbench records file "
-            f"(hlbench {__version__} reads schema version {SCHEMA_VERSION})"
+            f"{path}: line {line}: no schema_version; not an hlbench records file (hlbench "
+            f"{__version__} reads schema version {SCHEMA_VERSION})"
         )
     hint = (
         "upgrade hlbench to read it"

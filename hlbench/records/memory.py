@@ -1,11 +1,11 @@
 """Peak memory of a cell record, and what each figure measures.
 
-A record can carry several peaks, which measure different things: the framework allocator's (what the
-model's tensors needed at the peak of the measured windows), NVML's per-process and device-wide
+A record can carry several peaks, which measure different things: the framework allocator's (what
+the model's tensors needed at the peak of the measured windows), NVML's per-process and device-wide
 memory (the allocator's pool plus the CUDA context; device-wide also other processes), the
 allocator's reserved pool, and the worker's host RSS (the framework's import included; the only
-figure a CPU run has). A reader takes the best one present and says which it took, and never compares
-figures of different kinds as if they were one.
+figure a CPU run has). A reader takes the best one present and says which it took, and never
+compares figures of different kinds as if they were one.
 """
 
 from __future__ import annotations
@@ -33,15 +33,33 @@ class MemorySource:
 
 # Best first.
 PEAK_MEMORY_SOURCES: tuple[MemorySource, ...] = (
-    MemorySource("torch_cuda_max_allocated_bytes", ("memory", "torch_cuda_max_allocated_bytes"),
-                 DEVICE_ALLOCATOR, "torch allocator"),
-    MemorySource("tf_gpu_peak_bytes", ("memory", "tf_gpu_peak_bytes"), DEVICE_ALLOCATOR, "TF allocator"),
-    MemorySource("nvml_process_peak_bytes", ("telemetry", "derived", "gpu_proc_mem_used_peak_bytes"),
-                 NVML_PROCESS, "NVML process"),
-    MemorySource("nvml_device_peak_used_bytes", ("telemetry", "derived", "gpu_mem_used_peak_bytes"),
-                 NVML_DEVICE, "NVML device"),
-    MemorySource("torch_cuda_max_reserved_bytes", ("memory", "torch_cuda_max_reserved_bytes"),
-                 ALLOCATOR_RESERVED, "torch reserved"),
+    MemorySource(
+        "torch_cuda_max_allocated_bytes",
+        ("memory", "torch_cuda_max_allocated_bytes"),
+        DEVICE_ALLOCATOR,
+        "torch allocator",
+    ),
+    MemorySource(
+        "tf_gpu_peak_bytes", ("memory", "tf_gpu_peak_bytes"), DEVICE_ALLOCATOR, "TF allocator"
+    ),
+    MemorySource(
+        "nvml_process_peak_bytes",
+        ("telemetry", "derived", "gpu_proc_mem_used_peak_bytes"),
+        NVML_PROCESS,
+        "NVML process",
+    ),
+    MemorySource(
+        "nvml_device_peak_used_bytes",
+        ("telemetry", "derived", "gpu_mem_used_peak_bytes"),
+        NVML_DEVICE,
+        "NVML device",
+    ),
+    MemorySource(
+        "torch_cuda_max_reserved_bytes",
+        ("memory", "torch_cuda_max_reserved_bytes"),
+        ALLOCATOR_RESERVED,
+        "torch reserved",
+    ),
     MemorySource("host_peak_rss_bytes", ("memory", "host_peak_rss_bytes"), HOST_RSS, "host RSS"),
 )
 SOURCES_BY_NAME = {source.name: source for source in PEAK_MEMORY_SOURCES}
