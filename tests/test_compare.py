@@ -52,8 +52,7 @@ def lognormal(n: int, median: float, sigma: float, seed: int) -> list[float]:
 
 
 def lognormal_quantiles(n: int, median: float, sigma: float) -> list[float]:
-    """Deterministic 'samples': the n evenly spaced quantiles of a lognormal (no seed luck
-    involved)."""
+    """Deterministic 'samples': the n evenly spaced quantiles of a lognormal (no seed luck)."""
     return list(median * np.exp(sigma * norm.ppf((np.arange(n) + 0.5) / n)))
 
 
@@ -507,8 +506,7 @@ GOLDEN = REPO / "tests" / "data" / "compare"
 
 @pytest.mark.parametrize("fmt", ["md", "text"])
 def test_golden_output(tmp_path, capsys, monkeypatch, fmt):
-    """The whole report for a mixed case, byte for byte (HLBENCH_UPDATE_GOLDEN=1 rewrites the
-    files)."""
+    """The whole report for a mixed case, byte for byte (HLBENCH_UPDATE_GOLDEN=1 rewrites it)."""
     monkeypatch.chdir(tmp_path)
     cells = [
         ("gpt-small/torch/fp32/ga1/none", "a" * 16),

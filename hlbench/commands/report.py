@@ -53,8 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def default_output(results: list[Path]) -> Path:
-    """reports/<suite>.md from the first records file's suite (its parent directory under
-    results/)."""
+    """reports/<suite>.md, the suite being the first records file's directory under results/."""
     from hlbench.results import expand_paths
 
     first = expand_paths(results)[0]

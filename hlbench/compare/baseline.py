@@ -74,8 +74,7 @@ def check_name(name: str) -> str:
 def save(
     records: Path, name: str | None, directory: Path, note: str | None = None
 ) -> tuple[Path, dict[str, Any]]:
-    """Store RECORDS as baseline NAME; an earlier version is moved to history/. Returns (dir,
-    metadata)."""
+    """Store RECORDS as baseline NAME (an earlier version moves to history/); (dir, metadata)."""
     run = load_run(records)
     cells = by_cell(run.records)
     ok = [c for c in cells.values() if c.ok]

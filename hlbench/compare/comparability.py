@@ -50,8 +50,7 @@ class Run:
 
 
 def records_file(path: Path) -> Path:
-    """A records file, or the single records file inside a run directory (at its top, else below
-    it)."""
+    """A records file, or a run directory's single records file (at its top, else below it)."""
     if path.is_file():
         return path
     if path.is_dir():
@@ -71,8 +70,7 @@ def records_file(path: Path) -> Path:
 
 
 def load_run(path: Path) -> Run:
-    """Read a run: cell records only, the last per (cell_hash, repeat); a torn last line is
-    ignored."""
+    """A run's current cell records (hlbench.records.identity); a torn last line is ignored."""
     file = records_file(path)
     records = identity.current_records(read_records(file, repair=False))
     if not records:
@@ -157,8 +155,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def definition_differences(
     baseline: Iterable[dict[str, Any]], candidate: Iterable[dict[str, Any]]
 ) -> list[str]:
-    """Cell ids present on both sides with different content hashes, and the `cell` keys that
-    differ."""
+    """Cell ids on both sides with different content hashes, and the `cell` keys that differ."""
 
     def by_id(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {identity.cell_id(r): r for r in records if identity.cell_id(r) is not None}

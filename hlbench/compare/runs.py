@@ -32,21 +32,17 @@ class CellRecords:
 
 
 def by_cell(records: Iterable[dict[str, Any]]) -> dict[str, CellRecords]:
-    """Current cell records grouped by cell hash, in first-seen order."""
+    """Current cell records grouped by cell hash, in the order of their first current record."""
     groups: dict[str, dict[str, Any]] = {}
     for record in identity.current_records(records):
         g = groups.setdefault(
             str(identity.cell_hash(record)),
             {"id": identity.cell_id(record) or "?", "ok": [], "failed": [], "skipped": []},
         )
-        outcome = (
-            "ok"
-            if identity.is_ok(record)
-            else "skipped"
-            if identity.is_skipped(record)
-            else "failed"
-        )
-        g[outcome].append(record)
+        if identity.is_ok(record):
+            g["ok"].append(record)
+        else:
+            g["skipped" if identity.is_skipped(record) else "failed"].append(record)
     return {
         h: CellRecords(h, g["id"], g["ok"], g["failed"], g["skipped"]) for h, g in groups.items()
     }

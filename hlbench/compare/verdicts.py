@@ -73,8 +73,7 @@ def _step_times_s(record: dict[str, Any]) -> list[float] | None:
 
 
 def _peak_memory_bytes(record: dict[str, Any]) -> list[float] | None:
-    """The framework allocator's peak (not host RSS or NVML's figures, which measure other
-    things)."""
+    """The framework allocator's peak (host RSS and NVML's figures measure other things)."""
     return _samples(memory.allocator_peak_bytes(record))
 
 
@@ -141,8 +140,7 @@ class Comparison:
 
 
 def mann_whitney_p(baseline: Sequence[float], candidate: Sequence[float]) -> float:
-    """Two-sided Mann–Whitney U p-value; 1.0 when every sample is equal (no evidence of a
-    change)."""
+    """Two-sided Mann–Whitney U p-value; 1.0 when every sample is equal (no evidence of change)."""
     from scipy.stats import mannwhitneyu  # imported here: `hlbench --help` stays fast
 
     if len(set(baseline) | set(candidate)) == 1:

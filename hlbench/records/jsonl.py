@@ -31,8 +31,7 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """All complete records of a JSONL file; a torn last line is cut off (repair=True) or
-    ignored."""
+    """All complete records of a JSONL file; a torn last line is cut off (repair) or ignored."""
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -62,8 +62,7 @@ def _speedup(cell: Any, ref: Any) -> Effect:
 
 
 def _memory_values(cell: Any, ref: Any) -> tuple[str, str, str] | None:
-    """Which per-repeat memory arrays to compare: the peak when both have the same source, else host
-    RSS."""
+    """Which per-repeat memory arrays to compare: the peak when its source is the same, else RSS."""
     if (
         cell["peak_mem_source"] is not None
         and cell["peak_mem_source"] == ref["peak_mem_source"] != "mixed"
@@ -110,8 +109,7 @@ def _key(row: Any, axes: list[str]) -> tuple:
 
 
 def baseline_effects(cells: pd.DataFrame) -> tuple[list[Comparison], list[str]]:
-    """Effects of every ok non-baseline cell against its baseline; notes for groups without a
-    baseline."""
+    """Every ok non-baseline cell against its baseline; notes for groups without a baseline."""
     variants = variant_axes(cells)
     ok = cells[cells["n_ok"] > 0]
     baselines = {
@@ -147,8 +145,7 @@ def baseline_effects(cells: pd.DataFrame) -> tuple[list[Comparison], list[str]]:
 
 
 def reference_backend(backends: list[str]) -> str:
-    """PyTorch is the reference when present (ratios read "TensorFlow / PyTorch"), else the first
-    name."""
+    """PyTorch when present (ratios read "TensorFlow / PyTorch"), else the first name."""
     return "torch" if "torch" in backends else sorted(backends)[0]
 
 

@@ -42,8 +42,7 @@ def _memory_basis(cells: pd.DataFrame) -> tuple[str, str]:
 
 
 def non_dominated(speed: np.ndarray, memory: np.ndarray, loss: np.ndarray) -> np.ndarray:
-    """Boolean mask of points no other point dominates (speed maximised, memory and loss
-    minimised)."""
+    """Mask of the points no other dominates (speed maximised, memory and loss minimised)."""
     ge = (
         (speed[None, :] >= speed[:, None])
         & (memory[None, :] <= memory[:, None])
@@ -59,8 +58,7 @@ def non_dominated(speed: np.ndarray, memory: np.ndarray, loss: np.ndarray) -> np
 
 
 def nice_ceiling(x: float) -> float:
-    """The smallest of 1, 1.5, 2, 3, 5, 7.5 × 10^k MiB at or above x bytes (budgets people would
-    name)."""
+    """The smallest of 1, 1.5, 2, 3, 5, 7.5 × 10^k MiB at or above x bytes (budgets people name)."""
     mib = x / 2**20
     if mib <= 0:
         return 0.0

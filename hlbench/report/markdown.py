@@ -242,8 +242,7 @@ def plots(links: list[tuple[str, str | None, str]], plot_dir: str) -> list[str]:
 
 
 def profiling(df: pd.DataFrame, plot: str | None, plot_dir: str) -> list[str]:
-    """Phase shares per cell and operator-category shares per backend and precision (profiled runs
-    only)."""
+    """Phase shares per cell, operator-category shares per backend and precision (if profiled)."""
     from hlbench.report.profiling import category_rows, phase_rows, profiled
 
     cells = profiled(df)

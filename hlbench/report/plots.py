@@ -24,7 +24,8 @@ PNG_METADATA = {"Software": None}  # no matplotlib version stamp: the same data 
 LEGEND_LOC = "upper right"
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -34,7 +35,7 @@ def _pyplot() -> Any:
 
 
 def _panels(workloads: list[str], title: str, draw: Callable[[Any, str], None], path: Path) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     height_in = 3.2 * len(workloads)
     fig, axes = plt.subplots(len(workloads), 1, figsize=(7.5, height_in), squeeze=False)
     for ax, workload in zip(axes[:, 0], workloads):

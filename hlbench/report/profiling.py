@@ -22,8 +22,7 @@ CATEGORY_COLUMNS = [f"category_{c}_share" for c in CATEGORIES]
 
 
 def profiled(df: pd.DataFrame) -> pd.DataFrame:
-    """Ok rows that carry a profile, one row per cell (the mean over its profiled repeats), in id
-    order."""
+    """Ok rows with a profile, one per cell (mean over its profiled repeats), in cell id order."""
     if "profile_step_s" not in df.columns:
         return df.iloc[0:0]
     rows = df[df["ok"] & df["profile_step_s"].notna()]
@@ -71,9 +70,9 @@ def stacked_phases(cells: pd.DataFrame, out_dir: Path) -> str | None:
     """One horizontal stacked bar of phase shares per profiled cell."""
     if cells.empty:
         return None
-    from hlbench.report.plots import PNG_METADATA, _pyplot
+    from hlbench.report.plots import PNG_METADATA, pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     phases = [
         p
         for p in PHASES

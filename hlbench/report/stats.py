@@ -61,8 +61,7 @@ def bootstrap_medians(samples: np.ndarray, seed: str) -> np.ndarray:
 def ratio_interval(
     numerator: np.ndarray, denominator: np.ndarray
 ) -> tuple[float | None, float | None]:
-    """95% interval of numerator/denominator from paired bootstrap draws (None when either is
-    empty)."""
+    """95% interval of numerator/denominator from paired bootstrap draws (None if one is empty)."""
     if len(numerator) == 0 or len(denominator) == 0:
         return None, None
     lo, hi = np.percentile(numerator / denominator, INTERVAL)

@@ -113,8 +113,7 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def gab_json(df: pd.DataFrame, metric: str) -> str:
-    """github-action-benchmark `customBiggerIsBetter` / `customSmallerIsBetter` entries, one per ok
-    cell."""
+    """github-action-benchmark entries (custom tools), one per cell with an ok record."""
     ok = df[df["ok"] & df[metric].notna()]
     entries = []
     for cell_id, group in sorted(ok.groupby("cell_id"), key=lambda kv: str(kv[0])):

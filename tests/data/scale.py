@@ -57,6 +57,7 @@ def _clone(
     rec["cell_id"] = f"{workload}/{cell['backend']}/{precision}/ga{accumulation}/{pruning}"
     rec["cell_hash"] = hashlib.sha256(rec["cell_id"].encode()).hexdigest()[:16]
     rec["repeat"] = repeat
+    rec["suite"] = "scale"
     timing, metrics = rec["timing"], rec["metrics"]
     timing["window_step_times_s"] = [[t * factor for t in w] for w in timing["window_step_times_s"]]
     timing["window_wall_s"] = [w * factor for w in timing["window_wall_s"]]

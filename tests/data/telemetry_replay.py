@@ -64,8 +64,7 @@ def with_gpu(
 
 
 class ReplayedSampler:
-    """Stands in for hlbench.telemetry.sampler.Sampler after a run: `stop()` returns the given
-    rows."""
+    """Stands in for hlbench.telemetry.sampler.Sampler after a run: `stop()` gives the rows."""
 
     def __init__(self, rows: list[Row], status: dict[str, str] | None = None) -> None:
         self.rows = rows
@@ -88,9 +87,8 @@ def telemetry_section(
     interval_s: float = 0.1,
     status: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The record's `telemetry` section that Collector.finish writes for these rows (and the samples
-    CSV at samples_path); `result`: the worker's result or the record (timing, metrics,
-    backend_info)."""
+    """The `telemetry` section Collector.finish writes for these rows (and the samples CSV at
+    samples_path); `result`: the worker's result or a record (timing, metrics, backend_info)."""
     collector = Collector.__new__(Collector)  # not __init__: it would start real probes
     collector.config = TelemetryConfig(interval_s=interval_s)
     collector.status = {}
