@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hlbench.compare import baseline
 from hlbench.cli import main
+from hlbench.compare import baseline
 from hlbench.compare.comparability import load_run
 from tests.test_compare import A100, H200, STEADY, lognormal, record, write
 
@@ -22,7 +22,9 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
 def test_default_name_encodes_suite_and_machine_type(tmp_path):
     gpu = write(tmp_path / "gpu.jsonl", [record(STEADY, gpus=[H200])])
     two = write(tmp_path / "two.jsonl", [record(STEADY, gpus=[A100, A100])])
-    cpu = write(tmp_path / "cpu.jsonl", [record(STEADY, gpus=[], cpu_model="AMD EPYC 9654 96-Core")])
+    cpu = write(
+        tmp_path / "cpu.jsonl", [record(STEADY, gpus=[], cpu_model="AMD EPYC 9654 96-Core")]
+    )
     assert baseline.default_name(load_run(gpu)) == "ci-gpu--nvidia-h200"
     assert baseline.default_name(load_run(two)) == "ci-gpu--2x-nvidia-a100-sxm4-80gb"
     assert baseline.default_name(load_run(cpu)) == "ci-gpu--cpu-amd-epyc-9654-96-core"
@@ -35,9 +37,16 @@ def test_save_show_list_and_compare_against_it(tmp_path, capsys, monkeypatch):
     assert code == 0 and "baseline 'ci-gpu--nvidia-h200'" in out
     stored = tmp_path / "baselines" / "ci-gpu--nvidia-h200"
     meta = json.loads((stored / "baseline.json").read_text())
-    assert meta["note"] == "accepted after #12" and meta["cells_ok"] == 1 and meta["machine_type"] == "nvidia-h200"
-    assert meta["environment"]["gpu_models"] == [H200] and meta["environment"]["driver_major"] == ["550"]
-    assert len((stored / "records.jsonl").read_text().splitlines()) == 1  # the parity record is not a cell
+    assert (
+        meta["note"] == "accepted after #12"
+        and meta["cells_ok"] == 1
+        and meta["machine_type"] == "nvidia-h200"
+    )
+    assert meta["environment"]["gpu_models"] == [H200] and meta["environment"]["driver_major"] == [
+        "550"
+    ]
+    # the parity record is not a cell
+    assert len((stored / "records.jsonl").read_text().splitlines()) == 1
 
     code, out, _ = cli(capsys, "baseline", "show", "ci-gpu--nvidia-h200")
     assert code == 0 and "accepted after #12" in out and "env.gpu_models: NVIDIA H200" in out
@@ -58,10 +67,13 @@ def test_promoting_again_keeps_the_previous_version(tmp_path, capsys):
     d = tmp_path / "b"
     assert cli(capsys, "baseline", "save", str(first), "--dir", str(d), "--name", "nightly")[0] == 0
     first_meta = json.loads((d / "nightly" / "baseline.json").read_text())
-    assert cli(capsys, "baseline", "save", str(second), "--dir", str(d), "--name", "nightly")[0] == 0
+    assert (
+        cli(capsys, "baseline", "save", str(second), "--dir", str(d), "--name", "nightly")[0] == 0
+    )
     assert json.loads((d / "nightly" / "baseline.json").read_text())["source"] == str(second)
     (old,) = (d / "nightly" / "history").iterdir()
     assert json.loads((old / "baseline.json").read_text())["saved_at"] == first_meta["saved_at"]
+
     def parsed(path: Path) -> list[dict]:
         return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -72,10 +84,13 @@ def test_promoting_again_keeps_the_previous_version(tmp_path, capsys):
     assert load_run(d / "nightly").path == d / "nightly" / "records.jsonl"
 
 
-@pytest.mark.parametrize("records, args, message", [
-    ([record(None, status="oom")], [], "no cell ran ok"),
-    ([record(STEADY)], ["--name", "../escape"], "baseline name '../escape'"),
-])
+@pytest.mark.parametrize(
+    "records, args, message",
+    [
+        ([record(None, status="oom")], [], "no cell ran ok"),
+        ([record(STEADY)], ["--name", "../escape"], "baseline name '../escape'"),
+    ],
+)
 def test_save_refuses(tmp_path, capsys, records, args, message):
     run = write(tmp_path / "run.jsonl", records)
     code, _, err = cli(capsys, "baseline", "save", str(run), "--dir", str(tmp_path / "b"), *args)

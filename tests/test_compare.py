@@ -1,16 +1,16 @@
 """`hlbench compare`: verdicts on synthetic samples, environment refusal, exit codes, formats.
 
-Records here are synthetic (the fields compare reads, shaped like a real CPU record); no framework is
-imported. The end-to-end test at the bottom trains a tiny torch cell twice, the second time with the
-documented test-only delay, and expects `compare` to call it a regression.
+Records here are synthetic (the fields compare reads, shaped like a real CPU record); no framework
+is imported. The end-to-end test at the bottom trains a tiny torch cell twice, the second time with
+the documented test-only delay, and expects `compare` to call it a regression.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,12 +21,27 @@ import pytest
 from scipy.stats import norm
 
 from hlbench.cli import main
-from hlbench.compare.verdicts import (
-    EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSED, FAILED, IMPROVED, INCONCLUSIVE, METRICS,
-    NOT_AVAILABLE, REGRESSED, UNCHANGED, Thresholds, compare_runs, compare_samples, current_records, exit_code,
-)
 from hlbench.compare.comparability import environment, environment_differences
+from hlbench.compare.runs import compare_runs
+from hlbench.compare.verdicts import (
+    EXIT_INCOMPARABLE,
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    EXIT_REGRESSED,
+    FAILED,
+    IMPROVED,
+    INCONCLUSIVE,
+    METRICS,
+    NOT_AVAILABLE,
+    REGRESSED,
+    UNCHANGED,
+    Thresholds,
+    compare_samples,
+    exit_code,
+)
+from hlbench.records.identity import current_records
 from tests.conftest import REPO, run_cli
+from tests.data.telemetry_replay import telemetry_section, ticks, with_gpu
 
 TOKENS_PER_STEP = 256
 H200, A100 = "NVIDIA H200", "NVIDIA A100-SXM4-80GB"
@@ -37,7 +52,7 @@ def lognormal(n: int, median: float, sigma: float, seed: int) -> list[float]:
 
 
 def lognormal_quantiles(n: int, median: float, sigma: float) -> list[float]:
-    """Deterministic 'samples': the n evenly spaced quantiles of a lognormal (no seed luck involved)."""
+    """Deterministic 'samples': the n evenly spaced quantiles of a lognormal (no seed luck)."""
     return list(median * np.exp(sigma * norm.ppf((np.arange(n) + 0.5) / n)))
 
 
@@ -65,7 +80,9 @@ def test_twenty_percent_speedup_improves():
     base = lognormal(60, 1000.0, 0.02, seed=1)
     cand = lognormal(60, 1200.0, 0.02, seed=2)
     c = compare_samples(base, cand, higher_is_better=True)
-    assert c.verdict == IMPROVED and c.change == pytest.approx(0.20, abs=0.01) and c.p_value < 1e-15, c
+    assert (
+        c.verdict == IMPROVED and c.change == pytest.approx(0.20, abs=0.01) and c.p_value < 1e-15
+    ), c
 
 
 def test_high_noise_is_inconclusive():
@@ -78,7 +95,8 @@ def test_high_noise_is_inconclusive():
 
 def test_direction_follows_the_metric():
     fast, slow = lognormal(40, 0.010, 0.02, seed=1), lognormal(40, 0.012, 0.02, seed=2)
-    assert compare_samples(fast, slow, higher_is_better=False).verdict == REGRESSED  # step time up 20%
+    # step time up 20%
+    assert compare_samples(fast, slow, higher_is_better=False).verdict == REGRESSED
     assert compare_samples(slow, fast, higher_is_better=False).verdict == IMPROVED
 
 
@@ -93,12 +111,15 @@ def test_too_few_samples_is_inconclusive():
     c = compare_samples([1000.0] * 5, [500.0] * 5, higher_is_better=True)
     assert c.verdict == INCONCLUSIVE and "too few samples" in c.note and c.p_value is None
     # The minimum is a setting.
-    c = compare_samples(lognormal(5, 1000, 0.01, 1), lognormal(5, 500, 0.01, 2), True, Thresholds(min_samples=5))
+    c = compare_samples(
+        lognormal(5, 1000, 0.01, 1), lognormal(5, 500, 0.01, 2), True, Thresholds(min_samples=5)
+    )
     assert c.verdict == REGRESSED and c.p_value < Thresholds().alpha
 
 
 def test_per_run_metrics_use_the_threshold_alone_below_min_samples():
-    # Peak memory, one value per repeat: +10% with one repeat each is a regression on the threshold alone.
+    # Peak memory, one value per repeat: +10% with one repeat each is a regression on the threshold
+    # alone.
     c = compare_samples([1000.0], [1100.0], higher_is_better=False, per_step=False)
     assert c.verdict == REGRESSED and c.p_value is None and "threshold only" in c.note
     assert compare_samples([1000.0], [1030.0], False, per_step=False).verdict == UNCHANGED
@@ -146,27 +167,62 @@ def record(
     **extra: Any,
 ) -> dict[str, Any]:
     """A record with the fields compare reads; per-step times derived from the wanted tokens/s."""
-    gpus = [H200] if gpus is None else gpus
-    ok = status == "ok"
-    steps = [TOKENS_PER_STEP / x for x in tokens_per_s or []]
+    rec = {
+        "schema_version": schema_version,
+        "run_id": "r",
+        "suite": "ci-gpu",
+        "cell_id": cell_id,
+        "cell_hash": cell_hash,
+        "repeat": repeat,
+        "status": status,
+        "reason": None if status == "ok" else f"{status} in test",
+        "cell": {
+            "workload": {"name": cell_id.split("/")[0], "seq_len": seq_len},
+            "backend": "torch",
+            "axes": {"precision": "fp32", "accumulation": 1, "pruning": "none"},
+        },
+        "timing": None,
+        "metrics": None,
+        "memory": None,
+        "loss": None,
+        "telemetry": None,
+        "env": environment_section(
+            [H200] if gpus is None else gpus, driver, torch_version, cpu_model
+        ),
+    }
+    if status == "ok":
+        rec.update(measured_sections([TOKENS_PER_STEP / x for x in tokens_per_s or []], peak_bytes))
+    return {**rec, **extra}
+
+
+def environment_section(
+    gpus: list[str], driver: str | None, torch_version: str, cpu_model: str
+) -> dict[str, Any]:
+    framework = {
+        "framework": "torch",
+        "torch_version": torch_version,
+        "cuda_version": "12.4",
+        "gpus": [{"index": i, "name": g} for i, g in enumerate(gpus)],
+        "driver_version": driver,
+    }
+    host = {"cpu_model": cpu_model, "hlbench_version": "0.1.0", "hlbench_git": None}
+    return {"host": host, "framework": framework}
+
+
+def measured_sections(steps: list[float], peak_bytes: int | None) -> dict[str, Any]:
+    """timing, metrics, memory and loss of an ok record: two windows of the given step times."""
     half = len(steps) // 2
     return {
-        "schema_version": schema_version, "run_id": "r", "suite": "ci-gpu", "cell_id": cell_id,
-        "cell_hash": cell_hash, "repeat": repeat, "status": status,
-        "reason": None if ok else f"{status} in test",
-        "cell": {"workload": {"name": cell_id.split("/")[0], "seq_len": seq_len}, "backend": "torch",
-                 "axes": {"precision": "fp32", "accumulation": 1, "pruning": "none"}},
-        "timing": {"window_step_times_s": [steps[:half], steps[half:]], "steps_measured": len(steps)} if ok else None,
-        "metrics": {"tokens_per_step": TOKENS_PER_STEP, "tokens_per_s": float(np.mean(tokens_per_s))} if ok else None,
-        "memory": {"torch_cuda_max_allocated_bytes": peak_bytes, "host_peak_rss_bytes": 5 * 2**30} if ok else None,
-        "loss": {"excess_eval_loss_nats": 0.25} if ok else None,
-        "telemetry": None,
-        "env": {
-            "host": {"cpu_model": cpu_model, "hlbench_version": "0.1.0", "hlbench_git": None},
-            "framework": {"framework": "torch", "torch_version": torch_version, "cuda_version": "12.4",
-                          "gpus": [{"index": i, "name": g} for i, g in enumerate(gpus)], "driver_version": driver},
+        "timing": {
+            "window_step_times_s": [steps[:half], steps[half:]],
+            "steps_measured": len(steps),
         },
-        **extra,
+        "metrics": {
+            "tokens_per_step": TOKENS_PER_STEP,
+            "tokens_per_s": TOKENS_PER_STEP * len(steps) / sum(steps),
+        },
+        "memory": {"torch_cuda_max_allocated_bytes": peak_bytes, "host_peak_rss_bytes": 5 * 2**30},
+        "loss": {"excess_eval_loss_nats": 0.25},
     }
 
 
@@ -189,7 +245,11 @@ def test_cli_regression_exit_1_and_speedup_exit_0(tmp_path, capsys):
     slow = write(tmp_path / "slow.jsonl", [record(lognormal(60, 8_000.0, 0.02, seed=12))])
     fast = write(tmp_path / "fast.jsonl", [record(lognormal(60, 12_000.0, 0.02, seed=13))])
     code, out, _ = compare_cli(capsys, str(base), str(slow))
-    assert code == EXIT_REGRESSED and re.search(r"regressed .*p < 0.01", out) and re.search(r" -(19|20|21)\.\d%", out), out
+    assert (
+        code == EXIT_REGRESSED
+        and re.search(r"regressed .*p < 0.01", out)
+        and re.search(r" -(19|20|21)\.\d%", out)
+    ), out
     code, out, _ = compare_cli(capsys, str(base), str(fast))
     assert code == EXIT_OK and "improved" in out
 
@@ -224,14 +284,33 @@ def test_cli_different_gpu_model_exit_2_naming_the_field(tmp_path, capsys):
 @pytest.mark.parametrize(
     "base_kw, cand_kw, field",
     [
-        ({"driver": "535.129.03"}, {"driver": "550.54.15"}, "driver_major: baseline '535' vs candidate '550'"),
-        ({"torch_version": "2.4.0+cu124"}, {}, "torch_version: baseline '2.4.0+cu124' vs candidate '2.5.1+cu124'"),
-        ({"schema_version": 1}, {"schema_version": 2}, "schema_version: baseline '1' vs candidate '2'"),
+        (
+            {"driver": "535.129.03"},
+            {"driver": "550.54.15"},
+            "driver_major: baseline '535' vs candidate '550'",
+        ),
+        (
+            {"torch_version": "2.4.0+cu124"},
+            {},
+            "torch_version: baseline '2.4.0+cu124' vs candidate '2.5.1+cu124'",
+        ),
+        (
+            {"schema_version": 1},
+            {"schema_version": 2},
+            "schema_version: baseline '1' vs candidate '2'",
+        ),
         ({"gpus": [H200]}, {"gpus": [H200, H200]}, "gpu_models"),
-        ({"gpus": [], "cpu_model": "AMD EPYC"}, {"gpus": [], "cpu_model": "Intel Xeon"}, "cpu_model"),
-        ({}, {"seq_len": 256, "cell_hash": "bbbbbbbbbbbbbbbb"},
-         "workload definition of gpt-small/torch/fp32/ga1/none: hash aaaaaaaaaaaaaaaa vs bbbbbbbbbbbbbbbb "
-         "(workload.seq_len 128 vs 256)"),
+        (
+            {"gpus": [], "cpu_model": "AMD EPYC"},
+            {"gpus": [], "cpu_model": "Intel Xeon"},
+            "cpu_model",
+        ),
+        (
+            {},
+            {"seq_len": 256, "cell_hash": "bbbbbbbbbbbbbbbb"},
+            "workload definition of gpt-small/torch/fp32/ga1/none: hash aaaaaaaaaaaaaaaa vs "
+            "bbbbbbbbbbbbbbbb (workload.seq_len 128 vs 256)",
+        ),
     ],
 )
 def test_cli_incomparable_environments(tmp_path, capsys, base_kw, cand_kw, field):
@@ -243,20 +322,35 @@ def test_cli_incomparable_environments(tmp_path, capsys, base_kw, cand_kw, field
 
 def test_comparable_differences_do_not_refuse(tmp_path, capsys):
     # Same driver major (a minor update), another host CPU next to the same GPU, an unknown driver.
-    base = write(tmp_path / "base.jsonl", [record(STEADY, driver="550.54.15", cpu_model="AMD EPYC 9654")])
-    cand = write(tmp_path / "cand.jsonl", [record(STEADY, driver="550.90.07", cpu_model="Intel Xeon 8480")])
+    base = write(
+        tmp_path / "base.jsonl", [record(STEADY, driver="550.54.15", cpu_model="AMD EPYC 9654")]
+    )
+    cand = write(
+        tmp_path / "cand.jsonl", [record(STEADY, driver="550.90.07", cpu_model="Intel Xeon 8480")]
+    )
     code, out, _ = compare_cli(capsys, str(base), str(cand))
     assert code == EXIT_OK and "not comparable" not in out
     unknown = write(tmp_path / "unknown.jsonl", [record(STEADY, driver=None)])
     code, out, _ = compare_cli(capsys, str(base), str(unknown))
-    assert code == EXIT_OK and "could not check" in out and "driver_major: baseline '550' vs candidate unknown" in out
+    assert (
+        code == EXIT_OK
+        and "could not check" in out
+        and "driver_major: baseline '550' vs candidate unknown" in out
+    )
 
 
 def test_cell_missing_on_one_side_is_listed_not_fatal(tmp_path, capsys):
-    a, b, c = ("gpt-small/torch/fp32/ga1/none", "a" * 16), ("gpt-small/torch/fp32/ga4/none", "b" * 16), \
-        ("gpt-small/torch/bf16/ga1/none", "c" * 16)
-    base = write(tmp_path / "base.jsonl", [record(STEADY, cell_id=i, cell_hash=h) for i, h in (a, b)])
-    cand = write(tmp_path / "cand.jsonl", [record(STEADY, cell_id=i, cell_hash=h) for i, h in (a, c)])
+    a, b, c = (
+        ("gpt-small/torch/fp32/ga1/none", "a" * 16),
+        ("gpt-small/torch/fp32/ga4/none", "b" * 16),
+        ("gpt-small/torch/bf16/ga1/none", "c" * 16),
+    )
+    base = write(
+        tmp_path / "base.jsonl", [record(STEADY, cell_id=i, cell_hash=h) for i, h in (a, b)]
+    )
+    cand = write(
+        tmp_path / "cand.jsonl", [record(STEADY, cell_id=i, cell_hash=h) for i, h in (a, c)]
+    )
     code, out, _ = compare_cli(capsys, str(base), str(cand), "--format", "json")
     report = json.loads(out)
     assert code == EXIT_OK and report["verdict"] == UNCHANGED
@@ -264,12 +358,21 @@ def test_cell_missing_on_one_side_is_listed_not_fatal(tmp_path, capsys):
     assert report["only_candidate"] == [{"cell_id": c[0], "cell_hash": c[1]}]
     assert [r["cell_id"] for r in report["results"]] == [a[0]]
     code, out, _ = compare_cli(capsys, str(base), str(cand))
-    assert f"only in the baseline (not compared):\n- {b[0]}" in out and f"only in the candidate (not compared):\n- {c[0]}" in out
+    assert (
+        f"only in the baseline (not compared):\n- {b[0]}" in out
+        and f"only in the candidate (not compared):\n- {c[0]}" in out
+    )
 
 
 def test_no_common_cell_is_exit_2(tmp_path, capsys):
-    base = write(tmp_path / "base.jsonl", [record(STEADY, cell_hash="a" * 16, cell_id="x/torch/fp32/ga1/none")])
-    cand = write(tmp_path / "cand.jsonl", [record(STEADY, cell_hash="b" * 16, cell_id="y/torch/fp32/ga1/none")])
+    base = write(
+        tmp_path / "base.jsonl",
+        [record(STEADY, cell_hash="a" * 16, cell_id="x/torch/fp32/ga1/none")],
+    )
+    cand = write(
+        tmp_path / "cand.jsonl",
+        [record(STEADY, cell_hash="b" * 16, cell_id="y/torch/fp32/ga1/none")],
+    )
     code, _, err = compare_cli(capsys, str(base), str(cand))
     assert code == EXIT_INCOMPARABLE and "no cell is common" in err
 
@@ -284,8 +387,14 @@ def test_failed_candidate_cell_is_a_regression(tmp_path, capsys):
 def test_last_record_per_repeat_wins_and_parity_records_are_ignored(tmp_path, capsys):
     base = write(tmp_path / "base.jsonl", [record(STEADY)])
     # A crash, then the resumed ok record for the same repeat; a parity record in between.
-    cand = write(tmp_path / "cand.jsonl", [record(None, status="crashed"), {"kind": "parity", "cell_hash": "a" * 16},
-                                           record(lognormal(60, 8_000.0, 0.02, seed=5))])
+    cand = write(
+        tmp_path / "cand.jsonl",
+        [
+            record(None, status="crashed"),
+            {"kind": "parity", "cell_hash": "a" * 16},
+            record(lognormal(60, 8_000.0, 0.02, seed=5)),
+        ],
+    )
     code, out, _ = compare_cli(capsys, str(base), str(cand), "--format", "json")
     (result,) = json.loads(out)["results"]
     assert code == EXIT_REGRESSED and result["verdict"] == REGRESSED and result["n_candidate"] == 60
@@ -305,22 +414,73 @@ def test_metric_not_available_is_not_a_crash(tmp_path, capsys):
     cand = write(tmp_path / "cand.jsonl", [record(STEADY)])
     # telemetry is null: energy is not available; alone it leaves nothing to compare (exit 2) ...
     code, out, err = compare_cli(capsys, str(base), str(cand), "--metric", "energy_j_per_token")
-    assert code == EXIT_INCOMPARABLE and "energy_j_per_token" in err and "not recorded on either side" in out
+    assert (
+        code == EXIT_INCOMPARABLE
+        and "energy_j_per_token" in err
+        and "not recorded on either side" in out
+    )
     # ... next to a metric that is there, it is listed and does not decide.
-    code, out, _ = compare_cli(capsys, str(base), str(cand), "--metric", "tokens_per_s", "--metric", "energy_j_per_token")
+    code, out, _ = compare_cli(
+        capsys, str(base), str(cand), "--metric", "tokens_per_s", "--metric", "energy_j_per_token"
+    )
     assert code == EXIT_OK and "not available" in out
 
 
+def with_gpu_telemetry(rec: dict[str, Any], power_w: float, samples_csv: Path) -> dict[str, Any]:
+    """The record with the `telemetry` section hlbench's telemetry writer (Collector.finish) makes
+    from NVML samples of a GPU drawing `power_w` through two measured windows of 2 s each."""
+    rec["timing"]["window_monotonic_s"] = [[100.0, 102.0], [102.0, 104.0]]
+    rows = with_gpu(ticks(99.0, 105.0, 0.1), power_w=power_w)
+    rec["telemetry"] = telemetry_section(rows, rec, samples_csv)
+    return rec
+
+
+def test_energy_from_the_telemetry_writer_is_compared(tmp_path, capsys):
+    # 4 s of measured windows at 320 W → 1280 J; at 268.8 W → 1075.2 J (0.07 J per token of 60 ×
+    # 256)
+    base = with_gpu_telemetry(record(STEADY), 320.0, tmp_path / "base.csv")
+    cand = with_gpu_telemetry(record(STEADY), 268.8, tmp_path / "cand.csv")
+    # where the writer puts it
+    assert base["telemetry"]["derived"]["gpu_energy_j"] == pytest.approx(1280.0)
+    write(tmp_path / "base.jsonl", [base])
+    write(tmp_path / "cand.jsonl", [cand])
+    code, out, _ = compare_cli(
+        capsys,
+        str(tmp_path / "base.jsonl"),
+        str(tmp_path / "cand.jsonl"),
+        "--metric",
+        "energy_j_per_token",
+        "--format",
+        "json",
+    )
+    (energy,) = json.loads(out)["results"]
+    assert energy["verdict"] == IMPROVED and (energy["n_baseline"], energy["n_candidate"]) == (1, 1)
+    assert energy["median_baseline"] == pytest.approx(1280.0 / (60 * TOKENS_PER_STEP))
+    assert energy["median_candidate"] == pytest.approx(0.07) and code == EXIT_OK
+
+
 def test_energy_and_memory_metrics_when_recorded(tmp_path, capsys):
-    base = write(tmp_path / "base.jsonl", [record(STEADY, peak_bytes=2**30, telemetry={"energy_j": 1280.0})])
-    cand = write(tmp_path / "cand.jsonl", [record(STEADY, peak_bytes=int(1.2 * 2**30),
-                                                  telemetry={"nvml": {"energy_j_per_token": 0.07}})])
+    base = write(
+        tmp_path / "base.jsonl",
+        [with_gpu_telemetry(record(STEADY, peak_bytes=2**30), 320.0, tmp_path / "base.csv")],
+    )
+    cand = write(
+        tmp_path / "cand.jsonl",
+        [
+            with_gpu_telemetry(
+                record(STEADY, peak_bytes=int(1.2 * 2**30)), 268.8, tmp_path / "cand.csv"
+            )
+        ],
+    )
     code, out, _ = compare_cli(capsys, str(base), str(cand), "--metric", "all", "--format", "json")
     by_metric = {r["metric"]: r for r in json.loads(out)["results"]}
     assert set(by_metric) == set(METRICS)
     assert by_metric["peak_memory_bytes"]["verdict"] == REGRESSED  # +20%, threshold only
     energy = by_metric["energy_j_per_token"]
-    assert energy["median_baseline"] == pytest.approx(1280.0 / (60 * TOKENS_PER_STEP)) and energy["verdict"] == IMPROVED
+    assert (
+        energy["median_baseline"] == pytest.approx(1280.0 / (60 * TOKENS_PER_STEP))
+        and energy["verdict"] == IMPROVED
+    )
     assert code == EXIT_REGRESSED
 
 
@@ -328,12 +488,17 @@ def test_markdown_for_a_pull_request(tmp_path, capsys):
     base = write(tmp_path / "base.jsonl", [record(STEADY)])
     cand = write(tmp_path / "cand.jsonl", [record(lognormal(60, 8_000.0, 0.02, seed=12))])
     out_md = tmp_path / "out" / "compare.md"
-    code, printed, _ = compare_cli(capsys, str(base), str(cand), "--format", "md", "-o", str(out_md))
+    code, printed, _ = compare_cli(
+        capsys, str(base), str(cand), "--format", "md", "-o", str(out_md)
+    )
     md = out_md.read_text()
     assert code == EXIT_REGRESSED and printed == ""
     assert md.startswith("<!-- hlbench-compare -->\n### hlbench compare: **regressed** (exit 1)")
     assert "| cell | metric | baseline | candidate | change | p | n | verdict | note |" in md
-    assert "| gpt-small/torch/fp32/ga1/none | tokens/s | 9,998 | 8,007 | -19.9% | 3.6e-21 | 60/60 | regressed |" in md
+    assert (
+        "| gpt-small/torch/fp32/ga1/none | tokens/s | 9,998 | 8,007 | -19.9% | 3.6e-21 | 60/60 | "
+        "regressed |" in md
+    )
 
 
 GOLDEN = REPO / "tests" / "data" / "compare"
@@ -341,25 +506,58 @@ GOLDEN = REPO / "tests" / "data" / "compare"
 
 @pytest.mark.parametrize("fmt", ["md", "text"])
 def test_golden_output(tmp_path, capsys, monkeypatch, fmt):
-    """The whole report for a mixed case, byte for byte (HLBENCH_UPDATE_GOLDEN=1 rewrites the files)."""
+    """The whole report for a mixed case, byte for byte (HLBENCH_UPDATE_GOLDEN=1 rewrites it)."""
     monkeypatch.chdir(tmp_path)
-    cells = [("gpt-small/torch/fp32/ga1/none", "a" * 16), ("gpt-small/torch/bf16/ga1/none", "b" * 16),
-             ("gpt-small/torch/fp32/ga4/none", "c" * 16), ("gpt-small/torch/bf16/ga4/none", "d" * 16)]
+    cells = [
+        ("gpt-small/torch/fp32/ga1/none", "a" * 16),
+        ("gpt-small/torch/bf16/ga1/none", "b" * 16),
+        ("gpt-small/torch/fp32/ga4/none", "c" * 16),
+        ("gpt-small/torch/bf16/ga4/none", "d" * 16),
+    ]
     noisy = lognormal_quantiles(12, 9_000.0, 0.6)
-    write(Path("base.jsonl"), [
-        record(STEADY, cell_id=cells[0][0], cell_hash=cells[0][1]),
-        record(STEADY, cell_id=cells[1][0], cell_hash=cells[1][1]),
-        record(noisy, cell_id=cells[2][0], cell_hash=cells[2][1]),
-        record(STEADY, cell_id=cells[3][0], cell_hash=cells[3][1]),
-    ])
-    write(Path("cand.jsonl"), [
-        record(lognormal(60, 8_000.0, 0.02, seed=12), cell_id=cells[0][0], cell_hash=cells[0][1], driver=None),
-        record(lognormal(60, 12_000.0, 0.02, seed=13), cell_id=cells[1][0], cell_hash=cells[1][1], driver=None),
-        record([0.8 * x for x in noisy], cell_id=cells[2][0], cell_hash=cells[2][1], driver=None),
-        record(STEADY, cell_id="gpt-small/torch/fp16/ga1/none", cell_hash="e" * 16, driver=None),
-    ])
-    code, out, _ = compare_cli(capsys, "base.jsonl", "cand.jsonl", "--format", fmt, "--metric", "tokens_per_s",
-                               "--metric", "peak_memory_bytes")
+    write(
+        Path("base.jsonl"),
+        [
+            record(STEADY, cell_id=cells[0][0], cell_hash=cells[0][1]),
+            record(STEADY, cell_id=cells[1][0], cell_hash=cells[1][1]),
+            record(noisy, cell_id=cells[2][0], cell_hash=cells[2][1]),
+            record(STEADY, cell_id=cells[3][0], cell_hash=cells[3][1]),
+        ],
+    )
+    write(
+        Path("cand.jsonl"),
+        [
+            record(
+                lognormal(60, 8_000.0, 0.02, seed=12),
+                cell_id=cells[0][0],
+                cell_hash=cells[0][1],
+                driver=None,
+            ),
+            record(
+                lognormal(60, 12_000.0, 0.02, seed=13),
+                cell_id=cells[1][0],
+                cell_hash=cells[1][1],
+                driver=None,
+            ),
+            record(
+                [0.8 * x for x in noisy], cell_id=cells[2][0], cell_hash=cells[2][1], driver=None
+            ),
+            record(
+                STEADY, cell_id="gpt-small/torch/fp16/ga1/none", cell_hash="e" * 16, driver=None
+            ),
+        ],
+    )
+    code, out, _ = compare_cli(
+        capsys,
+        "base.jsonl",
+        "cand.jsonl",
+        "--format",
+        fmt,
+        "--metric",
+        "tokens_per_s",
+        "--metric",
+        "peak_memory_bytes",
+    )
     assert code == EXIT_REGRESSED
     golden = GOLDEN / f"mixed.{fmt}"
     if os.environ.get("HLBENCH_UPDATE_GOLDEN"):
@@ -368,11 +566,14 @@ def test_golden_output(tmp_path, capsys, monkeypatch, fmt):
     assert out == golden.read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--threshold", "5"], "expected a fraction"),
-    (["--metric", "speed"], "--metric speed: unknown"),
-    (["--alpha", "2"], "--alpha 2.0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--threshold", "5"], "expected a fraction"),
+        (["--metric", "speed"], "--metric speed: unknown"),
+        (["--alpha", "2"], "--alpha 2.0"),
+    ],
+)
 def test_usage_errors_exit_2(tmp_path, capsys, args, message):
     base = write(tmp_path / "base.jsonl", [record(STEADY)])
     try:
@@ -413,10 +614,17 @@ def test_environment_summary_ignores_records_without_a_worker():
 def test_compare_imports_no_framework(tmp_path):
     path = write(tmp_path / "r.jsonl", [record(STEADY)])
     code = (
-        "import sys; from hlbench.cli import main; rc = main(['compare', sys.argv[1], sys.argv[1], '--metric', 'all']);"
-        "bad = [m for m in ('torch', 'tensorflow') if m in sys.modules]; assert not bad, bad; sys.exit(rc)"
+        "import sys; from hlbench.cli import main; rc = main(['compare', sys.argv[1], "
+        "sys.argv[1], '--metric', 'all']);bad = [m for m in ('torch', 'tensorflow') if m in "
+        "sys.modules]; assert not bad, bad; sys.exit(rc)"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -439,24 +647,42 @@ DELAY_S = 0.05  # several times a tiny step on these CPUs: far above noise, so t
 def test_end_to_end_slowdown_is_detected(write_suite, tmp_path):
     pytest.importorskip("torch")
     suite = write_suite(TINY_SUITE)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",  # the cores are shared: keep torch to one thread
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",  # the cores are shared: keep torch to one thread
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     env.pop("HLBENCH_TEST_STEP_DELAY_S", None)
     runs = {}
     for name, delay in (("base", None), ("slow", DELAY_S)):
         run_env = {**env, "HLBENCH_TEST_STEP_DELAY_S": str(delay)} if delay else env
-        proc = run_cli("run", str(suite), "--quiet", "--results-dir", name, cwd=tmp_path, env=run_env, timeout=300)
+        proc = run_cli(
+            "run",
+            str(suite),
+            "--quiet",
+            "--results-dir",
+            name,
+            cwd=tmp_path,
+            env=run_env,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         (runs[name],) = (tmp_path / name / "e2e").glob("*.jsonl")
 
     # Promote the first run, then compare the slowed one against the stored baseline.
-    proc = run_cli("baseline", "save", str(runs["base"]), "--dir", "baselines", cwd=tmp_path, env=env)
+    proc = run_cli(
+        "baseline", "save", str(runs["base"]), "--dir", "baselines", cwd=tmp_path, env=env
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("baseline", "name", str(runs["slow"]), "--dir", "baselines", "--path", cwd=tmp_path, env=env)
+    proc = run_cli(
+        "baseline", "name", str(runs["slow"]), "--dir", "baselines", "--path", cwd=tmp_path, env=env
+    )
     baseline_dir = tmp_path / proc.stdout.strip()
     assert baseline_dir.is_dir(), proc.stdout + proc.stderr
 
-    proc = run_cli("compare", str(baseline_dir), str(runs["slow"]), "--format", "json", cwd=tmp_path, env=env)
+    proc = run_cli(
+        "compare", str(baseline_dir), str(runs["slow"]), "--format", "json", cwd=tmp_path, env=env
+    )
     assert proc.returncode == EXIT_REGRESSED, proc.stdout + proc.stderr
     (result,) = json.loads(proc.stdout)["results"]
     assert result["verdict"] == REGRESSED and result["n_baseline"] == result["n_candidate"] == 20
@@ -465,8 +691,10 @@ def test_end_to_end_slowdown_is_detected(write_suite, tmp_path):
     slow_step_s = TOKENS_PER_STEP_E2E / result["median_candidate"]
     assert slow_step_s - base_step_s > 0.8 * DELAY_S, (base_step_s, slow_step_s)
     assert result["change"] < -0.3 and result["p_value"] < 1e-4
-    print(f"e2e: step {base_step_s * 1e3:.1f} ms → {slow_step_s * 1e3:.1f} ms, tokens/s change "
-          f"{result['change']:+.1%}, p = {result['p_value']:.2g}")
+    print(
+        f"e2e: step {base_step_s * 1e3:.1f} ms → {slow_step_s * 1e3:.1f} ms, tokens/s change "
+        f"{result['change']:+.1%}, p = {result['p_value']:.2g}"
+    )
     assert math.isfinite(result["p_value"])
 
 

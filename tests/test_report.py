@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -47,16 +48,33 @@ def test_same_records_in_another_order_give_identical_bytes(tmp_path: Path) -> N
 def test_failed_skipped_and_unstable_cells_render_as_such(tmp_path: Path) -> None:
     text = render([DATA / "troubled.jsonl"], tmp_path / "t.md")
     failures = text.split("## Failures and skips")[1].split("## Stability warnings")[0]
-    for status, reason in (("oom", "out of memory"), ("timeout", "timeout_s=120"), ("crashed", "SIGKILL"),
-                           ("skipped", "not implemented")):
-        assert any(f"| {status}" in line and reason in line for line in failures.splitlines()), status
+    for status, reason in (
+        ("oom", "cannot allocate"),
+        ("timeout", "timeout_s=120"),
+        ("crashed", "SIGKILL"),
+        ("skipped", "tf32 needs an NVIDIA"),
+    ):
+        assert any(f"| {status}" in line and reason in line for line in failures.splitlines()), (
+            status
+        )
     assert "2:4" not in failures  # its error was replaced by a resumed ok record
     warnings = text.split("## Stability warnings")[1].split("## Plots")[0]
-    assert "ga2/none | unstable: window step-time CV" in warnings
-    assert "too few steps: 4 measured" in warnings and "time budget hit" in warnings and "throttling" in warnings
+    # gradual pruning's events fall in the first measured window, which is slower than the others
+    assert "ga1/gradual | unstable: window step-time CV" in warnings
+    records = _records(DATA / "troubled.jsonl")
+    budget = next(r for r in records if r.get("cell_id") == "gpt-tiny/torch/fp32/ga4/none")
+    assert budget["timing"]["budget_hit"] and budget["timing"]["steps_measured"] < 20
+    assert f"too few steps: {budget['timing']['steps_measured']} measured" in warnings
+    assert "time budget hit" in warnings and "throttling" in warnings
     assert "| ok ⚠" in text  # the matrix flags the warned cells
     assert "3 cell(s) failed (crashed 1, oom 1, timeout 1)" in text
-    assert "FAILED (0/1 checks; failed: initial_loss)" in text  # the parity record
+    (parity,) = [r for r in records if r.get("kind") == "parity"]  # failed by a perturbed weight
+    failed = sorted(c["name"] for c in parity["checks"] if not c["passed"])
+    assert not parity["passed"] and failed
+    n_passed = len(parity["checks"]) - len(failed)
+    assert (
+        f"FAILED ({n_passed}/{len(parity['checks'])} checks; failed: {', '.join(failed)})" in text
+    )
 
 
 def test_failed_records_never_enter_statistics(tmp_path: Path) -> None:
@@ -72,22 +90,58 @@ def test_failed_records_never_enter_statistics(tmp_path: Path) -> None:
     assert "| error 1/2, ok 1/2" in text and "| 1/2 " in text
 
 
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _speedup(records: list[dict], cell_id: str, reference_id: str) -> float:
+    """tokens/s of a cell over its reference's, from the median of each one's pooled measured step
+    times (the same workload: the same tokens per step), computed here from the raw records."""
+
+    def median_step_s(wanted: str) -> float:
+        ok = [r for r in records if r["cell_id"] == wanted and r["status"] == "ok"]
+        return float(
+            np.median([t for r in ok for w in r["timing"]["window_step_times_s"] for t in w])
+        )
+
+    return median_step_s(reference_id) / median_step_s(cell_id)
+
+
+def _geomean(values: list[float]) -> float:
+    return float(np.exp(np.mean(np.log(values))))
+
+
 def test_findings_are_computed_from_the_data(tmp_path: Path) -> None:
+    records = _records(DATA / "records.jsonl")
     text = render([DATA / "records.jsonl"], tmp_path / "r.md")
     findings = text.split("## Findings")[1].split("##")[0]
-    assert "bf16 runs at 0.31× fp32's tokens/s in PyTorch on this CPU (AMD EPYC)" in findings
+    bf16 = {
+        w: _speedup(records, f"{w}/torch/bf16/ga1/none", f"{w}/torch/fp32/ga1/none")
+        for w in ("gpt-tiny", "lstm-tiny")
+    }
+    cpu = records[0]["env"]["host"]["cpu_model"]
+    assert (
+        f"bf16 runs at {_geomean(list(bf16.values())):.2f}× fp32's tokens/s in PyTorch on this "
+        f"CPU ({cpu})"
+    ) in findings
     assert "2:4 pruning in PyTorch: no speedup" in findings
-    assert "TensorFlow runs at 0.80× PyTorch's tokens/s in fp32" in findings
-    # scale every torch bf16 step time by 1/4: the finding must follow the data
+    tf = [
+        _speedup(records, f"gpt-tiny/tf/fp32/ga{k}/none", f"gpt-tiny/torch/fp32/ga{k}/none")
+        for k in (1, 4)
+    ]
+    assert f"TensorFlow runs at {_geomean(tf):.2f}× PyTorch's tokens/s in fp32" in findings
+    # scale every torch bf16 step time of gpt-tiny by 1/4: the finding must follow the data
     lines = []
-    for line in (DATA / "records.jsonl").read_text().splitlines():
-        r = json.loads(line)
+    for r in records:
         if r["cell_id"].startswith("gpt-tiny/torch/bf16"):
-            r["timing"]["window_step_times_s"] = [[t / 4 for t in w] for w in r["timing"]["window_step_times_s"]]
+            r["timing"]["window_step_times_s"] = [
+                [t / 4 for t in w] for w in r["timing"]["window_step_times_s"]
+            ]
         lines.append(json.dumps(r))
     changed = tmp_path / "changed.jsonl"
     changed.write_text("\n".join(lines) + "\n")
-    assert "(gpt-tiny 1.25×, lstm-tiny 0.31×)" in render([changed], tmp_path / "c.md")
+    detail = f"(gpt-tiny {4 * bf16['gpt-tiny']:.2f}×, lstm-tiny {bf16['lstm-tiny']:.2f}×)"
+    assert detail in render([changed], tmp_path / "c.md")
 
 
 def test_plots_are_written_beside_and_linked_relatively(tmp_path: Path) -> None:
@@ -105,43 +159,82 @@ def test_plots_are_written_beside_and_linked_relatively(tmp_path: Path) -> None:
 def test_effects_say_within_noise() -> None:
     text = (DATA / "golden_records.md").read_text()
     effects = text.split("## Effects against the baseline")[1].split("## Frameworks")[0]
-    row = next(line for line in effects.splitlines() if line.startswith("| gpt-tiny/torch/fp32/ga1/magnitude"))
-    assert "(within noise)" in row.split("|")[3]  # −1% memory is below what RSS resolves
-    assert "0.31× [" in effects
+    row = next(
+        line
+        for line in effects.splitlines()
+        if line.startswith("| gpt-tiny/torch/fp32/ga1/magnitude")
+    )
+    # magnitude pruning keeps the dense kernels: so small a memory change is below what RSS resolves
+    assert "(within noise)" in row.split("|")[3]
+    assert re.search(
+        r"\| \d+\.\d\d× \[\d+\.\d\d×, \d+\.\d\d×\]", effects
+    )  # speedups carry intervals
 
 
 def test_frontier_helpers() -> None:
     speed = np.array([10.0, 8.0, 12.0, 9.0])
     memory = np.array([100.0, 80.0, 120.0, 100.0])
     loss = np.array([1.0, 1.0, 1.0, 1.0])
-    assert non_dominated(speed, memory, loss).tolist() == [True, True, True, False]  # 9 < 10 at equal memory
+    assert non_dominated(speed, memory, loss).tolist() == [
+        True,
+        True,
+        True,
+        False,
+    ]  # 9 < 10 at equal memory
     assert nice_ceiling(314.8 * 2**20) == 500 * 2**20 and nice_ceiling(100 * 2**20) == 100 * 2**20
 
 
 @pytest.mark.parametrize("n", [7, 30])
 def test_exact_bootstrap_of_the_median_matches_resampling(n: int) -> None:
     rng = np.random.default_rng(n)
-    x = np.concatenate([rng.lognormal(0.0, 0.1, n - n // 3), np.full(n // 3, 1.6)])  # a slow window: bimodal
+    x = np.concatenate(
+        [rng.lognormal(0.0, 0.1, n - n // 3), np.full(n // 3, 1.6)]
+    )  # a slow window: bimodal
     brute = np.median(x[rng.integers(0, n, (20000, n))], axis=1)
     exact = bootstrap_medians(x, "00000000000000aa")
-    assert np.allclose(np.percentile(exact, [2.5, 50, 97.5]), np.percentile(brute, [2.5, 50, 97.5]), rtol=0.02)
+    assert np.allclose(
+        np.percentile(exact, [2.5, 50, 97.5]), np.percentile(brute, [2.5, 50, 97.5]), rtol=0.02
+    )
 
 
 def test_bootstrap_is_seeded_per_cell() -> None:
     samples = np.linspace(1.0, 2.0, 50)
-    assert np.array_equal(bootstrap_medians(samples, "af1bd4b165558fc3"), bootstrap_medians(samples, "af1bd4b165558fc3"))
-    assert not np.array_equal(bootstrap_medians(samples, "af1bd4b165558fc3"), bootstrap_medians(samples, "0000000000000001"))
+    assert np.array_equal(
+        bootstrap_medians(samples, "af1bd4b165558fc3"),
+        bootstrap_medians(samples, "af1bd4b165558fc3"),
+    )
+    assert not np.array_equal(
+        bootstrap_medians(samples, "af1bd4b165558fc3"),
+        bootstrap_medians(samples, "0000000000000001"),
+    )
 
 
-# --- the CLI ---------------------------------------------------------------------------------------
+# --- the CLI
+# ---------------------------------------------------------------------------------------
+
 
 def test_table_command_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["table", str(DATA / "troubled.jsonl")]) == 0
     md = capsys.readouterr().out
     assert "| gpt-tiny/torch/fp16/ga1/none" in md and "| oom " in md
 
-    assert main(["table", str(DATA / "records.jsonl"), "--pivot", "workload,backend:precision",
-                 "--metric", "step_time_median_s", "--format", "csv", "-o", str(tmp_path / "p.csv")]) == 0
+    assert (
+        main(
+            [
+                "table",
+                str(DATA / "records.jsonl"),
+                "--pivot",
+                "workload,backend:precision",
+                "--metric",
+                "step_time_median_s",
+                "--format",
+                "csv",
+                "-o",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 0
+    )
     header = (tmp_path / "p.csv").read_text().splitlines()[0]
     assert header == "workload,backend,bf16,fp16,fp32"
 
@@ -151,16 +244,35 @@ def test_table_command_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_table_gab_json_for_github_action_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["table", str(DATA / "troubled.jsonl"), "--format", "gab-json", "--metric", "tokens_per_s"]) == 0
+    assert (
+        main(
+            [
+                "table",
+                str(DATA / "troubled.jsonl"),
+                "--format",
+                "gab-json",
+                "--metric",
+                "tokens_per_s",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     entries = json.loads(captured.out)
     assert "customBiggerIsBetter" in captured.err
     assert {e["name"] for e in entries} == {
-        f"gpt-tiny/torch/fp32/{c} tokens_per_s" for c in ("ga1/none", "ga2/none", "ga4/none", "ga1/2:4")}
-    assert all(set(e) <= {"name", "unit", "value", "range", "extra"} and e["unit"] == "tokens/s" for e in entries)
+        f"gpt-tiny/torch/fp32/{c} tokens_per_s"
+        for c in ("ga1/none", "ga1/gradual", "ga4/none", "ga1/2:4")
+    }
+    assert all(
+        set(e) <= {"name", "unit", "value", "range", "extra"} and e["unit"] == "tokens/s"
+        for e in entries
+    )
 
 
-def test_table_and_report_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_and_report_errors_are_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     newer = tmp_path / "newer.jsonl"
     newer.write_text(json.dumps({"schema_version": 9, "kind": "cell"}) + "\n")
     assert main(["report", str(newer), "-o", str(tmp_path / "r.md")]) == 2
@@ -172,7 +284,9 @@ def test_table_and_report_errors_are_one_line_exit_2(tmp_path: Path, capsys: pyt
     assert "not a numeric column" in capsys.readouterr().err
 
 
-def test_report_command_writes_markdown_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_writes_markdown_and_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "results" / "fixture"
     src.mkdir(parents=True)
     shutil.copy(DATA / "records.jsonl", src / "run.jsonl")
@@ -185,10 +299,25 @@ def test_report_command_writes_markdown_and_plots(tmp_path: Path, capsys: pytest
 def test_profiled_records_get_a_profiling_section(tmp_path: Path) -> None:
     """Phase shares per cell, category shares per backend and precision, and the stacked-bar plot;
     records without a profile (every other test here) get no such section."""
-    phases = {"host_batch": 0.05, "host_to_device": 0.01, "forward": 0.3, "backward": 0.5, "unscale_clip": 0.04,
-              "optimizer": 0.1}
-    categories = {"matmul": 0.4, "attention": 0.1, "normalization": 0.05, "elementwise": 0.2, "optimizer": 0.1,
-                  "cast": 0.05, "data_movement": 0.08, "communication": 0.0, "other": 0.02}
+    phases = {
+        "host_batch": 0.05,
+        "host_to_device": 0.01,
+        "forward": 0.3,
+        "backward": 0.5,
+        "unscale_clip": 0.04,
+        "optimizer": 0.1,
+    }
+    categories = {
+        "matmul": 0.4,
+        "attention": 0.1,
+        "normalization": 0.05,
+        "elementwise": 0.2,
+        "optimizer": 0.1,
+        "cast": 0.05,
+        "data_movement": 0.08,
+        "communication": 0.0,
+        "other": 0.02,
+    }
     lines = []
     for line in (DATA / "records.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -199,12 +328,25 @@ def test_profiled_records_get_a_profiling_section(tmp_path: Path) -> None:
     profiled.write_text("\n".join(lines) + "\n")
     out = write_report([profiled], tmp_path / "p.md")
     section = out.read_text().split("## Profiling")[1].split("\n## ")[0]
+
     def cells_of(prefix: str) -> list[str]:
         (line,) = [ln for ln in section.splitlines() if ln.startswith(prefix)]
         return [c.strip() for c in line.strip("|").split("|")]
 
-    assert cells_of("| gpt-tiny/torch/fp32/ga1/none") == ["gpt-tiny/torch/fp32/ga1/none", "6.40", "5.0%", "1.0%",
-                                                          "30.0%", "50.0%", "4.0%", "10.0%"]
-    assert cells_of("| PyTorch")[:3] == ["PyTorch", "fp32", "40.0%"]  # matmul share of the torch fp32 cells
+    assert cells_of("| gpt-tiny/torch/fp32/ga1/none") == [
+        "gpt-tiny/torch/fp32/ga1/none",
+        "6.40",
+        "5.0%",
+        "1.0%",
+        "30.0%",
+        "50.0%",
+        "4.0%",
+        "10.0%",
+    ]
+    assert cells_of("| PyTorch")[:3] == [
+        "PyTorch",
+        "fp32",
+        "40.0%",
+    ]  # matmul share of the torch fp32 cells
     assert (tmp_path / "p_plots" / "profile-phases.png").stat().st_size > 1000
     assert "## Profiling" not in render([DATA / "records.jsonl"], tmp_path / "c.md")

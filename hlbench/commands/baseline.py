@@ -43,16 +43,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     _dir(list_)
     list_.set_defaults(func=cmd_list)
 
-    name = actions.add_parser("name", help="print the default baseline name for a run (its suite and machine type)")
+    name = actions.add_parser(
+        "name", help="print the default baseline name for a run (its suite and machine type)"
+    )
     name.add_argument("records", type=Path, help="records file or run directory")
-    name.add_argument("--path", action="store_true", help="print the baseline's directory instead of its name")
+    name.add_argument(
+        "--path", action="store_true", help="print the baseline's directory instead of its name"
+    )
     _dir(name)
     name.set_defaults(func=cmd_name)
 
 
 def _dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", type=Path, metavar="DIR",
-                   help="baselines directory (default: $HLBENCH_BASELINES_DIR or results/baselines)")
+    p.add_argument(
+        "--dir",
+        type=Path,
+        metavar="DIR",
+        help="baselines directory (default: $HLBENCH_BASELINES_DIR or results/baselines)",
+    )
 
 
 def cmd_save(args: argparse.Namespace) -> int:
@@ -61,8 +69,10 @@ def cmd_save(args: argparse.Namespace) -> int:
     path, meta = baseline.save(args.records, args.name, baseline.baselines_dir(args.dir), args.note)
     print(f"baseline {meta['name']!r} ← {meta['source']} ({meta['cells_ok']} cell(s) ok) in {path}")
     if meta["cells_not_ok"]:
-        print(f"note: {len(meta['cells_not_ok'])} cell(s) without an ok record are not comparable against "
-              f"this baseline: {', '.join(meta['cells_not_ok'][:5])}")
+        print(
+            f"note: {len(meta['cells_not_ok'])} cell(s) without an ok record are not comparable "
+            f"against this baseline: {', '.join(meta['cells_not_ok'][:5])}"
+        )
     return 0
 
 
@@ -82,10 +92,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     env = info.get("environment") or {}
     for key, values in env.items():
         print(f"  env.{key}: {', '.join(values) if values else 'unknown'}")
-    rows = [[c["cell_id"], c["cell_hash"], c["status"], c["repeats_ok"], c["steps"],
-             "—" if c["tokens_per_s_median"] is None else f"{c['tokens_per_s_median']:,.0f}"] for c in info["cells"]]
-    print(tabulate(rows, headers=["cell", "hash", "status", "repeats ok", "steps", "tokens/s (median)"],
-                   disable_numparse=True))
+    rows = [
+        [
+            c["cell_id"],
+            c["cell_hash"],
+            c["status"],
+            c["repeats_ok"],
+            c["steps"],
+            "—" if c["tokens_per_s_median"] is None else f"{c['tokens_per_s_median']:,.0f}",
+        ]
+        for c in info["cells"]
+    ]
+    print(
+        tabulate(
+            rows,
+            headers=["cell", "hash", "status", "repeats ok", "steps", "tokens/s (median)"],
+            disable_numparse=True,
+        )
+    )
     return 0
 
 

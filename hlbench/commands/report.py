@@ -9,30 +9,51 @@ from pathlib import Path
 from hlbench.errors import UsageError
 
 EPILOG = """\
-The report: environment, computed findings, the trade-off frontier (what to train with), the matrix of
-tokens/s, step time, peak memory, energy, MFU and excess loss per workload and backend, effects against
+The report: environment, computed findings, the trade-off frontier (what to train with), the \
+matrix of
+tokens/s, step time, peak memory, energy, MFU and excess loss per workload and backend, effects \
+against
 the fp32 / 1-step / unpruned baseline with their spread, framework ratios and parity, failures and
-skips, stability warnings, and plots in NAME_plots/ beside the markdown. The same records always give
+skips, stability warnings, and plots in NAME_plots/ beside the markdown. The same records always \
+give
 byte-identical markdown.
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "report", help="write a markdown report with plots from records files",
+        "report",
+        help="write a markdown report with plots from records files",
         description="Build a markdown report (tables, effects, frontier, findings) and PNG plots.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("results", type=Path, nargs="+", metavar="RESULTS", help="records .jsonl files or directories")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE.md",
-                   help="the markdown file (default: reports/<suite>.md); plots go to <stem>_plots/ beside it")
-    p.add_argument("--loss-tolerance", type=float, default=None, metavar="NATS",
-                   help="excess loss a recommended cell may add over fp32 (default: 0.02)")
+    p.add_argument(
+        "results",
+        type=Path,
+        nargs="+",
+        metavar="RESULTS",
+        help="records .jsonl files or directories",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE.md",
+        help="the markdown file (default: reports/<suite>.md); plots go to <stem>_plots/ beside it",
+    )
+    p.add_argument(
+        "--loss-tolerance",
+        type=float,
+        default=None,
+        metavar="NATS",
+        help="excess loss a recommended cell may add over fp32 (default: 0.02)",
+    )
     p.set_defaults(func=cmd_report)
 
 
 def default_output(results: list[Path]) -> Path:
-    """reports/<suite>.md from the first records file's suite (its parent directory under results/)."""
+    """reports/<suite>.md, the suite being the first records file's directory under results/."""
     from hlbench.results import expand_paths
 
     first = expand_paths(results)[0]

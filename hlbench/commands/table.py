@@ -1,4 +1,5 @@
-"""`hlbench table RESULTS...`: the records as a tidy table, a pivot, or github-action-benchmark JSON."""
+"""`hlbench table RESULTS...`: the records as a tidy table, a pivot, or github-action-benchmark
+JSON."""
 
 from __future__ import annotations
 
@@ -12,26 +13,49 @@ FORMATS = ("md", "csv", "parquet", "json", "gab-json")
 
 EPILOG = """\
 examples:
-  hlbench table results/default/RUN.jsonl                              every (cell, repeat) row, markdown
-  hlbench table results/default/ --format csv -o table.csv             all columns, every records file below
-  hlbench table RUN.jsonl --pivot workload,backend,precision:accumulation --metric step_time_median_s
-  hlbench table RUN.jsonl --format gab-json --metric tokens_per_s -o bench.json   (tool: customBiggerIsBetter)
+  hlbench table results/default/RUN.jsonl                              every (cell, repeat) row, \
+markdown
+  hlbench table results/default/ --format csv -o table.csv             all columns, every records \
+file below
+  hlbench table RUN.jsonl --pivot workload,backend,precision:accumulation --metric \
+step_time_median_s
+  hlbench table RUN.jsonl --format gab-json --metric tokens_per_s -o bench.json   (tool: \
+customBiggerIsBetter)
 
-Pivots and gab-json take the median over ok repeats; failed and skipped rows appear only in the tidy rows.
+Pivots and gab-json take the median over ok repeats; failed and skipped rows appear only in the \
+tidy rows.
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "table", help="records as a table (markdown, csv, parquet, json, github-action-benchmark json)",
+        "table",
+        help="records as a table (markdown, csv, parquet, json, github-action-benchmark json)",
         description="Load records files (or directories of them) into one row per cell and repeat.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("results", type=Path, nargs="+", metavar="RESULTS", help="records .jsonl files or directories")
-    p.add_argument("--pivot", metavar="ROWS:COLS", help="pivot the metric: comma-separated row and column names")
-    p.add_argument("--metric", metavar="M", help="metric column (default for pivots and gab-json: tokens_per_s)")
+    p.add_argument(
+        "results",
+        type=Path,
+        nargs="+",
+        metavar="RESULTS",
+        help="records .jsonl files or directories",
+    )
+    p.add_argument(
+        "--pivot",
+        metavar="ROWS:COLS",
+        help="pivot the metric: comma-separated row and column names",
+    )
+    p.add_argument(
+        "--metric",
+        metavar="M",
+        help="metric column (default for pivots and gab-json: tokens_per_s)",
+    )
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default: md)")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output"
+    )
     p.set_defaults(func=cmd_table)
 
 
@@ -41,14 +65,18 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     df = load(args.results)
     if df.empty:
-        raise UsageError(f"{', '.join(map(str, args.results))}: no cell records (parity records only?)")
+        raise UsageError(
+            f"{', '.join(map(str, args.results))}: no cell records (parity records only?)"
+        )
     metric = args.metric or tables.DEFAULT_METRIC
     if args.metric or args.pivot or args.format == "gab-json":
         tables.check_metric(df, metric)
     if args.format == "gab-json":
         if args.pivot:
             raise UsageError("--pivot does not apply to --format gab-json (one entry per cell)")
-        tool = "customBiggerIsBetter" if metric in tables.BIGGER_IS_BETTER else "customSmallerIsBetter"
+        tool = (
+            "customBiggerIsBetter" if metric in tables.BIGGER_IS_BETTER else "customSmallerIsBetter"
+        )
         print(f"hlbench: {metric} → github-action-benchmark tool {tool}", file=sys.stderr)
         return _emit(tables.gab_json(df, metric), args.output)
     if args.pivot:
@@ -85,6 +113,8 @@ def _parquet(frame, output: Path | None) -> int:  # type: ignore[no-untyped-def]
     try:
         frame.to_parquet(output, index=False)
     except ImportError:
-        raise UsageError("--format parquet needs pyarrow (pip install pyarrow); csv and json need nothing") from None
+        raise UsageError(
+            "--format parquet needs pyarrow (pip install pyarrow); csv and json need nothing"
+        ) from None
     print(f"wrote {output}", file=sys.stderr)
     return 0

@@ -1,4 +1,5 @@
-"""Named baselines: the last accepted run of a suite on one machine type, kept for `hlbench compare`.
+"""Named baselines: the last accepted run of a suite on one machine type, kept for `hlbench
+compare`.
 
 Layout, under the baselines directory (`--dir`, else `$HLBENCH_BASELINES_DIR`, else
 `results/baselines`):
@@ -8,9 +9,9 @@ Layout, under the baselines directory (`--dir`, else `$HLBENCH_BASELINES_DIR`, e
     <name>/history/<saved_at>/   earlier versions, moved aside when a new run is promoted
 
 A baseline directory holds exactly one records file, so `hlbench compare <dir>/<name> CANDIDATE`
-reads it like any run directory. The default name, `<suite>--<machine>`, encodes the machine type (the
-GPU models, or the CPU model of a GPU-less run), so a runner compares against the last accepted run of
-its own kind of machine and never against another's.
+reads it like any run directory. The default name, `<suite>--<machine>`, encodes the machine type
+(the GPU models, or the CPU model of a GPU-less run), so a runner compares against the last accepted
+run of its own kind of machine and never against another's.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from hlbench.compare.comparability import Run, environment, load_run
-from hlbench.compare.verdicts import METRICS, by_cell, metric_samples
+from hlbench.compare.runs import by_cell, metric_samples, statuses
+from hlbench.compare.verdicts import METRICS
 from hlbench.errors import UsageError
+from hlbench.records import environment as env
+from hlbench.records import identity
 
 DEFAULT_DIR = Path("results/baselines")
 RECORDS_NAME, META_NAME, HISTORY_NAME = "records.jsonl", "baseline.json", "history"
@@ -54,19 +58,23 @@ def machine_type(run: Run) -> str:
 
 
 def default_name(run: Run) -> str:
-    suites = sorted({str(r.get("suite")) for r in run.records if r.get("suite")})
+    suites = sorted({str(identity.suite(r)) for r in run.records if identity.suite(r)})
     return f"{_slug(suites[0]) if suites else 'run'}--{machine_type(run)}"
 
 
 def check_name(name: str) -> str:
     if not _NAME_RE.match(name):
-        raise UsageError(f"baseline name {name!r}: use letters, digits, '.', '_' and '-' (at most 128), "
-                         "starting with a letter or digit")
+        raise UsageError(
+            f"baseline name {name!r}: use letters, digits, '.', '_' and '-' (at most 128), "
+            "starting with a letter or digit"
+        )
     return name
 
 
-def save(records: Path, name: str | None, directory: Path, note: str | None = None) -> tuple[Path, dict[str, Any]]:
-    """Store RECORDS as baseline NAME; an earlier version is moved to history/. Returns (dir, metadata)."""
+def save(
+    records: Path, name: str | None, directory: Path, note: str | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Store RECORDS as baseline NAME (an earlier version moves to history/); (dir, metadata)."""
     run = load_run(records)
     cells = by_cell(run.records)
     ok = [c for c in cells.values() if c.ok]
@@ -79,12 +87,13 @@ def save(records: Path, name: str | None, directory: Path, note: str | None = No
         "name": name,
         "saved_at": saved_at,
         "source": str(run.path),
-        "run_ids": sorted({str(r.get("run_id")) for r in run.records}),
-        "suite": sorted({str(r.get("suite")) for r in run.records}),
+        "run_ids": sorted({str(identity.run_id(r)) for r in run.records}),
+        "suite": sorted({str(identity.suite(r)) for r in run.records}),
         "machine_type": machine_type(run),
         "environment": environment(run.records),
-        "hlbench_git": sorted({json.dumps((r.get("env") or {}).get("host", {}).get("hlbench_git"), sort_keys=True)
-                               for r in run.records}),
+        "hlbench_git": sorted(
+            {json.dumps(env.hlbench_git(r), sort_keys=True) for r in run.records}
+        ),
         "cells_ok": len(ok),
         "cells_not_ok": sorted(c.cell_id for c in cells.values() if not c.ok),
         "note": note,
@@ -96,7 +105,9 @@ def save(records: Path, name: str | None, directory: Path, note: str | None = No
         for record in run.records:
             f.write(json.dumps(record, separators=(",", ":")) + "\n")
     (staging / META_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    if target.exists():  # keep the previous acceptance for the record; a rename, so nothing is half-written
+    if (
+        target.exists()
+    ):  # keep the previous acceptance for the record; a rename, so nothing is half-written
         old = _read_meta(target)
         history = staging / HISTORY_NAME
         if (target / HISTORY_NAME).exists():
@@ -135,7 +146,11 @@ def find(name: str, directory: Path) -> Path:
 def list_names(directory: Path) -> list[str]:
     if not directory.is_dir():
         return []
-    return sorted(p.name for p in directory.iterdir() if (p / RECORDS_NAME).is_file() and not p.name.startswith("."))
+    return sorted(
+        p.name
+        for p in directory.iterdir()
+        if (p / RECORDS_NAME).is_file() and not p.name.startswith(".")
+    )
 
 
 def describe(name: str, directory: Path) -> dict[str, Any]:
@@ -146,11 +161,14 @@ def describe(name: str, directory: Path) -> dict[str, Any]:
     cells = []
     for cell in by_cell(run.records).values():
         samples = metric_samples(cell.ok, tokens)
-        cells.append({
-            "cell_id": cell.cell_id, "cell_hash": cell.cell_hash,
-            "repeats_ok": len(cell.ok),
-            "status": "ok" if cell.ok else "/".join(sorted({r.get("status", "?") for r in cell.failed + cell.skipped})),
-            "tokens_per_s_median": statistics.median(samples) if samples else None,
-            "steps": len(samples),
-        })
+        cells.append(
+            {
+                "cell_id": cell.cell_id,
+                "cell_hash": cell.cell_hash,
+                "repeats_ok": len(cell.ok),
+                "status": "ok" if cell.ok else statuses(cell),
+                "tokens_per_s_median": statistics.median(samples) if samples else None,
+                "steps": len(samples),
+            }
+        )
     return {"path": str(path), **_read_meta(path), "cells": cells}

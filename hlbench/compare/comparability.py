@@ -1,36 +1,44 @@
 """Can two runs be compared at all? Loading a run, summarizing its environment, naming differences.
 
 A timing comparison between an A100 and an H200, or between torch 2.4 and 2.5, measures the hardware
-or the framework, not the change under test: `hlbench compare` refuses (exit 2) unless `--force`, and
-says exactly which field differs. The fields that make a comparison meaningless:
+or the framework, not the change under test: `hlbench compare` refuses (exit 2) unless `--force`,
+and says exactly which field differs. The fields that make a comparison meaningless:
 
 - `schema_version` of the records;
-- `gpu_models` (names of the GPUs the framework saw) and `driver_major` (NVIDIA driver major version);
+- `gpu_models` (names of the GPUs the framework saw) and `driver_major` (NVIDIA driver major
+  version);
 - framework versions: `torch_version`, `tensorflow_version`, `cuda_version`, `cudnn_version`;
 - `cpu_model`, for runs that saw no GPU (on a CPU the processor *is* the device under test);
 - the workload definition: a cell id present on both sides with different content hashes (the same
   name now means another model, batch, optimizer ...): reported with the keys that differ.
 
-A field known on one side and unknown (null) on the other cannot be checked: that is a warning, not a
-refusal (e.g. a driver version recorded only since nvidia-ml-py was installed).
+A field known on one side and unknown (null) on the other cannot be checked: that is a warning, not
+a refusal (e.g. a driver version recorded only since nvidia-ml-py was installed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from hlbench.compare.verdicts import current_records
 from hlbench.errors import UsageError
-from hlbench.records import read_records
+from hlbench.records import environment as env
+from hlbench.records import identity
+from hlbench.records.jsonl import read_records
 
 # Environment fields compared, in the order differences are reported.
 ENV_FIELDS = (
-    "schema_version", "gpu_models", "driver_major", "torch_version", "tensorflow_version",
-    "cuda_version", "cudnn_version", "cpu_model",
+    "schema_version",
+    "gpu_models",
+    "driver_major",
+    "torch_version",
+    "tensorflow_version",
+    "cuda_version",
+    "cudnn_version",
+    "cpu_model",
 )
-FRAMEWORK_VERSION_FIELDS = ("torch_version", "tensorflow_version", "cuda_version", "cudnn_version")
 
 
 @dataclass(frozen=True)
@@ -42,26 +50,29 @@ class Run:
 
 
 def records_file(path: Path) -> Path:
-    """A records file, or the single records file inside a run directory (at its top, else below it)."""
+    """A records file, or a run directory's single records file (at its top, else below it)."""
     if path.is_file():
         return path
     if path.is_dir():
         # Top level first: a stored baseline keeps older versions below it, in history/.
         found = sorted(path.glob("*.jsonl")) or sorted(
-            p for p in path.rglob("*.jsonl") if not any(part.endswith(".logs") for part in p.parts))
+            p for p in path.rglob("*.jsonl") if not any(part.endswith(".logs") for part in p.parts)
+        )
         if len(found) == 1:
             return found[0]
         if not found:
             raise UsageError(f"{path}: no records file (*.jsonl) in this directory")
-        names = ", ".join(str(p.relative_to(path)) for p in found[:3]) + (" ..." if len(found) > 3 else "")
+        names = ", ".join(str(p.relative_to(path)) for p in found[:3]) + (
+            " ..." if len(found) > 3 else ""
+        )
         raise UsageError(f"{path}: {len(found)} records files ({names}); name one of them")
     raise UsageError(f"{path}: no such records file or run directory")
 
 
 def load_run(path: Path) -> Run:
-    """Read a run: cell records only, the last per (cell_hash, repeat); a torn last line is ignored."""
+    """A run's current cell records (hlbench.records.identity); a torn last line is ignored."""
     file = records_file(path)
-    records = current_records(read_records(file, repair=False))
+    records = identity.current_records(read_records(file, repair=False))
     if not records:
         raise UsageError(f"{file}: holds no cell records")
     return Run(file, records)
@@ -73,25 +84,23 @@ def _driver_major(version: Any) -> str | None:
 
 def record_environment(record: dict[str, Any]) -> dict[str, Any]:
     """The comparability fields of one record; None where the record does not say."""
-    env = record.get("env") or {}
-    host, framework = env.get("host") or {}, env.get("framework") or {}
-    gpus = framework.get("gpus")
-    out: dict[str, Any] = {
-        "schema_version": record.get("schema_version"),
-        # A multiset of names, sorted: 2× H100 differs from 1× H100. None: the worker never reported.
-        "gpu_models": None if gpus is None else ", ".join(sorted(g.get("name", "?") for g in gpus)) or "none",
-        "driver_major": _driver_major(framework.get("driver_version")),
-        "cpu_model": host.get("cpu_model"),
+    gpus = env.gpu_names(record)
+    return {
+        "schema_version": identity.schema_version(record),
+        # A multiset of names, sorted: 2× H100 differs from 1× H100. None: the worker never
+        # reported.
+        "gpu_models": None if gpus is None else ", ".join(sorted(g or "?" for g in gpus)) or "none",
+        "driver_major": _driver_major(env.driver_version(record)),
+        "cpu_model": env.cpu_model(record),
+        **env.framework_versions(record),
     }
-    for key in FRAMEWORK_VERSION_FIELDS:
-        out[key] = framework.get(key)
-    return out
 
 
 def environment(records: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
     """Each field's distinct known values over a run's records (usually one each; [] when unknown).
 
-    Records without a framework environment (skipped cells never start a worker) add only host fields.
+    Records without a framework environment (skipped cells never start a worker) add only host
+    fields.
     """
     values: dict[str, set[str]] = {key: set() for key in ENV_FIELDS}
     for record in records:
@@ -117,7 +126,9 @@ def _show(values: list[str]) -> str:
     return " | ".join(repr(v) for v in values) if values else "unknown"
 
 
-def environment_differences(baseline: dict[str, list[str]], candidate: dict[str, list[str]]) -> Differences:
+def environment_differences(
+    baseline: dict[str, list[str]], candidate: dict[str, list[str]]
+) -> Differences:
     diff = Differences()
     for key in ENV_FIELDS:
         b, c = baseline.get(key, []), candidate.get(key, [])
@@ -141,26 +152,35 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def definition_differences(baseline: Iterable[dict[str, Any]], candidate: Iterable[dict[str, Any]]) -> list[str]:
-    """Cell ids present on both sides with different content hashes, and the `cell` keys that differ."""
+def definition_differences(
+    baseline: Iterable[dict[str, Any]], candidate: Iterable[dict[str, Any]]
+) -> list[str]:
+    """Cell ids on both sides with different content hashes, and the `cell` keys that differ."""
+
     def by_id(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {r["cell_id"]: r for r in records if "cell_id" in r}
+        return {identity.cell_id(r): r for r in records if identity.cell_id(r) is not None}
 
     base, cand = by_id(baseline), by_id(candidate)
     out = []
     for cell_id in base:
         b, c = base[cell_id], cand.get(cell_id)
-        if c is None or b.get("cell_hash") == c.get("cell_hash"):
+        if c is None or identity.cell_hash(b) == identity.cell_hash(c):
             continue
-        fb, fc = _flatten(b.get("cell") or {}), _flatten(c.get("cell") or {})
+        fb, fc = _flatten(identity.cell(b)), _flatten(identity.cell(c))
         keys = sorted(k for k in fb.keys() | fc.keys() if fb.get(k) != fc.get(k))
-        shown = ", ".join(f"{k} {fb.get(k)!r} vs {fc.get(k)!r}" for k in keys[:4]) + (" ..." if len(keys) > 4 else "")
-        out.append(f"workload definition of {cell_id}: hash {b.get('cell_hash')} vs {c.get('cell_hash')}"
-                   + (f" ({shown})" if shown else ""))
+        shown = ", ".join(f"{k} {fb.get(k)!r} vs {fc.get(k)!r}" for k in keys[:4]) + (
+            " ..." if len(keys) > 4 else ""
+        )
+        out.append(
+            f"workload definition of {cell_id}: hash {identity.cell_hash(b)} vs "
+            f"{identity.cell_hash(c)}" + (f" ({shown})" if shown else "")
+        )
     return out
 
 
 def differences(baseline: Run, candidate: Run) -> Differences:
     """Everything that stands between two runs and a meaningful comparison."""
     env = environment_differences(environment(baseline.records), environment(candidate.records))
-    return Differences(env.fatal + definition_differences(baseline.records, candidate.records), env.warnings)
+    return Differences(
+        env.fatal + definition_differences(baseline.records, candidate.records), env.warnings
+    )

@@ -8,11 +8,21 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hlbench.compare.verdicts import (
-    EXIT_INCOMPARABLE, EXIT_INCONCLUSIVE, EXIT_REGRESSED, FAILED, IMPROVED, INCONCLUSIVE, METRICS,
-    NOT_AVAILABLE, REGRESSED, UNCHANGED, RunComparison, Thresholds,
-)
 from hlbench.compare.comparability import Differences
+from hlbench.compare.runs import RunComparison
+from hlbench.compare.verdicts import (
+    EXIT_INCOMPARABLE,
+    EXIT_INCONCLUSIVE,
+    EXIT_REGRESSED,
+    FAILED,
+    IMPROVED,
+    INCONCLUSIVE,
+    METRICS,
+    NOT_AVAILABLE,
+    REGRESSED,
+    UNCHANGED,
+    Thresholds,
+)
 
 JSON_SCHEMA = "hlbench-compare/1"
 # Rows are listed worst first, so a long table still opens with what matters.
@@ -29,7 +39,8 @@ class Report:
     thresholds: Thresholds
     differences: Differences
     forced: bool
-    comparison: RunComparison | None  # None: refused (incomparable, no --force) or nothing in common
+    # None: refused (incomparable, no --force) or nothing in common
+    comparison: RunComparison | None
     exit_code: int
     message: str = ""  # why nothing was compared, when comparison is None
 
@@ -69,13 +80,25 @@ def _p(value: float | None) -> str:
 
 
 def _rows(comparison: RunComparison) -> list[list[str]]:
-    ordered = sorted(enumerate(comparison.results), key=lambda ir: (_SEVERITY[ir[1].comparison.verdict], ir[0]))
+    ordered = sorted(
+        enumerate(comparison.results), key=lambda ir: (_SEVERITY[ir[1].comparison.verdict], ir[0])
+    )
     rows = []
     for _, r in ordered:
         c, unit = r.comparison, METRICS[r.metric].unit
-        rows.append([r.cell_id, METRICS[r.metric].label, format_value(c.median_baseline, unit),
-                     format_value(c.median_candidate, unit), _change(c.change), _p(c.p_value),
-                     f"{c.n_baseline}/{c.n_candidate}", c.verdict, c.note])
+        rows.append(
+            [
+                r.cell_id,
+                METRICS[r.metric].label,
+                format_value(c.median_baseline, unit),
+                format_value(c.median_candidate, unit),
+                _change(c.change),
+                _p(c.p_value),
+                f"{c.n_baseline}/{c.n_candidate}",
+                c.verdict,
+                c.note,
+            ]
+        )
     return rows
 
 
@@ -90,23 +113,33 @@ def _counts(comparison: RunComparison) -> str:
 
 def _settings(report: Report) -> str:
     t = report.thresholds
-    return (f"metrics {', '.join(report.metrics)}; a change counts when p < {t.alpha:g} (Mann–Whitney U) and "
-            f"|change| > {t.threshold:.0%}; at least {t.min_samples} samples per side for a test; "
-            "change = candidate median / baseline median − 1")
+    return (
+        f"metrics {', '.join(report.metrics)}; a change counts when p < {t.alpha:g} (Mann–Whitney "
+        f"U) and |change| > {t.threshold:.0%}; at least {t.min_samples} samples per side for a "
+        "test; change = candidate median / baseline median − 1"
+    )
 
 
 def render_text(report: Report) -> str:
     from tabulate import tabulate
 
-    lines = [f"hlbench compare: {report.verdict} (exit {report.exit_code})",
-             f"baseline:  {report.baseline}", f"candidate: {report.candidate}"]
+    lines = [
+        f"hlbench compare: {report.verdict} (exit {report.exit_code})",
+        f"baseline:  {report.baseline}",
+        f"candidate: {report.candidate}",
+    ]
     lines += _difference_lines(report, prefix="")
     if report.message:
         lines += ["", report.message]
     if report.comparison is not None:
         cmp = report.comparison
         if cmp.results:
-            lines += ["", tabulate(_rows(cmp), headers=HEADERS, disable_numparse=True), "", _counts(cmp)]
+            lines += [
+                "",
+                tabulate(_rows(cmp), headers=HEADERS, disable_numparse=True),
+                "",
+                _counts(cmp),
+            ]
         lines += _presence_lines(cmp, prefix="")
     lines += ["", _settings(report)]
     return "\n".join(lines) + "\n"
@@ -116,8 +149,11 @@ def _difference_lines(report: Report, prefix: str) -> list[str]:
     d = report.differences
     lines: list[str] = []
     if d.fatal:
-        head = ("WARNING: compared anyway (--force), although the runs differ in:" if report.forced
-                else "not comparable: the runs differ in (use --force to compare anyway):")
+        head = (
+            "WARNING: compared anyway (--force), although the runs differ in:"
+            if report.forced
+            else "not comparable: the runs differ in (use --force to compare anyway):"
+        )
         lines += ["", head] + [f"{prefix}- {f}" for f in d.fatal]
     if d.warnings:
         lines += ["", "could not check:"] + [f"{prefix}- {w}" for w in d.warnings]
@@ -126,12 +162,16 @@ def _difference_lines(report: Report, prefix: str) -> list[str]:
 
 def _presence_lines(cmp: RunComparison, prefix: str) -> list[str]:
     lines: list[str] = []
-    for title, cells in (("only in the baseline (not compared):", cmp.only_baseline),
-                         ("only in the candidate (not compared):", cmp.only_candidate)):
+    for title, cells in (
+        ("only in the baseline (not compared):", cmp.only_baseline),
+        ("only in the candidate (not compared):", cmp.only_candidate),
+    ):
         if cells:
             lines += ["", title] + [f"{prefix}- {cell_id} ({h})" for cell_id, h in cells]
     if cmp.not_run:
-        lines += ["", "ran on neither side:"] + [f"{prefix}- {cell_id} ({h}): {why}" for cell_id, h, why in cmp.not_run]
+        lines += ["", "ran on neither side:"] + [
+            f"{prefix}- {cell_id} ({h}): {why}" for cell_id, h, why in cmp.not_run
+        ]
     return lines
 
 
@@ -149,7 +189,13 @@ def render_markdown(report: Report) -> str:
     if report.comparison is not None:
         cmp = report.comparison
         if cmp.results:
-            lines += ["", _counts(cmp) + ".", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+            lines += [
+                "",
+                _counts(cmp) + ".",
+                "",
+                "| " + " | ".join(HEADERS) + " |",
+                "|" + "---|" * len(HEADERS),
+            ]
             lines += ["| " + " | ".join(_md_escape(v) for v in row) + " |" for row in _rows(cmp)]
         lines += _presence_lines(cmp, prefix="")
     lines += ["", f"<sub>{_settings(report)}</sub>"]
@@ -166,16 +212,24 @@ def to_json(report: Report) -> dict[str, Any]:
         "baseline": report.baseline,
         "candidate": report.candidate,
         "metrics": report.metrics,
-        "alpha": t.alpha, "threshold": t.threshold, "min_samples": t.min_samples,
+        "alpha": t.alpha,
+        "threshold": t.threshold,
+        "min_samples": t.min_samples,
         "comparable": not report.differences.fatal,
         "forced": report.forced,
         "differences": report.differences.fatal,
         "warnings": report.differences.warnings,
         "message": report.message or None,
         "results": [r.to_dict() for r in cmp.results] if cmp else [],
-        "only_baseline": [{"cell_id": i, "cell_hash": h} for i, h in cmp.only_baseline] if cmp else [],
-        "only_candidate": [{"cell_id": i, "cell_hash": h} for i, h in cmp.only_candidate] if cmp else [],
-        "not_run": [{"cell_id": i, "cell_hash": h, "why": w} for i, h, w in cmp.not_run] if cmp else [],
+        "only_baseline": [{"cell_id": i, "cell_hash": h} for i, h in cmp.only_baseline]
+        if cmp
+        else [],
+        "only_candidate": [{"cell_id": i, "cell_hash": h} for i, h in cmp.only_candidate]
+        if cmp
+        else [],
+        "not_run": [{"cell_id": i, "cell_hash": h, "why": w} for i, h, w in cmp.not_run]
+        if cmp
+        else [],
     }
 
 

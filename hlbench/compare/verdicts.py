@@ -1,7 +1,9 @@
-"""A/B statistics for `hlbench compare`: samples per cell and metric, a test, a verdict.
+"""A/B statistics for `hlbench compare`: the metrics, a test, a verdict per cell and metric.
 
 Pure functions on lists of numbers and record dicts: no files, no framework, so every rule below is
-unit-tested on synthetic samples.
+unit-tested on synthetic samples. A metric's samples are drawn from a record through
+hlbench.records (the fields every reader shares); runs are matched cell by cell in
+hlbench.compare.runs.
 
 The rule (asv / pyperf style): a change counts only when it is both **significant** and **large**.
 
@@ -15,24 +17,29 @@ The rule (asv / pyperf style): a change counts only when it is both **significan
 - `unchanged`: otherwise (a change within the threshold, even a significant one, is not reported as
   a change: a 1% difference that noise-free timers can "prove" is not what CI should fail on).
 
-Per-step metrics (tokens/s, step time) have one sample per measured optimizer step, pooled over windows
-and repeats. Per-run metrics (peak memory, excess loss, energy/token) have one sample per repeat, so a
-test is usually impossible (1 vs 1). For them, below `min_samples` the verdict is **threshold-only**,
-marked in its note: these values are (near-)deterministic for a fixed cell (the allocator's peak is
-exact; the fp32 loss is reproducible), so a change past the threshold is taken as real — unless the
-repeats of either side already spread wider than the threshold, which makes it `inconclusive`.
+Per-step metrics (tokens/s, step time) have one sample per measured optimizer step, pooled over
+windows and repeats. Per-run metrics (peak memory, excess loss, energy/token) have one sample per
+repeat, so a test is usually impossible (1 vs 1). For them, below `min_samples` the verdict is
+**threshold-only**, marked in its note: these values are (near-)deterministic for a fixed cell (the
+allocator's peak is exact; the fp32 loss is reproducible), so a change past the threshold is taken
+as real — unless the repeats of either side already spread wider than the threshold, which makes it
+`inconclusive`.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
+
+from hlbench.records import fields, memory
 
 # Verdicts, in the order a summary lists them.
 REGRESSED, IMPROVED, INCONCLUSIVE, UNCHANGED = "regressed", "improved", "inconclusive", "unchanged"
-# The cell failed (oom/timeout/error/crashed) in the candidate but ran in the baseline: a regression.
+# The cell failed (oom/timeout/error/crashed) in the candidate but ran in the baseline: a
+# regression.
 FAILED = "failed"
 # The metric is absent on one side (e.g. energy without NVML): listed, never decisive.
 NOT_AVAILABLE = "not available"
@@ -56,83 +63,50 @@ class Metric:
     samples: Callable[[dict[str, Any]], list[float] | None]  # None: not in this record
 
 
-def _window_steps(record: dict[str, Any]) -> list[float]:
-    windows = (record.get("timing") or {}).get("window_step_times_s") or []
-    return [float(t) for window in windows for t in window if t is not None and t > 0]
+def _samples(value: float | None) -> list[float] | None:
+    """One sample per repeat: a per-run figure, None when the record lacks it."""
+    return None if value is None or math.isnan(value) else [value]
 
 
-def _tokens_per_s(record: dict[str, Any]) -> list[float] | None:
-    tokens_per_step = (record.get("metrics") or {}).get("tokens_per_step")
-    steps = _window_steps(record)
-    if not tokens_per_step or not steps:
-        return None
-    return [tokens_per_step / t for t in steps]
-
-
-def _step_time_s(record: dict[str, Any]) -> list[float] | None:
-    return _window_steps(record) or None
-
-
-def _one(value: Any) -> list[float] | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return [float(value)]
+def _step_times_s(record: dict[str, Any]) -> list[float] | None:
+    return fields.step_times_s(record) or None
 
 
 def _peak_memory_bytes(record: dict[str, Any]) -> list[float] | None:
-    """The framework allocator's peak over the measured windows (not host RSS: a different quantity).
-
-    `torch_cuda_max_allocated_bytes` today; a backend that reports its allocator peak under another
-    `*_max_allocated_bytes` / `*_peak_bytes` key (TensorFlow's) is picked up the same way.
-    """
-    memory = record.get("memory") or {}
-    if memory.get("torch_cuda_max_allocated_bytes") is not None:
-        return _one(memory["torch_cuda_max_allocated_bytes"])
-    for key in sorted(memory):
-        if key.startswith("host_") or not key.endswith(("_max_allocated_bytes", "_peak_bytes")):
-            continue
-        if memory[key] is not None:
-            return _one(memory[key])
-    return None
+    """The framework allocator's peak (host RSS and NVML's figures measure other things)."""
+    return _samples(memory.allocator_peak_bytes(record))
 
 
 def _host_peak_rss_bytes(record: dict[str, Any]) -> list[float] | None:
-    return _one((record.get("memory") or {}).get("host_peak_rss_bytes"))
+    return _samples(memory.host_peak_rss_bytes(record))
 
 
 def _energy_j_per_token(record: dict[str, Any]) -> list[float] | None:
-    """Energy per trained token over the measured windows, when telemetry recorded it.
-
-    Looked for, in order: `metrics.energy_j_per_token`, `telemetry.energy_j_per_token`,
-    `telemetry.nvml.energy_j_per_token`, then `energy_j` (same places) ÷ tokens measured. Telemetry is
-    null today (no NVML sampler yet): the metric is then "not available", not an error.
-    """
-    telemetry = record.get("telemetry") or {}
-    places = [record.get("metrics") or {}, telemetry, telemetry.get("nvml") or {}]
-    for place in places:
-        if isinstance(place, dict) and place.get("energy_j_per_token") is not None:
-            return _one(place["energy_j_per_token"])
-    metrics = record.get("metrics") or {}
-    tokens = (metrics.get("tokens_per_step") or 0) * ((record.get("timing") or {}).get("steps_measured") or 0)
-    for place in places:
-        if isinstance(place, dict) and place.get("energy_j") is not None and tokens:
-            return _one(place["energy_j"] / tokens)
-    return None
+    """Energy per token over the measured windows, from the telemetry writer's derived figures
+    (NVML's GPU energy, else RAPL's CPU package): "not available" without an energy counter."""
+    return _samples(fields.energy_per_token_j(record))
 
 
 def _excess_eval_loss_nats(record: dict[str, Any]) -> list[float] | None:
-    return _one((record.get("loss") or {}).get("excess_eval_loss_nats"))
+    return _samples(fields.excess_eval_loss_nats(record))
 
 
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("tokens_per_s", "tokens/s", "tokens/s", True, True, _tokens_per_s),
-        Metric("step_time_s", "step time", "s", False, True, _step_time_s),
+        Metric("tokens_per_s", "tokens/s", "tokens/s", True, True, fields.step_tokens_per_s),
+        Metric("step_time_s", "step time", "s", False, True, _step_times_s),
         Metric("peak_memory_bytes", "peak memory", "B", False, False, _peak_memory_bytes),
         Metric("host_peak_rss_bytes", "host peak RSS", "B", False, False, _host_peak_rss_bytes),
         Metric("energy_j_per_token", "energy/token", "J/token", False, False, _energy_j_per_token),
-        Metric("excess_eval_loss_nats", "excess eval loss", "nats", False, False, _excess_eval_loss_nats),
+        Metric(
+            "excess_eval_loss_nats",
+            "excess eval loss",
+            "nats",
+            False,
+            False,
+            _excess_eval_loss_nats,
+        ),
     )
 }
 DEFAULT_METRIC = "tokens_per_s"
@@ -143,6 +117,9 @@ class Thresholds:
     alpha: float = DEFAULT_ALPHA  # significance level of the two-sided test
     threshold: float = DEFAULT_THRESHOLD  # smallest relative change that counts (0.05 = 5%)
     min_samples: int = DEFAULT_MIN_SAMPLES  # per side, for a test
+
+
+DEFAULT_THRESHOLDS = Thresholds()
 
 
 @dataclass(frozen=True)
@@ -163,7 +140,7 @@ class Comparison:
 
 
 def mann_whitney_p(baseline: Sequence[float], candidate: Sequence[float]) -> float:
-    """Two-sided Mann–Whitney U p-value; 1.0 when every sample is equal (no evidence of a change)."""
+    """Two-sided Mann–Whitney U p-value; 1.0 when every sample is equal (no evidence of change)."""
     from scipy.stats import mannwhitneyu  # imported here: `hlbench --help` stays fast
 
     if len(set(baseline) | set(candidate)) == 1:
@@ -182,160 +159,78 @@ def compare_samples(
     baseline: Sequence[float] | None,
     candidate: Sequence[float] | None,
     higher_is_better: bool,
-    thresholds: Thresholds = Thresholds(),
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
     per_step: bool = True,
 ) -> Comparison:
     """The verdict for one metric of one cell (see the module docstring for the rule)."""
     base, cand = list(baseline or []), list(candidate or [])
-    n_b, n_c = len(base), len(cand)
     if not base or not cand:
-        where = "on either side" if not base and not cand else "in the baseline" if not base else "in the candidate"
-        return Comparison(NOT_AVAILABLE, n_b, n_c, _median(base), _median(cand), None, None, f"not recorded {where}")
+        where = "in the candidate" if base else "in the baseline" if cand else "on either side"
+        return Comparison(
+            NOT_AVAILABLE,
+            len(base),
+            len(cand),
+            _median(base),
+            _median(cand),
+            None,
+            None,
+            f"not recorded {where}",
+        )
     med_b, med_c = statistics.median(base), statistics.median(cand)
-    if med_b <= 0 or med_c < 0:  # a relative change needs a positive reference (excess loss can be ≤ 0)
-        return Comparison(INCONCLUSIVE, n_b, n_c, med_b, med_c, None, None,
-                          "no relative change: the baseline median is not positive")
+
+    def outcome(verdict: str, change: float | None, p: float | None, note: str) -> Comparison:
+        return Comparison(verdict, len(base), len(cand), med_b, med_c, change, p, note)
+
+    # a relative change needs a positive reference (excess loss can be ≤ 0)
+    if med_b <= 0 or med_c < 0:
+        return outcome(
+            INCONCLUSIVE, None, None, "no relative change: the baseline median is not positive"
+        )
     change = med_c / med_b - 1.0
+    n_b, n_c, need = len(base), len(cand), thresholds.min_samples
+    if n_b >= need and n_c >= need:
+        p = mann_whitney_p(base, cand)
+        verdict, note = _tested(change, p, higher_is_better, thresholds)
+        return outcome(verdict, change, p, note)
+    if per_step:
+        return outcome(
+            INCONCLUSIVE, change, None, f"too few samples ({n_b} vs {n_c}; need {need} per side)"
+        )
+    # a per-run metric: threshold-only, unless the repeats already disagree
+    spread = max(relative_spread(base), relative_spread(cand))
+    if spread > thresholds.threshold:
+        return outcome(
+            INCONCLUSIVE,
+            change,
+            None,
+            f"repeats spread {spread:.1%} > threshold; too few for a test",
+        )
     large = abs(change) > thresholds.threshold
-    worse = (change < 0) == higher_is_better
-    direction = REGRESSED if worse else IMPROVED
+    verdict = _direction(change, higher_is_better) if large else UNCHANGED
+    return outcome(verdict, change, None, f"threshold only ({n_b} vs {n_c} runs, no test)")
 
-    enough = n_b >= thresholds.min_samples and n_c >= thresholds.min_samples
-    if not enough and per_step:
-        return Comparison(INCONCLUSIVE, n_b, n_c, med_b, med_c, change, None,
-                          f"too few samples ({n_b} vs {n_c}; need {thresholds.min_samples} per side)")
-    if not enough:  # a per-run metric: threshold-only, unless the repeats already disagree
-        spread = max(relative_spread(base), relative_spread(cand))
-        if spread > thresholds.threshold:
-            return Comparison(INCONCLUSIVE, n_b, n_c, med_b, med_c, change, None,
-                              f"repeats spread {spread:.1%} > threshold; too few for a test")
-        note = f"threshold only ({n_b} vs {n_c} runs, no test)"
-        return Comparison(direction if large else UNCHANGED, n_b, n_c, med_b, med_c, change, None, note)
 
-    p = mann_whitney_p(base, cand)
-    significant = p < thresholds.alpha
+def _direction(change: float, higher_is_better: bool) -> str:
+    return REGRESSED if (change < 0) == higher_is_better else IMPROVED
+
+
+def _tested(
+    change: float, p: float, higher_is_better: bool, thresholds: Thresholds
+) -> tuple[str, str]:
+    """Verdict and note from a test: a change counts only when significant and large."""
+    large, significant = abs(change) > thresholds.threshold, p < thresholds.alpha
+    alpha, threshold = f"{thresholds.alpha:g}", f"{thresholds.threshold:.0%}"
     if large and significant:
-        verdict, note = direction, f"p < {thresholds.alpha:g} and |change| > {thresholds.threshold:.0%}"
-    elif large:
-        verdict, note = INCONCLUSIVE, f"|change| > {thresholds.threshold:.0%} but p ≥ {thresholds.alpha:g}: spread too wide"
-    elif significant:
-        verdict, note = UNCHANGED, f"significant but within {thresholds.threshold:.0%}"
-    else:
-        verdict, note = UNCHANGED, "within threshold, not significant"
-    return Comparison(verdict, n_b, n_c, med_b, med_c, change, p, note)
+        return _direction(change, higher_is_better), f"p < {alpha} and |change| > {threshold}"
+    if large:
+        return INCONCLUSIVE, f"|change| > {threshold} but p ≥ {alpha}: spread too wide"
+    if significant:
+        return UNCHANGED, f"significant but within {threshold}"
+    return UNCHANGED, "within threshold, not significant"
 
 
 def _median(samples: Sequence[float]) -> float | None:
     return statistics.median(samples) if samples else None
-
-
-# ------------------------------------------------------------------------------------------------
-# Runs: cells matched by content hash
-
-
-def current_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Cell records only (parity and other kinds dropped), the last one per (cell_hash, repeat).
-
-    A resumed file can hold a failure followed by an `ok` record for the same repeat: the last is current.
-    """
-    last: dict[tuple[str, int], dict[str, Any]] = {}
-    for record in records:
-        if record.get("kind", "cell") != "cell" or "cell_hash" not in record:
-            continue
-        last[(record["cell_hash"], record.get("repeat", 0))] = record
-    return list(last.values())
-
-
-@dataclass(frozen=True)
-class CellRecords:
-    cell_hash: str
-    cell_id: str
-    ok: list[dict[str, Any]]  # statistics come from these only
-    failed: list[dict[str, Any]]  # oom / timeout / error / crashed
-    skipped: list[dict[str, Any]]
-
-
-def by_cell(records: Iterable[dict[str, Any]]) -> dict[str, CellRecords]:
-    """Current cell records grouped by cell hash, in first-seen order."""
-    groups: dict[str, dict[str, Any]] = {}
-    for record in current_records(records):
-        g = groups.setdefault(record["cell_hash"], {"id": record.get("cell_id", "?"), "ok": [], "failed": [], "skipped": []})
-        status = record.get("status")
-        g["ok" if status == "ok" else "skipped" if status == "skipped" else "failed"].append(record)
-    return {h: CellRecords(h, g["id"], g["ok"], g["failed"], g["skipped"]) for h, g in groups.items()}
-
-
-def metric_samples(records: Sequence[dict[str, Any]], metric: Metric) -> list[float]:
-    """All samples of `metric` over the `ok` records of one cell (windows and repeats pooled)."""
-    out: list[float] = []
-    for record in records:
-        out.extend(metric.samples(record) or [])
-    return out
-
-
-@dataclass(frozen=True)
-class CellResult:
-    cell_hash: str
-    cell_id: str
-    metric: str
-    comparison: Comparison
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cell_hash": self.cell_hash, "cell_id": self.cell_id, "metric": self.metric, **self.comparison.to_dict()}
-
-
-@dataclass(frozen=True)
-class RunComparison:
-    results: list[CellResult]  # one per common cell and metric
-    only_baseline: list[tuple[str, str]]  # (cell_id, cell_hash)
-    only_candidate: list[tuple[str, str]]
-    not_run: list[tuple[str, str, str]]  # (cell_id, cell_hash, why): skipped or failed on both sides
-
-    def verdicts(self) -> list[str]:
-        return [r.comparison.verdict for r in self.results]
-
-
-def _status_summary(cell: CellRecords) -> str:
-    statuses = sorted({r.get("status", "?") for r in cell.failed + cell.skipped})
-    reasons = [r.get("reason") for r in cell.failed + cell.skipped if r.get("reason")]
-    return "/".join(statuses) + (f": {reasons[0]}" if reasons else "")
-
-
-def compare_runs(
-    baseline: Iterable[dict[str, Any]],
-    candidate: Iterable[dict[str, Any]],
-    metrics: Sequence[str] = (DEFAULT_METRIC,),
-    thresholds: Thresholds = Thresholds(),
-) -> RunComparison:
-    """Every cell present on both sides (by content hash) × every metric."""
-    base, cand = by_cell(baseline), by_cell(candidate)
-    results: list[CellResult] = []
-    not_run: list[tuple[str, str, str]] = []
-    for h, b in base.items():
-        if h not in cand:
-            continue
-        c = cand[h]
-        if not b.ok and not c.ok:  # nothing to compare: skipped (or failed) on both sides
-            not_run.append((b.cell_id, h, f"baseline {_status_summary(b)}; candidate {_status_summary(c)}"))
-            continue
-        for name in metrics:
-            metric = METRICS[name]
-            if b.ok and not c.ok:
-                if c.failed:
-                    comp = Comparison(FAILED, len(metric_samples(b.ok, metric)), 0, None, None, None, None,
-                                      f"candidate {_status_summary(c)}")
-                else:
-                    comp = Comparison(NOT_AVAILABLE, 0, 0, None, None, None, None, f"candidate {_status_summary(c)}")
-            elif c.ok and not b.ok:
-                comp = Comparison(NOT_AVAILABLE, 0, len(metric_samples(c.ok, metric)), None, None, None, None,
-                                  f"baseline {_status_summary(b)}")
-            else:
-                comp = compare_samples(metric_samples(b.ok, metric), metric_samples(c.ok, metric),
-                                       metric.higher_is_better, thresholds, metric.per_step)
-            results.append(CellResult(h, b.cell_id, name, comp))
-    only_b = [(g.cell_id, h) for h, g in base.items() if h not in cand]
-    only_c = [(g.cell_id, h) for h, g in cand.items() if h not in base]
-    return RunComparison(results, only_b, only_c, not_run)
 
 
 # Exit codes of `hlbench compare`; when several apply, the first in this order wins: 2 > 1 > 3 > 0.

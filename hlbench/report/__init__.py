@@ -1,24 +1,31 @@
 """Markdown reports with PNG plots from records files: `write_report(paths, out_md)`.
 
-Modules, one idea each: `cells` (per-cell statistics), `stats` (bootstrap intervals), `effects` (against
-the baseline and across frameworks), `frontier` (what to train with), `findings` (computed sentences),
-`plots` (PNGs), `markdown` (sections), `formatting` (fixed number formats), `tables` (the `table`
-command's pivots and exports). pandas and matplotlib load on first use, never at `import hlbench`.
+Modules, one idea each: `cells` (per-cell statistics), `stats` (bootstrap intervals), `effects`
+(against the baseline and across frameworks), `frontier` (what to train with), `findings` (computed
+sentences), `plots` (PNGs), `markdown` (the sections of absolute figures and checks), `relative`
+(the sections of relative figures: effects, frameworks and parity, scaling), `formatting` (fixed
+number formats), `tables` (the `table` command's pivots and exports). pandas and matplotlib load on
+first use, never at `import hlbench`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-# Quality limit of the frontier's recommendations: excess eval loss within this of the fp32 baseline.
+# Quality limit of the frontier's recommendations: excess eval loss within this of the fp32
+# baseline.
 DEFAULT_TOLERANCE_NATS = 0.02
 
 
-def render(paths: Sequence[Path], out_md: Path, tolerance_nats: float = DEFAULT_TOLERANCE_NATS,
-           draw_plots: bool = True) -> str:
+def render(
+    paths: Sequence[Path],
+    out_md: Path,
+    tolerance_nats: float = DEFAULT_TOLERANCE_NATS,
+    draw_plots: bool = True,
+) -> str:
     """The report's markdown; plots (when drawn) go to `<out_md stem>_plots/` beside it."""
-    from hlbench.report import markdown, plots
+    from hlbench.report import markdown, plots, relative
     from hlbench.report.cells import summarize
     from hlbench.report.effects import baseline_effects, framework_ratios
     from hlbench.report.findings import findings
@@ -46,9 +53,9 @@ def render(paths: Sequence[Path], out_md: Path, tolerance_nats: float = DEFAULT_
         *markdown.findings(findings(cells, effects, ratios, parity, fronts)),
         *markdown.frontier(fronts, cells),
         *markdown.matrix(cells),
-        *markdown.effects(effects, notes),
-        *markdown.frameworks(ratios, cells, parity),
-        *markdown.scaling(cells),
+        *relative.effects(effects, notes),
+        *relative.frameworks(ratios, cells, parity),
+        *relative.scaling(cells),
         *markdown.failures(df, list(cells["cell_id"])),
         *markdown.stability(cells),
         *markdown.profiling(df, profile_plot, plot_dir),
@@ -58,16 +65,36 @@ def render(paths: Sequence[Path], out_md: Path, tolerance_nats: float = DEFAULT_
 
 
 def _draw(cells, out_dir: Path, plots) -> list[tuple[str, str | None, str]]:  # type: ignore[no-untyped-def]
-    # Links are listed whether or not a plot is drawn so the markdown never depends on matplotlib's output.
+    # Links are listed whether or not a plot is drawn so the markdown never depends on matplotlib's
+    # output.
     names = plots.throughput_and_memory(cells, out_dir)
     return [
-        ("Throughput per precision", names[0] if names else None, "no ok cell at 1 accumulation step without pruning"),
-        ("Peak memory per precision", names[1] if names else None, "no ok cell at 1 accumulation step without pruning"),
-        ("Memory over time", plots.memory_over_time(cells, out_dir), "no telemetry samples in these records"),
+        (
+            "Throughput per precision",
+            names[0] if names else None,
+            "no ok cell at 1 accumulation step without pruning",
+        ),
+        (
+            "Peak memory per precision",
+            names[1] if names else None,
+            "no ok cell at 1 accumulation step without pruning",
+        ),
+        (
+            "Memory over time",
+            plots.memory_over_time(cells, out_dir),
+            "no telemetry samples in these records",
+        ),
         ("Loss curves", plots.loss_curves(cells, out_dir), "no per-step losses in these records"),
-        ("Sparsity vs excess loss", plots.sparsity_vs_loss(cells, out_dir), "no pruned cell reports its sparsity"),
-        ("Accumulation steps vs peak memory", plots.accumulation_vs_memory(cells, out_dir),
-         "fewer than two accumulation values with a memory figure"),
+        (
+            "Sparsity vs excess loss",
+            plots.sparsity_vs_loss(cells, out_dir),
+            "no pruned cell reports its sparsity",
+        ),
+        (
+            "Accumulation steps vs peak memory",
+            plots.accumulation_vs_memory(cells, out_dir),
+            "fewer than two accumulation values with a memory figure",
+        ),
     ]
 
 
@@ -81,13 +108,33 @@ def _profile_plot(df, out_dir: Path) -> str | None:  # type: ignore[no-untyped-d
 def _empty_cells():  # type: ignore[no-untyped-def]
     import pandas as pd
 
-    return pd.DataFrame(columns=["cell_id", "workload", "backend", "n_ok", "failed", "skipped", "tokens_per_s",
-                                 "excess_eval_loss_nats", "precision", "accumulation", "pruning", "device",
-                                 "device_name", "peak_mem_source", "window_cv", "steps_measured",
-                                 "budget_hit", "throttled"])
+    return pd.DataFrame(
+        columns=[
+            "cell_id",
+            "workload",
+            "backend",
+            "n_ok",
+            "failed",
+            "skipped",
+            "tokens_per_s",
+            "excess_eval_loss_nats",
+            "precision",
+            "accumulation",
+            "pruning",
+            "device",
+            "device_name",
+            "peak_mem_source",
+            "window_cv",
+            "steps_measured",
+            "budget_hit",
+            "throttled",
+        ]
+    )
 
 
-def write_report(paths: list[Path], out_md: Path, tolerance_nats: float = DEFAULT_TOLERANCE_NATS) -> Path:
+def write_report(
+    paths: list[Path], out_md: Path, tolerance_nats: float = DEFAULT_TOLERANCE_NATS
+) -> Path:
     """Write the markdown report (and its plots beside it); returns `out_md`."""
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)

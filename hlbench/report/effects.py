@@ -1,9 +1,11 @@
 """Effects of a technique against its baseline, and one framework against another.
 
-Baseline of a cell: the cell of the same workload, backend and variant axes (compile, augmentation, ...)
-with fp32, 1 accumulation step and no pruning. Effects:
-- speedup: tokens/s ratio from median step times (tokens per step × 1/median), 95% bootstrap interval;
-- memory saving: 1 − peak/baseline peak, over all repeat pairs; only between figures of the same source;
+Baseline of a cell: the cell of the same workload, backend and variant axes (compile, augmentation,
+...) with fp32, 1 accumulation step and no pruning. Effects:
+- speedup: tokens/s ratio from median step times (tokens per step × 1/median), 95% bootstrap
+  interval;
+- memory saving: 1 − peak/baseline peak, over all repeat pairs; only between figures of the same
+  source;
 - quality cost: excess eval loss minus the baseline's, in nats, over all repeat pairs.
 An effect is "within noise" when its interval includes no change, or it is smaller than what the
 measurement resolves (MEMORY_NOISE_FRACTION, LOSS_NOISE_NATS).
@@ -19,7 +21,8 @@ import pandas as pd
 from hlbench.report import stats
 from hlbench.report.cells import BASELINE_AXES, CORE_AXES, is_baseline, variant_axes
 
-# Peak RSS moves by allocator slack and page granularity from run to run; below 2% it is not a saving.
+# Peak RSS moves by allocator slack and page granularity from run to run; below 2% it is not a
+# saving.
 MEMORY_NOISE_FRACTION = 0.02
 # Eval loss over a few held-out batches: differences below 0.01 nats are not a quality cost.
 LOSS_NOISE_NATS = 0.01
@@ -52,13 +55,18 @@ def _speedup(cell: Any, ref: Any) -> Effect:
     tokens_c, tokens_r = float(cell["tokens_per_step"] or 1), float(ref["tokens_per_step"] or 1)
     point = (tokens_c / cell["step_time_median_s"]) / (tokens_r / ref["step_time_median_s"])
     # throughput ratio = (tokens_c / t_c) / (tokens_r / t_r), so the step-time draws go in crosswise
-    lo, hi = stats.ratio_interval(tokens_c * ref["boot_median_step_s"], tokens_r * cell["boot_median_step_s"])
+    lo, hi = stats.ratio_interval(
+        tokens_c * ref["boot_median_step_s"], tokens_r * cell["boot_median_step_s"]
+    )
     return Effect(point, lo, hi, stats.includes(lo, hi, 1.0))
 
 
 def _memory_values(cell: Any, ref: Any) -> tuple[str, str, str] | None:
-    """Which per-repeat memory arrays to compare: the peak when both have the same source, else host RSS."""
-    if cell["peak_mem_source"] is not None and cell["peak_mem_source"] == ref["peak_mem_source"] != "mixed":
+    """Which per-repeat memory arrays to compare: the peak when its source is the same, else RSS."""
+    if (
+        cell["peak_mem_source"] is not None
+        and cell["peak_mem_source"] == ref["peak_mem_source"] != "mixed"
+    ):
         return "peak_mem_each_bytes", "peak_mem_bytes", str(cell["peak_mem_source"])
     if len(cell["host_rss_each_bytes"]) and len(ref["host_rss_each_bytes"]):
         return "host_rss_each_bytes", "host_peak_rss_bytes", "host_peak_rss_bytes"
@@ -101,10 +109,12 @@ def _key(row: Any, axes: list[str]) -> tuple:
 
 
 def baseline_effects(cells: pd.DataFrame) -> tuple[list[Comparison], list[str]]:
-    """Effects of every ok non-baseline cell against its baseline; notes for groups without a baseline."""
+    """Every ok non-baseline cell against its baseline; notes for groups without a baseline."""
     variants = variant_axes(cells)
     ok = cells[cells["n_ok"] > 0]
-    baselines = {_key(r, ["workload", "backend", *variants]): r for _, r in ok.iterrows() if is_baseline(r)}
+    baselines = {
+        _key(r, ["workload", "backend", *variants]): r for _, r in ok.iterrows() if is_baseline(r)
+    }
     out, notes, missing = [], [], set()
     for _, cell in ok.iterrows():
         if is_baseline(cell):
@@ -114,17 +124,28 @@ def baseline_effects(cells: pd.DataFrame) -> tuple[list[Comparison], list[str]]:
         if ref is None:
             missing.add(group)
             continue
-        out.append(Comparison(cell["cell_id"], ref["cell_id"], cell["workload"], cell["backend"],
-                              {a: cell[a] for a in [*CORE_AXES, *variants]},
-                              _speedup(cell, ref), _memory_saving(cell, ref), _quality_cost(cell, ref)))
+        out.append(
+            Comparison(
+                cell["cell_id"],
+                ref["cell_id"],
+                cell["workload"],
+                cell["backend"],
+                {a: cell[a] for a in [*CORE_AXES, *variants]},
+                _speedup(cell, ref),
+                _memory_saving(cell, ref),
+                _quality_cost(cell, ref),
+            )
+        )
     baseline_text = "/".join(f"{v}" for v in BASELINE_AXES.values())
     for group in sorted(missing):
-        notes.append(f"{'/'.join(group)}: no ok baseline cell ({baseline_text}); effects not computed")
+        notes.append(
+            f"{'/'.join(group)}: no ok baseline cell ({baseline_text}); effects not computed"
+        )
     return out, notes
 
 
 def reference_backend(backends: list[str]) -> str:
-    """PyTorch is the reference when present (ratios read "TensorFlow / PyTorch"), else the first name."""
+    """PyTorch when present (ratios read "TensorFlow / PyTorch"), else the first name."""
     return "torch" if "torch" in backends else sorted(backends)[0]
 
 
@@ -141,7 +162,16 @@ def framework_ratios(cells: pd.DataFrame) -> list[Comparison]:
     for _, cell in ok[ok["backend"] != ref_name].iterrows():
         ref = refs.get(_key(cell, axes))
         if ref is not None:
-            out.append(Comparison(cell["cell_id"], ref["cell_id"], cell["workload"], cell["backend"],
-                                  {a: cell[a] for a in axes[1:]},
-                                  _speedup(cell, ref), _memory_ratio(cell, ref), _quality_cost(cell, ref)))
+            out.append(
+                Comparison(
+                    cell["cell_id"],
+                    ref["cell_id"],
+                    cell["workload"],
+                    cell["backend"],
+                    {a: cell[a] for a in axes[1:]},
+                    _speedup(cell, ref),
+                    _memory_ratio(cell, ref),
+                    _quality_cost(cell, ref),
+                )
+            )
     return out

@@ -36,7 +36,9 @@ def _where(cells: pd.DataFrame, backend: str) -> str:
 
 
 def _per_workload(items: list[tuple[str, Effect]], fmt_value: Any) -> str:
-    return ", ".join(f"{w} {fmt_value(e.point)}" + (" within noise" if e.within_noise else "") for w, e in items)
+    return ", ".join(
+        f"{w} {fmt_value(e.point)}" + (" within noise" if e.within_noise else "") for w, e in items
+    )
 
 
 def _speed_phrase(effects: list[Effect]) -> str:
@@ -52,7 +54,11 @@ def _speed_phrase(effects: list[Effect]) -> str:
 def precision_findings(effects: list[Comparison], cells: pd.DataFrame) -> list[str]:
     groups: dict[tuple[str, str], list[tuple[str, Comparison]]] = defaultdict(list)
     for c in effects:
-        if c.axes["accumulation"] == 1 and c.axes["pruning"] == "none" and c.axes["precision"] != "fp32":
+        if (
+            c.axes["accumulation"] == 1
+            and c.axes["pruning"] == "none"
+            and c.axes["precision"] != "fp32"
+        ):
             groups[(c.backend, c.axes["precision"])].append((c.workload, c))
     out = []
     for (backend, precision), items in sorted(groups.items()):
@@ -62,17 +68,26 @@ def precision_findings(effects: list[Comparison], cells: pd.DataFrame) -> list[s
         quality = ""
         if costs:
             worst = max(costs)
-            quality = ("; excess loss within noise of fp32" if all(c.quality.within_noise for _, c in items if c.quality.point is not None)
-                       else f"; excess loss up to {fmt.nats(worst, signed=True)} nats vs fp32")
-        out.append(f"{precision} runs at {speed} fp32's tokens/s in {fmt.backend_name(backend)} "
-                   f"{_where(cells, backend)} ({detail}){quality}.")
+            quality = (
+                "; excess loss within noise of fp32"
+                if all(c.quality.within_noise for _, c in items if c.quality.point is not None)
+                else f"; excess loss up to {fmt.nats(worst, signed=True)} nats vs fp32"
+            )
+        out.append(
+            f"{precision} runs at {speed} fp32's tokens/s in {fmt.backend_name(backend)} "
+            f"{_where(cells, backend)} ({detail}){quality}."
+        )
     return out
 
 
 def accumulation_findings(effects: list[Comparison]) -> list[str]:
     groups: dict[tuple[str, int], list[tuple[str, Comparison]]] = defaultdict(list)
     for c in effects:
-        if c.axes["precision"] == "fp32" and c.axes["pruning"] == "none" and c.axes["accumulation"] != 1:
+        if (
+            c.axes["precision"] == "fp32"
+            and c.axes["pruning"] == "none"
+            and c.axes["accumulation"] != 1
+        ):
             groups[(c.backend, int(c.axes["accumulation"]))].append((c.workload, c))
     out = []
     for (backend, k), items in sorted(groups.items()):
@@ -81,32 +96,47 @@ def accumulation_findings(effects: list[Comparison]) -> list[str]:
             memory = "no measurable memory saving"
         elif savings:
             memory = "peak memory " + ", ".join(
-                f"{w} {fmt.percent(-c.memory.point, signed=True)}" for w, c in items if c.memory.point is not None)
+                f"{w} {fmt.percent(-c.memory.point, signed=True)}"
+                for w, c in items
+                if c.memory.point is not None
+            )
         else:
             memory = "memory not comparable"
         speed = _speed_phrase([c.speedup for _, c in items])
-        out.append(f"{k} accumulation steps in {fmt.backend_name(backend)}: {memory}; throughput {speed} of 1 step.")
+        out.append(
+            f"{k} accumulation steps in {fmt.backend_name(backend)}: {memory}; throughput {speed} "
+            "of 1 step."
+        )
     return out
 
 
 def pruning_findings(effects: list[Comparison]) -> list[str]:
     groups: dict[tuple[str, str], list[tuple[str, Comparison]]] = defaultdict(list)
     for c in effects:
-        if c.axes["precision"] == "fp32" and c.axes["accumulation"] == 1 and c.axes["pruning"] != "none":
+        if (
+            c.axes["precision"] == "fp32"
+            and c.axes["accumulation"] == 1
+            and c.axes["pruning"] != "none"
+        ):
             groups[(c.backend, str(c.axes["pruning"]))].append((c.workload, c))
     out = []
     for (backend, method), items in sorted(groups.items()):
         speed = [c.speedup for _, c in items if c.speedup.point is not None]
         if speed and all(e.within_noise or e.point < MEANINGFUL_SPEEDUP for e in speed):
-            verdict = (f"no speedup ({_per_workload([(w, c.speedup) for w, c in items], fmt.ratio)})"
-                       " — dense kernels do not skip zeros; it makes the model sparse, not faster")
+            verdict = (
+                f"no speedup ({_per_workload([(w, c.speedup) for w, c in items], fmt.ratio)}) — "
+                "dense kernels do not skip zeros; it makes the model sparse, not faster"
+            )
         else:
             verdict = f"speedup {_per_workload([(w, c.speedup) for w, c in items], fmt.ratio)}"
         costs = [c.quality for _, c in items if c.quality.point is not None]
         quality = ""
         if costs:
             quality = "; excess loss " + ", ".join(
-                f"{w} {fmt.nats(c.quality.point, signed=True)} nats" for w, c in items if c.quality.point is not None)
+                f"{w} {fmt.nats(c.quality.point, signed=True)} nats"
+                for w, c in items
+                if c.quality.point is not None
+            )
         out.append(f"{method} pruning in {fmt.backend_name(backend)}: {verdict}{quality}.")
     return out
 
@@ -124,9 +154,15 @@ def framework_findings(ratios: list[Comparison], cells: pd.DataFrame) -> list[st
         if not points:
             continue
         lo, hi = min(points), max(points)
-        spread = f" (range {fmt.ratio(lo)}–{fmt.ratio(hi)} over {len(points)} cells)" if len(points) > 1 else ""
-        out.append(f"{fmt.backend_name(backend)} runs at {fmt.ratio(_geomean(points))} {fmt.backend_name(ref)}'s "
-                   f"tokens/s in {precision}{spread}.")
+        spread = (
+            f" (range {fmt.ratio(lo)}–{fmt.ratio(hi)} over {len(points)} cells)"
+            if len(points) > 1
+            else ""
+        )
+        out.append(
+            f"{fmt.backend_name(backend)} runs at {fmt.ratio(_geomean(points))} "
+            f"{fmt.backend_name(ref)}'s tokens/s in {precision}{spread}."
+        )
     return out
 
 
@@ -155,8 +191,11 @@ def outcome_findings(cells: pd.DataFrame) -> list[str]:
                 name = part.split()[0]
                 if name not in ("ok", "skipped"):
                     counts[name] += 1
-        out.append(f"{len(failed)} cell(s) failed ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}); "
-                   "their records never enter the statistics.")
+        out.append(
+            f"{len(failed)} cell(s) failed "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}); their records never "
+            "enter the statistics."
+        )
     skipped = int(cells["skipped"].sum())
     if skipped:
         out.append(f"{skipped} cell(s) skipped (see Failures and skips for the reasons).")
@@ -175,14 +214,21 @@ def frontier_findings(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
             continue
         budget, best = picks[-1]
         row = by_id.loc[best]
-        out.append(f"Fastest {f.workload} cell within {f.tolerance_nats:g} nats of fp32: {best} "
-                   f"({fmt.num(row['tokens_per_s'])} tokens/s, {fmt.mib(row[f.memory_column])} "
-                   f"{fmt.memory_source(f.memory_source)}).")
+        out.append(
+            f"Fastest {f.workload} cell within {f.tolerance_nats:g} nats of fp32: {best} "
+            f"({fmt.num(row['tokens_per_s'])} tokens/s, {fmt.mib(row[f.memory_column])} "
+            f"{fmt.memory_source(f.memory_source)})."
+        )
     return out
 
 
-def findings(cells: pd.DataFrame, effects: list[Comparison], ratios: list[Comparison],
-             parity: pd.DataFrame, fronts: list[Frontier]) -> list[str]:
+def findings(
+    cells: pd.DataFrame,
+    effects: list[Comparison],
+    ratios: list[Comparison],
+    parity: pd.DataFrame,
+    fronts: list[Frontier],
+) -> list[str]:
     return [
         *precision_findings(effects, cells),
         *accumulation_findings(effects),

@@ -1,24 +1,16 @@
-"""Fixed-format text for numbers, so that the same records always give the same bytes of markdown."""
+"""Fixed-format text for numbers, so that the same records always give the same bytes of
+markdown."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from hlbench.records.memory import SOURCES_BY_NAME
+
 MISSING = "—"
 
 BACKEND_NAMES = {"torch": "PyTorch", "tf": "TensorFlow", "tensorflow": "TensorFlow"}
-
-# Short labels for the memory figure a number comes from (hlbench.results.PEAK_MEMORY_SOURCES).
-MEMORY_SOURCE_LABELS = {
-    "torch_cuda_max_allocated_bytes": "torch allocator",
-    "torch_cuda_max_reserved_bytes": "torch reserved",
-    "tf_peak_bytes": "TF allocator",
-    "tf_peak_bytes_in_use": "TF allocator",
-    "nvml_process_peak_bytes": "NVML process",
-    "nvml_device_peak_used_bytes": "NVML device",
-    "host_peak_rss_bytes": "host RSS",
-}
 
 
 def missing(x: Any) -> bool:
@@ -30,7 +22,11 @@ def backend_name(name: str) -> str:
 
 
 def memory_source(source: Any) -> str:
-    return MISSING if missing(source) else MEMORY_SOURCE_LABELS.get(source, str(source))
+    """A short label for the memory figure a number comes from (hlbench.records.memory)."""
+    if missing(source):
+        return MISSING
+    known = SOURCES_BY_NAME.get(source)
+    return known.label if known else str(source)
 
 
 def num(x: Any, digits: int = 3) -> str:

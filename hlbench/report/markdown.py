@@ -1,19 +1,20 @@
-"""Markdown assembly: one function per report section, each returning its lines.
+"""Markdown assembly: one function per report section, each returning its lines; the sections of
+relative figures (effects, frameworks, scaling) are in hlbench.report.relative.
 
-Everything here is text from already-computed numbers (hlbench.report.cells/effects/frontier/findings),
-in a fixed order with fixed number formats: the same records give byte-identical markdown.
+Everything here is text from already-computed numbers (hlbench.report.cells/frontier/findings), in
+a fixed order with fixed number formats: the same records give byte-identical markdown.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
 
 from hlbench.report import formatting as fmt
-from hlbench.report.cells import CORE_AXES, MIN_STEPS, UNSTABLE_CV, stability_warnings, variant_axes
-from hlbench.report.effects import LOSS_NOISE_NATS, MEMORY_NOISE_FRACTION, Comparison, Effect, reference_backend
+from hlbench.report.cells import MIN_STEPS, UNSTABLE_CV, stability_warnings, variant_axes
 from hlbench.report.frontier import Frontier
 
 
@@ -24,14 +25,18 @@ def _cell_text(value: Any) -> str:
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> list[str]:
     body = [[_cell_text(v) for v in row] for row in rows]
-    return tabulate(body, headers=list(headers), tablefmt="github", disable_numparse=True).splitlines() + [""]
+    return tabulate(
+        body, headers=list(headers), tablefmt="github", disable_numparse=True
+    ).splitlines() + [""]
 
 
 def _distinct(values: Iterable[Any]) -> list[str]:
     return sorted({str(v) for v in values if not fmt.missing(v)})
 
 
-def header(df: pd.DataFrame, parity: pd.DataFrame, cells: pd.DataFrame, files: Sequence[str]) -> list[str]:
+def header(
+    df: pd.DataFrame, parity: pd.DataFrame, cells: pd.DataFrame, files: Sequence[str]
+) -> list[str]:
     suites = _distinct([*df["suite"], *parity["suite"]])
     runs = _distinct([*df["run_id"], *parity["run_id"]])
     dates = _distinct(df["started_at"])
@@ -42,16 +47,22 @@ def header(df: pd.DataFrame, parity: pd.DataFrame, cells: pd.DataFrame, files: S
         f"- **Suite:** {', '.join(suites) or fmt.MISSING}",
         f"- **Runs:** {', '.join(runs) or fmt.MISSING}",
         f"- **Date:** {date} (first and last record)",
-        f"- **Records:** {len(df)} cell record(s) ({len(cells)} cells, {int((cells['n_ok'] > 0).sum())} with an ok run), "
-        f"{len(parity)} parity check(s), from {', '.join(sorted(files))}",
+        f"- **Records:** {len(df)} cell record(s) ({len(cells)} cells, "
+        f"{int((cells['n_ok'] > 0).sum())} with an ok run), {len(parity)} parity check(s), from "
+        f"{', '.join(sorted(files))}",
         "",
         "## Environment",
         "",
     ]
-    ran = df[df["ok"]] if df["ok"].any() else df  # a skipped record's device is the suite's request ("auto")
-    devices = _distinct(f"{d} ({n})" if not fmt.missing(n) else d for d, n in zip(ran["device"], ran["device_name"]))
-    commits = _distinct(f"{v} (commit {c[:12]})" if not fmt.missing(c) else v
-                        for v, c in zip(df["hlbench_version"], df["hlbench_commit"]))
+    # a skipped record's device is the suite's request ("auto")
+    ran = df[df["ok"]] if df["ok"].any() else df
+    devices = _distinct(
+        f"{d} ({n})" if not fmt.missing(n) else d for d, n in zip(ran["device"], ran["device_name"])
+    )
+    commits = _distinct(
+        f"{v} (commit {c[:12]})" if not fmt.missing(c) else v
+        for v, c in zip(df["hlbench_version"], df["hlbench_commit"])
+    )
     rows = [
         ["devices", "; ".join(devices) or fmt.MISSING],
         ["driver", "; ".join(_distinct(df["driver_version"])) or fmt.MISSING],
@@ -63,7 +74,9 @@ def header(df: pd.DataFrame, parity: pd.DataFrame, cells: pd.DataFrame, files: S
 
 def findings(items: list[str]) -> list[str]:
     lines = ["## Findings", "", "Computed from the records above; none is written by hand.", ""]
-    return lines + ([f"- {item}" for item in items] or ["- No ok cells: nothing to conclude."]) + [""]
+    return (
+        lines + ([f"- {item}" for item in items] or ["- No ok cells: nothing to conclude."]) + [""]
+    )
 
 
 def frontier(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
@@ -73,39 +86,77 @@ def frontier(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
     by_id = cells.set_index("cell_id")
     for f in fronts:
         source = fmt.memory_source(f.memory_source)
-        lines += [f"### {f.workload}", "",
-                  f"Memory compared as {source}. Quality limit: excess eval loss within {f.tolerance_nats:g} nats "
-                  "of the backend's fp32 baseline.", ""]
+        lines += [
+            f"### {f.workload}",
+            "",
+            f"Memory compared as {source}. Quality limit: excess eval loss within "
+            f"{f.tolerance_nats:g} nats of the backend's fp32 baseline.",
+            "",
+        ]
         rows = []
         for budget, cell_id in f.picks:
             if cell_id is None:
                 rows.append([f"≤ {fmt.mib(budget)}", "nothing fits within tolerance", "", "", ""])
                 continue
             c = by_id.loc[cell_id]
-            rows.append([f"≤ {fmt.mib(budget)}", cell_id, fmt.num(c["tokens_per_s"]), fmt.mib(c[f.memory_column]),
-                         fmt.nats(c["excess_eval_loss_nats"])])
-        lines += table(rows, ["memory budget", "fastest cell within tolerance", "tokens/s", source, "excess loss (nats)"])
+            rows.append(
+                [
+                    f"≤ {fmt.mib(budget)}",
+                    cell_id,
+                    fmt.num(c["tokens_per_s"]),
+                    fmt.mib(c[f.memory_column]),
+                    fmt.nats(c["excess_eval_loss_nats"]),
+                ]
+            )
+        lines += table(
+            rows,
+            [
+                "memory budget",
+                "fastest cell within tolerance",
+                "tokens/s",
+                source,
+                "excess loss (nats)",
+            ],
+        )
         lines += ["Cells not dominated on (tokens/s ↑, memory ↓, excess loss ↓):", ""]
-        lines += table([[c["cell_id"], fmt.num(c["tokens_per_s"]), fmt.mib(c[f.memory_column]),
-                         fmt.nats(c["excess_eval_loss_nats"])] for _, c in f.cells.iterrows()],
-                       ["cell", "tokens/s", source, "excess loss (nats)"])
+        lines += table(
+            [
+                [
+                    c["cell_id"],
+                    fmt.num(c["tokens_per_s"]),
+                    fmt.mib(c[f.memory_column]),
+                    fmt.nats(c["excess_eval_loss_nats"]),
+                ]
+                for _, c in f.cells.iterrows()
+            ],
+            ["cell", "tokens/s", source, "excess loss (nats)"],
+        )
     return lines
 
 
 def _step_time(c: Any) -> str:
     if fmt.missing(c["step_time_median_s"]):
         return fmt.MISSING
-    return f"{fmt.ms(c['step_time_median_s'])} [{fmt.ms(c['step_time_q25_s'])}–{fmt.ms(c['step_time_q75_s'])}]"
+    low, high = fmt.ms(c["step_time_q25_s"]), fmt.ms(c["step_time_q75_s"])
+    return f"{fmt.ms(c['step_time_median_s'])} [{low}–{high}]"
 
 
 def _memory(c: Any) -> str:
-    return fmt.MISSING if fmt.missing(c["peak_mem_bytes"]) else f"{fmt.mib(c['peak_mem_bytes'])} ({fmt.memory_source(c['peak_mem_source'])})"
+    return (
+        fmt.MISSING
+        if fmt.missing(c["peak_mem_bytes"])
+        else f"{fmt.mib(c['peak_mem_bytes'])} ({fmt.memory_source(c['peak_mem_source'])})"
+    )
 
 
 def matrix(cells: pd.DataFrame) -> list[str]:
-    lines = ["## Results per workload and backend", "",
-             "Medians over ok repeats; step time in ms, median [25th–75th percentile] of all measured steps; "
-             f"{fmt.MISSING} = not measured or no ok run; ⚠ = see the stability warnings.", ""]
+    lines = [
+        "## Results per workload and backend",
+        "",
+        "Medians over ok repeats; step time in ms, median [25th–75th percentile] of all measured "
+        f"steps; {fmt.MISSING} = not measured or no ok run; ⚠ = see the stability warnings.",
+        "",
+    ]
     variants = variant_axes(cells)
     warned = {cell for cell, _ in stability_warnings(cells)}
     for (workload, backend), group in cells.groupby(["workload", "backend"], sort=False):
@@ -113,83 +164,41 @@ def matrix(cells: pd.DataFrame) -> list[str]:
         keys = ["pruning", *variants]
         for values, sub in group.groupby(keys, sort=False, dropna=False):
             values = values if isinstance(values, tuple) else (values,)
-            lines += ["#### " + ", ".join(f"{k}: {_cell_text(v)}" for k, v in zip(keys, values)), ""]
-            rows = [[c["precision"], c["accumulation"], c["status"] + (" ⚠" if c["cell_id"] in warned else ""),
-                     f"{c['n_ok']}/{c['n_records']}",
-                     fmt.num(c["tokens_per_s"]), _step_time(c), _memory(c), fmt.joules(c["energy_per_token_j"]),
-                     fmt.percent(c["mfu"]), fmt.nats(c["excess_eval_loss_nats"])] for _, c in sub.iterrows()]
-            lines += table(rows, ["precision", "accum", "status", "ok runs", "tokens/s", "step time (ms)",
-                                  "peak memory", "energy/token", "MFU", "excess loss (nats)"])
+            lines += [
+                "#### " + ", ".join(f"{k}: {_cell_text(v)}" for k, v in zip(keys, values)),
+                "",
+            ]
+            rows = [
+                [
+                    c["precision"],
+                    c["accumulation"],
+                    c["status"] + (" ⚠" if c["cell_id"] in warned else ""),
+                    f"{c['n_ok']}/{c['n_records']}",
+                    fmt.num(c["tokens_per_s"]),
+                    _step_time(c),
+                    _memory(c),
+                    fmt.joules(c["energy_per_token_j"]),
+                    fmt.percent(c["mfu"]),
+                    fmt.nats(c["excess_eval_loss_nats"]),
+                ]
+                for _, c in sub.iterrows()
+            ]
+            lines += table(
+                rows,
+                [
+                    "precision",
+                    "accum",
+                    "status",
+                    "ok runs",
+                    "tokens/s",
+                    "step time (ms)",
+                    "peak memory",
+                    "energy/token",
+                    "MFU",
+                    "excess loss (nats)",
+                ],
+            )
     return lines
-
-
-def _effect(e: Effect, fmt_value: Any, fmt_bound: Any = None) -> str:
-    if e.point is None:
-        return f"{fmt.MISSING} ({e.note})" if e.note else fmt.MISSING
-    text = fmt_value(e.point) + fmt.interval(e.lo, e.hi, fmt_bound or fmt_value)
-    notes = [n for n in (e.note, "within noise" if e.within_noise else "") if n]
-    return text + (f" ({', '.join(notes)})" if notes else "")
-
-
-def _signed_percent(x: float) -> str:
-    return fmt.percent(x, signed=True)
-
-
-def _signed_nats(x: float) -> str:
-    return fmt.nats(x, signed=True)
-
-
-def effects(comparisons: list[Comparison], notes: list[str]) -> list[str]:
-    lines = ["## Effects against the baseline", "",
-             "Baseline: the same workload and backend in fp32, 1 accumulation step, no pruning. Speedup: tokens/s "
-             "ratio from median step times [95% bootstrap interval]. Memory saving: 1 − peak/baseline peak "
-             "[range over repeat pairs]. Quality cost: excess eval loss − baseline's, in nats [range]. "
-             f"\"within noise\": the interval includes no change, or the change is below {MEMORY_NOISE_FRACTION:.0%} "
-             f"of memory or {LOSS_NOISE_NATS:g} nats.", ""]
-    if not comparisons:
-        lines += ["No cell has an ok baseline to compare with.", ""]
-    groups: dict[tuple[str, str, str], list[Comparison]] = {}
-    for c in comparisons:
-        groups.setdefault((c.workload, c.backend, c.reference_id), []).append(c)
-    for (workload, backend, ref), items in groups.items():
-        lines += [f"### {workload} · {fmt.backend_name(backend)} (baseline `{ref}`)", ""]
-        lines += table([[c.cell_id, _effect(c.speedup, fmt.ratio), _effect(c.memory, _signed_percent),
-                         _effect(c.quality, _signed_nats)] for c in items],
-                       ["cell", "speedup", "memory saving", "quality cost (nats)"])
-    return lines + [f"- {n}" for n in notes] + ([""] if notes else [])
-
-
-def frameworks(ratios: list[Comparison], cells: pd.DataFrame, parity: pd.DataFrame) -> list[str]:
-    lines = ["## Frameworks side by side", ""]
-    backends = sorted(set(cells.loc[cells["n_ok"] > 0, "backend"]))
-    if ratios:
-        ref = fmt.backend_name(reference_backend(backends))
-        variants = variant_axes(cells)
-        for backend in sorted({c.backend for c in ratios}):
-            name = fmt.backend_name(backend)
-            lines += [f"### {name} / {ref}", "",
-                      f"Ratios {name}/{ref} for every cell both ran ok: tokens/s [95% interval], peak memory "
-                      "[range] (host RSS where the two report different memory figures), excess-loss difference.", ""]
-            rows = [[c.workload, *(c.axes[a] for a in [*CORE_AXES, *variants]), _effect(c.speedup, fmt.ratio),
-                     _effect(c.memory, fmt.ratio), _effect(c.quality, _signed_nats)]
-                    for c in ratios if c.backend == backend]
-            lines += table(rows, ["workload", *CORE_AXES, *variants, "tokens/s ratio", "memory ratio",
-                                  "excess loss difference (nats)"])
-    else:
-        lines += [f"No cell ran ok in more than one backend (backends with ok cells: {', '.join(backends) or 'none'}).", ""]
-    lines += ["### Parity", ""]
-    if parity.empty:
-        return lines + ["No parity records.", ""]
-    rows = []
-    for _, p in parity.iterrows():
-        values = p["values"] if isinstance(p["values"], dict) else {}
-        shown = ", ".join(f"{k} {float(v):.6g}" for k, v in sorted(values.items()) if isinstance(v, (int, float)))
-        result = fmt.MISSING if p["check_passed"] is None else ("passed" if p["check_passed"] else "FAILED")
-        rows.append([p["workload"], p["precision"], p["backends"], p["check"], shown,
-                     f"{p['rel_diff']:.2e}" if not fmt.missing(p["rel_diff"]) else fmt.MISSING,
-                     f"{p['tolerance']:.0e}" if not fmt.missing(p["tolerance"]) else fmt.MISSING, result, p["detail"]])
-    return lines + table(rows, ["workload", "precision", "backends", "check", "values", "rel diff", "tolerance",
-                                "result", "detail"])
 
 
 def failures(df: pd.DataFrame, cell_order: list[str]) -> list[str]:
@@ -198,15 +207,25 @@ def failures(df: pd.DataFrame, cell_order: list[str]) -> list[str]:
     if bad.empty:
         return lines + ["Every cell ran ok.", ""]
     rank = {cell_id: i for i, cell_id in enumerate(cell_order)}
-    rows = sorted(([r["cell_id"], r["repeat"], r["run_id"], r["status"], r["reason"]] for _, r in bad.iterrows()),
-                  key=lambda r: (rank.get(r[0], len(rank)), str(r[2]), int(r[1])))
+    rows = sorted(
+        (
+            [r["cell_id"], r["repeat"], r["run_id"], r["status"], r["reason"]]
+            for _, r in bad.iterrows()
+        ),
+        key=lambda r: (rank.get(r[0], len(rank)), str(r[2]), int(r[1])),
+    )
     return lines + table(rows, ["cell", "repeat", "run", "status", "reason"])
 
 
 def stability(cells: pd.DataFrame) -> list[str]:
-    lines = ["## Stability warnings", "",
-             f"Window CV: coefficient of variation of the measured windows' mean step times (warned at ≥ "
-             f"{UNSTABLE_CV:.0%}); too few steps: fewer than {MIN_STEPS} measured over all ok repeats.", ""]
+    lines = [
+        "## Stability warnings",
+        "",
+        "Window CV: coefficient of variation of the measured windows' mean step times (warned at "
+        f"≥ {UNSTABLE_CV:.0%}); too few steps: fewer than {MIN_STEPS} measured over all ok "
+        "repeats.",
+        "",
+    ]
     warnings = stability_warnings(cells)
     return lines + (table(warnings, ["cell", "warning"]) if warnings else ["None.", ""])
 
@@ -215,34 +234,27 @@ def plots(links: list[tuple[str, str | None, str]], plot_dir: str) -> list[str]:
     lines = ["## Plots", ""]
     for title, name, missing_reason in links:
         lines += [f"### {title}", ""]
-        lines += [f"![{title}]({plot_dir}/{name})" if name else f"Not plotted: {missing_reason}.", ""]
+        lines += [
+            f"![{title}]({plot_dir}/{name})" if name else f"Not plotted: {missing_reason}.",
+            "",
+        ]
     return lines
 
 
-def scaling(cells: pd.DataFrame) -> list[str]:
-    """Data-parallel cells against their one-process twins (reports with a `launcher:` run only)."""
-    from hlbench.report.scaling import HEADERS, scaling_rows
-
-    rows = scaling_rows(cells)
-    if not rows:
-        return []
-    return ["## Data parallel", "",
-            "Each data-parallel cell beside the same cell on one process (same global batch): speedup in tokens/s, "
-            "scaling efficiency = speedup / world size, and peak memory relative to one process (data parallel: "
-            "the maximum over the ranks). Per-rank figures are in the records' `distributed` section.", "",
-            *table(rows, HEADERS)]
-
-
 def profiling(df: pd.DataFrame, plot: str | None, plot_dir: str) -> list[str]:
-    """Phase shares per cell and operator-category shares per backend and precision (profiled runs only)."""
+    """Phase shares per cell, operator-category shares per backend and precision (if profiled)."""
     from hlbench.report.profiling import category_rows, phase_rows, profiled
 
     cells = profiled(df)
     if cells.empty:
         return []
-    lines = ["## Profiling", "",
-             "From each cell's profiling pass after its measured windows (`hlbench run --profile`): step time in "
-             "the pass, and each phase's share of it (a device sync around every phase).", ""]
+    lines = [
+        "## Profiling",
+        "",
+        "From each cell's profiling pass after its measured windows (`hlbench run --profile`): "
+        "step time in the pass, and each phase's share of it (a device sync around every phase).",
+        "",
+    ]
     lines += table(*phase_rows(cells))
     rows, headers = category_rows(cells)
     if rows:

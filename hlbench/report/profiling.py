@@ -22,7 +22,7 @@ CATEGORY_COLUMNS = [f"category_{c}_share" for c in CATEGORIES]
 
 
 def profiled(df: pd.DataFrame) -> pd.DataFrame:
-    """Ok rows that carry a profile, one row per cell (the mean over its profiled repeats), in id order."""
+    """Ok rows with a profile, one per cell (mean over its profiled repeats), in cell id order."""
     if "profile_step_s" not in df.columns:
         return df.iloc[0:0]
     rows = df[df["ok"] & df["profile_step_s"].notna()]
@@ -34,20 +34,35 @@ def profiled(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def phase_rows(cells: pd.DataFrame) -> tuple[list[list[Any]], list[str]]:
-    phases = [p for p, c in zip(PHASES, PHASE_COLUMNS) if c in cells.columns and cells[c].notna().any()]
-    rows = [[c["cell_id"], fmt.ms(c["profile_step_s"]), *(fmt.percent(c[f"phase_{p}_share"]) for p in phases)]
-            for _, c in cells.iterrows()]
+    phases = [
+        p for p, c in zip(PHASES, PHASE_COLUMNS) if c in cells.columns and cells[c].notna().any()
+    ]
+    rows = [
+        [
+            c["cell_id"],
+            fmt.ms(c["profile_step_s"]),
+            *(fmt.percent(c[f"phase_{p}_share"]) for p in phases),
+        ]
+        for _, c in cells.iterrows()
+    ]
     return rows, ["cell", "step (ms)", *phases]
 
 
 def category_rows(cells: pd.DataFrame) -> tuple[list[list[Any]], list[str]]:
-    present = [c for c in CATEGORIES if f"category_{c}_share" in cells.columns
-               and cells[f"category_{c}_share"].notna().any()]
+    present = [
+        c
+        for c in CATEGORIES
+        if f"category_{c}_share" in cells.columns and cells[f"category_{c}_share"].notna().any()
+    ]
     if not present:
         return [], []
-    by = cells.groupby(["backend", "precision"], sort=True)[[f"category_{c}_share" for c in present]].mean()
-    rows = [[fmt.backend_name(backend), precision, *(fmt.percent(v) for v in values)]
-            for (backend, precision), values in zip(by.index, by.to_numpy())]
+    by = cells.groupby(["backend", "precision"], sort=True)[
+        [f"category_{c}_share" for c in present]
+    ].mean()
+    rows = [
+        [fmt.backend_name(backend), precision, *(fmt.percent(v) for v in values)]
+        for (backend, precision), values in zip(by.index, by.to_numpy())
+    ]
     return rows, ["backend", "precision", *present]
 
 
@@ -55,10 +70,14 @@ def stacked_phases(cells: pd.DataFrame, out_dir: Path) -> str | None:
     """One horizontal stacked bar of phase shares per profiled cell."""
     if cells.empty:
         return None
-    from hlbench.report.plots import PNG_METADATA, _pyplot
+    from hlbench.report.plots import PNG_METADATA, pyplot
 
-    plt = _pyplot()
-    phases = [p for p in PHASES if f"phase_{p}_share" in cells.columns and cells[f"phase_{p}_share"].notna().any()]
+    plt = pyplot()
+    phases = [
+        p
+        for p in PHASES
+        if f"phase_{p}_share" in cells.columns and cells[f"phase_{p}_share"].notna().any()
+    ]
     height_in = 1.7 + 0.35 * len(cells)  # room below the bars for the legend
     fig, ax = plt.subplots(figsize=(8.5, height_in))
     left = [0.0] * len(cells)

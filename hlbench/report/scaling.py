@@ -1,10 +1,11 @@
 """Data parallel against one process: each data-parallel cell beside its single-device twin.
 
 The twin is the cell with the same workload, backend, axes and tokens per step whose `parallel` is
-"single" (with `hold: micro` a data-parallel cell has W× the global batch, hence no twin: weak scaling
-is not what this table shows). Speedup is
-the ratio of their tokens/s (medians over ok repeats; both count global tokens), scaling efficiency the
-speedup over the world size. Only reports whose records include data-parallel cells get this section.
+"single" (with `hold: micro` a data-parallel cell has W× the global batch, hence no twin: weak
+scaling is not what this table shows). Speedup is
+the ratio of their tokens/s (medians over ok repeats; both count global tokens), scaling efficiency
+the speedup over the world size. Only reports whose records include data-parallel cells get this
+section.
 """
 
 from __future__ import annotations
@@ -18,8 +19,14 @@ import pandas as pd
 from hlbench.report import formatting as fmt
 from hlbench.report.cells import CORE_AXES, variant_axes
 
-HEADERS = ["cell", "one process (tokens/s)", "data parallel (tokens/s)", "speedup", "efficiency",
-           "peak memory vs one process"]
+HEADERS = [
+    "cell",
+    "one process (tokens/s)",
+    "data parallel (tokens/s)",
+    "speedup",
+    "efficiency",
+    "peak memory vs one process",
+]
 
 
 def world_size(parallel: str) -> int | None:
@@ -34,10 +41,21 @@ def pairs(cells: pd.DataFrame) -> list[tuple[Any, Any]]:
         return []
     others = [v for v in variant_axes(cells) if v != "parallel"]
     # the same global batch too: with `hold: micro` a data-parallel cell trains W× the rows per step
-    key_columns = ["workload", "backend", "tokens_per_step", *CORE_AXES, *others]  # global batch × seq len
-    single = {tuple(str(r[k]) for k in key_columns): r for _, r in cells[cells["parallel"] == "single"].iterrows()}
-    return [(r, single.get(tuple(str(r[k]) for k in key_columns)))
-            for _, r in cells[cells["parallel"] != "single"].iterrows()]
+    key_columns = [
+        "workload",
+        "backend",
+        "tokens_per_step",
+        *CORE_AXES,
+        *others,
+    ]  # global batch × seq len
+    single = {
+        tuple(str(r[k]) for k in key_columns): r
+        for _, r in cells[cells["parallel"] == "single"].iterrows()
+    }
+    return [
+        (r, single.get(tuple(str(r[k]) for k in key_columns)))
+        for _, r in cells[cells["parallel"] != "single"].iterrows()
+    ]
 
 
 def speedup(cell: Any, twin: Any) -> float | None:
@@ -51,11 +69,22 @@ def scaling_rows(cells: pd.DataFrame) -> list[list[str]]:
     for cell, twin in pairs(cells):
         s, world = speedup(cell, twin), world_size(cell["parallel"])
         memory = None
-        if twin is not None and not fmt.missing(cell["peak_mem_bytes"]) and not fmt.missing(twin["peak_mem_bytes"]):
+        if (
+            twin is not None
+            and not fmt.missing(cell["peak_mem_bytes"])
+            and not fmt.missing(twin["peak_mem_bytes"])
+        ):
             memory = float(cell["peak_mem_bytes"]) / float(twin["peak_mem_bytes"])
-        rows.append([cell["cell_id"], fmt.num(twin["tokens_per_s"]) if twin is not None else "— (no twin)",
-                     fmt.num(cell["tokens_per_s"]), fmt.ratio(s),
-                     fmt.percent(s / world) if s is not None and world else "—", fmt.ratio(memory)])
+        rows.append(
+            [
+                cell["cell_id"],
+                fmt.num(twin["tokens_per_s"]) if twin is not None else "— (no twin)",
+                fmt.num(cell["tokens_per_s"]),
+                fmt.ratio(s),
+                fmt.percent(s / world) if s is not None and world else "—",
+                fmt.ratio(memory),
+            ]
+        )
     return rows
 
 
@@ -70,7 +99,13 @@ def scaling_findings(cells: pd.DataFrame) -> list[str]:
     for (backend, parallel), values in sorted(groups.items()):
         geo = statistics.geometric_mean(values)
         world = world_size(parallel) or 1
-        spread = f" (range {fmt.ratio(min(values))}–{fmt.ratio(max(values))} over {len(values)} cells)" if len(values) > 1 else ""
-        out.append(f"Data parallel {parallel} in {fmt.backend_name(backend)}: {fmt.ratio(geo)} the tokens/s of one "
-                   f"process{spread}, a scaling efficiency of {fmt.percent(geo / world)}.")
+        spread = (
+            f" (range {fmt.ratio(min(values))}–{fmt.ratio(max(values))} over {len(values)} cells)"
+            if len(values) > 1
+            else ""
+        )
+        out.append(
+            f"Data parallel {parallel} in {fmt.backend_name(backend)}: {fmt.ratio(geo)} the "
+            f"tokens/s of one process{spread}, a scaling efficiency of {fmt.percent(geo / world)}."
+        )
     return out

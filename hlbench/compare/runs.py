@@ -1,0 +1,154 @@
+"""Runs compared cell by cell: current records grouped by cell (matched by content hash), each
+metric's samples pooled over the ok repeats, and a verdict per cell and metric
+(hlbench.compare.verdicts). Records are read through hlbench.records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hlbench.compare.verdicts import (
+    DEFAULT_METRIC,
+    DEFAULT_THRESHOLDS,
+    FAILED,
+    METRICS,
+    NOT_AVAILABLE,
+    Comparison,
+    Metric,
+    Thresholds,
+    compare_samples,
+)
+from hlbench.records import identity
+
+
+@dataclass(frozen=True)
+class CellRecords:
+    cell_hash: str
+    cell_id: str
+    ok: list[dict[str, Any]]  # statistics come from these only
+    failed: list[dict[str, Any]]  # oom / timeout / error / crashed
+    skipped: list[dict[str, Any]]
+
+
+def by_cell(records: Iterable[dict[str, Any]]) -> dict[str, CellRecords]:
+    """Current cell records grouped by cell hash, in the order of their first current record."""
+    groups: dict[str, dict[str, Any]] = {}
+    for record in identity.current_records(records):
+        g = groups.setdefault(
+            str(identity.cell_hash(record)),
+            {"id": identity.cell_id(record) or "?", "ok": [], "failed": [], "skipped": []},
+        )
+        if identity.is_ok(record):
+            g["ok"].append(record)
+        else:
+            g["skipped" if identity.is_skipped(record) else "failed"].append(record)
+    return {
+        h: CellRecords(h, g["id"], g["ok"], g["failed"], g["skipped"]) for h, g in groups.items()
+    }
+
+
+def metric_samples(records: Sequence[dict[str, Any]], metric: Metric) -> list[float]:
+    """All samples of `metric` over the `ok` records of one cell (windows and repeats pooled)."""
+    out: list[float] = []
+    for record in records:
+        out.extend(metric.samples(record) or [])
+    return out
+
+
+@dataclass(frozen=True)
+class CellResult:
+    cell_hash: str
+    cell_id: str
+    metric: str
+    comparison: Comparison
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cell_hash": self.cell_hash,
+            "cell_id": self.cell_id,
+            "metric": self.metric,
+            **self.comparison.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    results: list[CellResult]  # one per common cell and metric
+    only_baseline: list[tuple[str, str]]  # (cell_id, cell_hash)
+    only_candidate: list[tuple[str, str]]
+    not_run: list[
+        tuple[str, str, str]
+    ]  # (cell_id, cell_hash, why): skipped or failed on both sides
+
+    def verdicts(self) -> list[str]:
+        return [r.comparison.verdict for r in self.results]
+
+
+def statuses(cell: CellRecords) -> str:
+    """The distinct statuses of a cell's records that did not run ok: "oom", "error/timeout"."""
+    return "/".join(sorted({identity.status(r) or "?" for r in cell.failed + cell.skipped}))
+
+
+def _status_summary(cell: CellRecords) -> str:
+    reasons = [identity.reason(r) for r in cell.failed + cell.skipped if identity.reason(r)]
+    return statuses(cell) + (f": {reasons[0]}" if reasons else "")
+
+
+def compare_runs(
+    baseline: Iterable[dict[str, Any]],
+    candidate: Iterable[dict[str, Any]],
+    metrics: Sequence[str] = (DEFAULT_METRIC,),
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> RunComparison:
+    """Every cell present on both sides (by content hash) × every metric."""
+    base, cand = by_cell(baseline), by_cell(candidate)
+    results: list[CellResult] = []
+    not_run: list[tuple[str, str, str]] = []
+    for h, b in base.items():
+        if h not in cand:
+            continue
+        c = cand[h]
+        if not b.ok and not c.ok:  # nothing to compare: skipped (or failed) on both sides
+            why = f"baseline {_status_summary(b)}; candidate {_status_summary(c)}"
+            not_run.append((b.cell_id, h, why))
+            continue
+        for name in metrics:
+            results.append(
+                CellResult(h, b.cell_id, name, compare_cell(b, c, METRICS[name], thresholds))
+            )
+    only_b = [(g.cell_id, h) for h, g in base.items() if h not in cand]
+    only_c = [(g.cell_id, h) for h, g in cand.items() if h not in base]
+    return RunComparison(results, only_b, only_c, not_run)
+
+
+def compare_cell(
+    b: CellRecords, c: CellRecords, metric: Metric, thresholds: Thresholds
+) -> Comparison:
+    """One metric of one cell: statistics when both sides ran ok, else what kept a side from it."""
+    if b.ok and c.ok:
+        return compare_samples(
+            metric_samples(b.ok, metric),
+            metric_samples(c.ok, metric),
+            metric.higher_is_better,
+            thresholds,
+            metric.per_step,
+        )
+    if (
+        b.ok
+    ):  # a cell ok in the baseline that failed in the candidate regressed; skipped: no verdict
+        verdict = FAILED if c.failed else NOT_AVAILABLE
+        n_baseline = len(metric_samples(b.ok, metric)) if c.failed else 0
+        return Comparison(
+            verdict, n_baseline, 0, None, None, None, None, f"candidate {_status_summary(c)}"
+        )
+    return Comparison(
+        NOT_AVAILABLE,
+        0,
+        len(metric_samples(c.ok, metric)),
+        None,
+        None,
+        None,
+        None,
+        f"baseline {_status_summary(b)}",
+    )

@@ -1,0 +1,17 @@
+"""Result records: the files (jsonl), which record of a cell is current and what a record is
+(identity), what it measured (fields: speed, loss, energy, efficiency, techniques, profile; memory:
+peak memory and what it measures) and where it ran (environment).
+
+Every reader of records (hlbench.results, hlbench.report, hlbench.compare) reads fields through
+these accessors, so the record layout the writers produce is known in one place.
+"""
+
+from hlbench.records.jsonl import (
+    SCHEMA_VERSION,
+    STATUSES,
+    append_record,
+    check_schema,
+    read_records,
+)
+
+__all__ = ["SCHEMA_VERSION", "STATUSES", "append_record", "check_schema", "read_records"]
