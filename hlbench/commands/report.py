@@ -61,7 +61,8 @@ def default_output(results: list[Path]) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hlbench.report import DEFAULT_TOLERANCE_NATS, write_report
+    from hlbench.report import write_report
+    from hlbench.report.tolerance import DEFAULT_TOLERANCE_NATS
 
     out = args.output or default_output(args.results)
     if out.suffix != ".md":

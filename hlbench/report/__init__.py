@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-# Quality limit of the frontier's recommendations: excess eval loss within this of the fp32
-# baseline.
-DEFAULT_TOLERANCE_NATS = 0.02
+from hlbench.report.tolerance import DEFAULT_TOLERANCE_NATS
 
 
 def render(
