@@ -165,10 +165,10 @@ def bare_setup(
     for name, (param, _) in parameter_map(model, spec).items():
         (decay if spec.decayed(name) else no_decay).append(param)
     groups = [
-        {"params": decay, "weight_decay": opt["weight_decay"]},
+        {"params": decay, "weight_decay": opt.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    hyper = dict(lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"])
+    hyper = dict(lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps)
     try:
         optimizer, impl = torch.optim.AdamW(groups, fused=True, **hyper), "fused"
     except (RuntimeError, ValueError):
@@ -187,7 +187,7 @@ def bare_trial(
 ) -> tuple[float, list[float], str]:
     """Train warmup + steps optimizer steps; returns (tokens/s of the measured steps, losses, AdamW
     impl)."""
-    k, vocab, clip = cell.axes["accumulation"], spec.vocab_size, cell.optimizer["grad_clip_norm"]
+    k, vocab, clip = cell.axes["accumulation"], spec.vocab_size, cell.optimizer.grad_clip_norm
     model, params, optimizer, impl = bare_setup(cell, spec, weights, device)
 
     losses = []
@@ -220,7 +220,7 @@ def bare_trial(
     sync(device)
     elapsed = time.perf_counter() - t0
 
-    tokens_per_s = cell.workload["global_batch"] * cell.workload["seq_len"] * steps / elapsed
+    tokens_per_s = cell.workload.global_batch * cell.workload.seq_len * steps / elapsed
     return tokens_per_s, torch.stack(losses).tolist(), impl
 
 
@@ -237,8 +237,8 @@ def print_setup(
 ) -> None:
     w = cell.workload
     print(
-        f"cell      {cell.id}  (seq_len {w['seq_len']}, global batch {w['global_batch']}, "
-        f"micro batch {w['micro_batch']}, {spec.n_params:,} params)"
+        f"cell      {cell.id}  (seq_len {w.seq_len}, global batch {w.global_batch}, "
+        f"micro batch {w.micro_batch}, {spec.n_params:,} params)"
     )
     print(
         f"per trial {args.warmup} warmup + {args.steps} measured steps per side; "

@@ -84,7 +84,7 @@ def bare_trial(cell: Cell, warmup: int, steps: int) -> tuple[float, list[float]]
     model = build_model(spec, spec.init_weights(cell.seed))
     params = [model.variables[n] for n in names]
     optimizer = AdamW(params, [spec.decayed(n) for n in names], cell.optimizer)
-    k, clip = cell.axes["accumulation"], cell.optimizer["grad_clip_norm"]
+    k, clip = cell.axes["accumulation"], cell.optimizer.grad_clip_norm
 
     @tf.function(jit_compile=cell.axes["compile"])
     def step(inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor) -> tf.Tensor:
@@ -115,7 +115,7 @@ def bare_trial(cell: Cell, warmup: int, steps: int) -> tuple[float, list[float]]
     float(losses[-1])  # the last step's loss depends on every earlier update: a sync on any device
     elapsed = time.perf_counter() - t0
     w = cell.workload
-    return w["global_batch"] * w["seq_len"] * steps / elapsed, [float(x) for x in losses]
+    return w.global_batch * w.seq_len * steps / elapsed, [float(x) for x in losses]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import hashlib
 import json
-from collections.abc import ItemsView, Iterator, KeysView, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -24,45 +24,6 @@ HASH_CHARS = 16  # 64 bits of sha256: collisions are irrelevant at suite scale, 
 UNHASHED_MEASUREMENT_KEYS = ("repeats", "timeout_s")
 
 T = TypeVar("T")
-
-
-class MappingView:
-    """Read access to a config as the dict it replaced: `cfg["key"]`, `get`, `in`, `keys`, `items`,
-    `**cfg`, and equality with a dict. Values are those of `to_dict()`, so nested configs read as
-    dicts too.
-
-    Transitional: it lets code that still reads cells as nested dicts keep working; once every
-    reader uses attribute access, delete this class.
-    """
-
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.to_dict()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def keys(self) -> KeysView[str]:
-        return self.to_dict().keys()
-
-    def items(self) -> ItemsView[str, Any]:
-        return self.to_dict().items()
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (MappingView, Mapping)):
-            return self.to_dict() == dict(other.items())
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any]) -> T:
@@ -89,8 +50,8 @@ SPEC_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True, eq=False)
-class ModelRef(MappingView):
+@dataclass(frozen=True)
+class ModelRef:
     """The model a cell trains: a preset (`model`, `size`), its vocabulary and every architecture
     field of the preset's spec (hlbench.workloads.model_spec turns it back into the spec).
 
@@ -131,8 +92,8 @@ class ModelRef(MappingView):
         return {name: value for name, value in values.items() if value is not None}
 
 
-@dataclass(frozen=True, eq=False)
-class MarkovData(MappingView):
+@dataclass(frozen=True)
+class MarkovData:
     """A synthetic Markov-chain corpus (hlbench.data.MarkovCorpus), resolved: `vocab` is set."""
 
     vocab: int
@@ -147,8 +108,8 @@ class MarkovData(MappingView):
         return {"kind": self.kind, "vocab": self.vocab, "branching": self.branching}
 
 
-@dataclass(frozen=True, eq=False)
-class BytesData(MappingView):
+@dataclass(frozen=True)
+class BytesData:
     """A local text file read as bytes (hlbench.data.ByteCorpus): its absolute path and, since its
     content affects the numbers, the sha256 of that content."""
 
@@ -179,8 +140,8 @@ def data_from_dict(data: Mapping[str, Any]) -> DataRef:
     return from_mapping(kinds[kind], {k: v for k, v in data.items() if k != "kind"})
 
 
-@dataclass(frozen=True, eq=False)
-class Workload(MappingView):
+@dataclass(frozen=True)
+class Workload:
     """What a cell trains on what: the model, the corpus, and the batch sizes accumulation and
     ranks resolved."""
 
@@ -216,8 +177,8 @@ class Workload(MappingView):
         }
 
 
-@dataclass(frozen=True, eq=False)
-class Measurement(MappingView):
+@dataclass(frozen=True)
+class Measurement:
     """How a cell is timed (the suite's `measurement:`; see hlbench.suite.schema)."""
 
     warmup_steps: int
@@ -240,8 +201,8 @@ class Measurement(MappingView):
         return {k: v for k, v in self.to_dict().items() if k not in UNHASHED_MEASUREMENT_KEYS}
 
 
-@dataclass(frozen=True, eq=False)
-class Optimizer(MappingView):
+@dataclass(frozen=True)
+class Optimizer:
     """AdamW's settings (the suite's `optimizer:`)."""
 
     name: str
@@ -272,8 +233,8 @@ def launch_label(launch: Mapping[str, Any]) -> str:
     return f"{name}{launch['world_size']}"
 
 
-@dataclass(frozen=True, eq=False)
-class Launch(MappingView):
+@dataclass(frozen=True)
+class Launch:
     """Data-parallel training over several ranks (hlbench.run.launch), resolved for a cell's
     backend. Where the ranks meet (hosts, ports) is not part of it."""
 

@@ -111,7 +111,7 @@ def probe(cell: Cell, backend: Any, steps: int) -> Probe:
     batches = train_batches(cell, corpus, max(steps, 1))
     held_out = eval_batches(cell, corpus) or [batches[0]]
 
-    trainer = backend.build(cell, weights)
+    trainer = backend.build(cell, spec, precision.level(cell.axes["precision"]), weights)
     loaded = trainer.weights()
     diffs = {
         n: float(np.max(np.abs(loaded[n].astype(np.float64) - reference[n]))) for n in reference
@@ -174,7 +174,7 @@ def run_probe(cell: Cell, steps: int, log_path: Path) -> Probe:
                 [sys.executable, "-m", "hlbench.parity", str(cell_json), tmp, str(steps)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                timeout=cell.measurement["timeout_s"],
+                timeout=cell.measurement.timeout_s,
             )
         if proc.returncode != 0:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
@@ -282,7 +282,7 @@ def parity_record(
         "kind": "parity",
         "run_id": run_id,
         "suite": suite,
-        "workload": first.workload["name"],
+        "workload": first.workload.name,
         "precision": first.axes["precision"],
         "axes": first.axes,
         "backends": [c.backend for c in cells],

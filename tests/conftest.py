@@ -1,15 +1,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
 
 
 @pytest.fixture
@@ -33,17 +31,3 @@ def fault_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     )
     monkeypatch.setenv("HLBENCH_TEST_PIDFILE", str(tmp_path / "pids"))
     return dict(os.environ)
-
-
-def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """`hlbench ARGS` as a user runs it, in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "hlbench", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )

@@ -62,7 +62,7 @@ class FaultBackend(Backend):
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
 
-    def build(self, cell: Cell, weights: dict[str, np.ndarray]) -> Trainer:
+    def build(self, cell: Cell, spec: Any, level: Any, weights: dict[str, np.ndarray]) -> Trainer:
         faults = json.loads(os.environ.get("HLBENCH_TEST_FAULTS", "{}"))
         mode = faults.get(f"ga{cell.axes['accumulation']}", "ok")
         if mode == "hang":

@@ -10,7 +10,7 @@ import pytest
 from hlbench.cli import main
 from hlbench.compare import baseline
 from hlbench.compare.comparability import load_run
-from tests.test_compare import A100, H200, STEADY, lognormal, record, write
+from tests.helpers import A100, H200, STEADY, lognormal, record, write
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -16,9 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from scipy.stats import norm
 
 from hlbench.cli import main
 from hlbench.compare.comparability import environment, environment_differences
@@ -40,21 +38,19 @@ from hlbench.compare.verdicts import (
     exit_code,
 )
 from hlbench.records.identity import current_records
-from tests.conftest import REPO, run_cli
 from tests.data.telemetry_replay import telemetry_section, ticks, with_gpu
-
-TOKENS_PER_STEP = 256
-H200, A100 = "NVIDIA H200", "NVIDIA A100-SXM4-80GB"
-
-
-def lognormal(n: int, median: float, sigma: float, seed: int) -> list[float]:
-    return list(median * np.exp(sigma * np.random.default_rng(seed).standard_normal(n)))
-
-
-def lognormal_quantiles(n: int, median: float, sigma: float) -> list[float]:
-    """Deterministic 'samples': the n evenly spaced quantiles of a lognormal (no seed luck)."""
-    return list(median * np.exp(sigma * norm.ppf((np.arange(n) + 0.5) / n)))
-
+from tests.helpers import (
+    A100,
+    H200,
+    REPO,
+    STEADY,
+    TOKENS_PER_STEP,
+    lognormal,
+    lognormal_quantiles,
+    record,
+    run_cli,
+    write,
+)
 
 # ------------------------------------------------------------------------------------------------
 # The verdict rule on samples
@@ -151,93 +147,10 @@ def test_exit_code_precedence():
 # Synthetic records
 
 
-def record(
-    tokens_per_s: list[float] | None = None,
-    cell_id: str = "gpt-small/torch/fp32/ga1/none",
-    cell_hash: str = "aaaaaaaaaaaaaaaa",
-    repeat: int = 0,
-    status: str = "ok",
-    gpus: list[str] | None = None,
-    driver: str | None = "550.54.15",
-    torch_version: str = "2.5.1+cu124",
-    cpu_model: str = "AMD EPYC 9654",
-    schema_version: int = 1,
-    seq_len: int = 128,
-    peak_bytes: int | None = 2**30,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A record with the fields compare reads; per-step times derived from the wanted tokens/s."""
-    rec = {
-        "schema_version": schema_version,
-        "run_id": "r",
-        "suite": "ci-gpu",
-        "cell_id": cell_id,
-        "cell_hash": cell_hash,
-        "repeat": repeat,
-        "status": status,
-        "reason": None if status == "ok" else f"{status} in test",
-        "cell": {
-            "workload": {"name": cell_id.split("/")[0], "seq_len": seq_len},
-            "backend": "torch",
-            "axes": {"precision": "fp32", "accumulation": 1, "pruning": "none"},
-        },
-        "timing": None,
-        "metrics": None,
-        "memory": None,
-        "loss": None,
-        "telemetry": None,
-        "env": environment_section(
-            [H200] if gpus is None else gpus, driver, torch_version, cpu_model
-        ),
-    }
-    if status == "ok":
-        rec.update(measured_sections([TOKENS_PER_STEP / x for x in tokens_per_s or []], peak_bytes))
-    return {**rec, **extra}
-
-
-def environment_section(
-    gpus: list[str], driver: str | None, torch_version: str, cpu_model: str
-) -> dict[str, Any]:
-    framework = {
-        "framework": "torch",
-        "torch_version": torch_version,
-        "cuda_version": "12.4",
-        "gpus": [{"index": i, "name": g} for i, g in enumerate(gpus)],
-        "driver_version": driver,
-    }
-    host = {"cpu_model": cpu_model, "hlbench_version": "0.1.0", "hlbench_git": None}
-    return {"host": host, "framework": framework}
-
-
-def measured_sections(steps: list[float], peak_bytes: int | None) -> dict[str, Any]:
-    """timing, metrics, memory and loss of an ok record: two windows of the given step times."""
-    half = len(steps) // 2
-    return {
-        "timing": {
-            "window_step_times_s": [steps[:half], steps[half:]],
-            "steps_measured": len(steps),
-        },
-        "metrics": {
-            "tokens_per_step": TOKENS_PER_STEP,
-            "tokens_per_s": TOKENS_PER_STEP * len(steps) / sum(steps),
-        },
-        "memory": {"torch_cuda_max_allocated_bytes": peak_bytes, "host_peak_rss_bytes": 5 * 2**30},
-        "loss": {"excess_eval_loss_nats": 0.25},
-    }
-
-
-def write(path: Path, records: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
-
-
 def compare_cli(capsys, *args: str) -> tuple[int, str, str]:
     code = main(["compare", *args])
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-STEADY = lognormal(60, 10_000.0, 0.02, seed=11)
 
 
 def test_cli_regression_exit_1_and_speedup_exit_0(tmp_path, capsys):

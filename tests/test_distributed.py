@@ -17,7 +17,7 @@ from hlbench.records import read_records
 from hlbench.suite import load_suite
 from hlbench.worker.measure import Timing
 from hlbench.worker.ranks import distributed_section, max_memory, slowest_timing
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 TORCH_SUITE = """\
 name: dp
@@ -69,7 +69,7 @@ def _workers_alive(cwd: Path) -> list[psutil.Process]:
 def test_launcher_shapes_cells_ids_and_batches(write_suite):
     single = load_suite(write_suite(TORCH_SUITE)).cells[0]
     (cell,) = load_suite(write_suite(TORCH_SUITE + LAUNCHER % (29500, "fsdp"))).cells
-    assert single.launch is None and cell.launch == {
+    assert single.launch is None and cell.launch.to_dict() == {
         "strategy": "fsdp",
         "world_size": 2,
         "nnodes": 1,
@@ -77,7 +77,7 @@ def test_launcher_shapes_cells_ids_and_batches(write_suite):
     }
     assert cell.id == single.id + "/fsdp2" and cell.hash != single.hash
     # hold: global keeps the global batch; each rank's micro-batch is global / (k × ranks)
-    assert (cell.workload["global_batch"], cell.workload["micro_batch"]) == (8, 2)
+    assert (cell.workload.global_batch, cell.workload.micro_batch) == (8, 2)
     # where the ranks meet is not part of the cell
     other_port = load_suite(write_suite(TORCH_SUITE + LAUNCHER % (29600, "fsdp"))).cells[0]
     assert other_port.hash == cell.hash
@@ -88,7 +88,7 @@ def test_launcher_shapes_cells_ids_and_batches(write_suite):
             + LAUNCHER % (29500, "ddp")
         )
     ).cells[0]
-    assert (micro.workload["global_batch"], micro.workload["micro_batch"]) == (12, 3)
+    assert (micro.workload.global_batch, micro.workload.micro_batch) == (12, 3)
 
 
 def test_single_device_cells_hash_as_before_launchers(write_suite):
@@ -444,7 +444,7 @@ def test_report_sets_data_parallel_cells_beside_their_single_process_twins(tmp_p
     """The committed CPU records (reports/records/data-parallel): no training needed."""
     from hlbench.report import render
     from hlbench.results import load
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     records = sorted((REPO / "reports" / "records" / "data-parallel").glob("*.jsonl"))
     md = render(records, tmp_path / "r.md", draw_plots=False)

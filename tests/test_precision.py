@@ -14,6 +14,7 @@ import pytest
 from hlbench.backends import TF, TORCH
 from hlbench.suite import load_suite
 from hlbench.techniques import precision
+from tests.helpers import build_trainer
 
 LEVELS = ["fp32", "bf16", "fp16", "bf16-pure"]
 
@@ -112,9 +113,8 @@ def _cell(write_suite, backend: str, level: str, model: str = "gpt", accumulatio
 
 
 def _trainer(cell):
-    from hlbench.workloads import model_spec
 
-    return _backend(cell.backend).build(cell, model_spec(cell).init_weights(cell.seed))
+    return build_trainer(_backend(cell.backend), cell)
 
 
 def _batches(cell, n: int):
@@ -273,13 +273,16 @@ def test_tf_bf16_adamw_rounds_like_torch_fused():
     torch = pytest.importorskip("torch")
     tf = pytest.importorskip("tensorflow")
     from hlbench.backends.tf.optim import AdamW
+    from hlbench.cell import Optimizer
 
     rng = np.random.default_rng(0)
     p0, grads = (
         rng.normal(size=512).astype(np.float32),
         rng.normal(scale=1e-3, size=(3, 512)).astype(np.float32),
     )
-    opt = {"lr": 1e-2, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1}
+    opt = Optimizer(
+        "adamw", lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, grad_clip_norm=None
+    )
     tp = torch.nn.Parameter(torch.from_numpy(p0).bfloat16())
     topt = torch.optim.AdamW(
         [tp], lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, fused=True

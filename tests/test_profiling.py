@@ -11,7 +11,7 @@ import pytest
 from hlbench.profiling.categories import CATEGORIES, categorize, category_shares
 from hlbench.profiling.phases import HOST_BATCH
 from hlbench.suite import load_suite
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 SUITE = """\
 backends: [BACKEND]

@@ -17,6 +17,7 @@ from hlbench.techniques import pruning as P  # noqa: E402
 from hlbench.techniques.driver import PruningRun  # noqa: E402
 from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
 from hlbench.workloads import model_spec  # noqa: E402
+from tests.helpers import build_trainer  # noqa: E402
 
 BACKENDS = {"torch": TorchBackend, "tf": TFBackend}
 SUITE = """\
@@ -81,7 +82,7 @@ def test_masks_are_equal_across_frameworks(cells, name):
     for backend in ("torch", "tf"):
         cell = cells[f"gpt-tiny/{backend}/fp32/ga1/{name}"]
         spec = model_spec(cell)
-        trainer = BACKENDS[backend]().build(cell, spec.init_weights(cell.seed))
+        trainer = build_trainer(BACKENDS[backend](), cell)
         config = P.PruningConfig.from_dict(cell.techniques["pruning"])
         masks[backend] = P.compute_masks(spec, trainer.weights(), config, config.sparsity)
     assert masks["torch"].keys() == masks["tf"].keys()
@@ -94,7 +95,7 @@ def test_moments_and_decay_keep_pruned_weights_exactly_zero_after_a_late_event(c
     """Pruning after some AdamW steps (non-zero moments): the pruned weights must still stay 0."""
     cell = cells[f"gpt-tiny/{backend}/fp32/ga1/magnitude"]
     spec = model_spec(cell)
-    trainer = BACKENDS[backend]().build(cell, spec.init_weights(cell.seed))
+    trainer = build_trainer(BACKENDS[backend](), cell)
     batches = train_batches(cell, corpus_for(cell), 6)
     for b in batches[:3]:
         trainer.train_step(b)
@@ -119,9 +120,9 @@ def test_shrunk_model_has_fewer_parameters_and_the_masked_models_loss(cells, bac
     small_cell, small_spec, small_weights = run.prepare(shrunk, spec.init_weights(shrunk.seed))
     assert small_spec.n_params == sum(w.size for w in small_weights.values()) < spec.n_params
     assert run.shapes == {"n_head_kept": 1, "d_mlp_kept": 128, "d_head": 32}
-    loss_small, _ = BACKENDS[backend]().build(small_cell, small_weights).gradients(batch)
+    loss_small, _ = build_trainer(BACKENDS[backend](), small_cell, small_weights).gradients(batch)
 
-    trainer = BACKENDS[backend]().build(masked, spec.init_weights(masked.seed))
+    trainer = build_trainer(BACKENDS[backend](), masked)
     config = P.PruningConfig.from_dict(masked.techniques["pruning"])
     trainer.apply_masks(P.compute_masks(spec, trainer.weights(), config, config.sparsity))
     loss_masked, _ = trainer.gradients(batch)

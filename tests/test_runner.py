@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from hlbench.records import SCHEMA_VERSION, read_records
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 FAULT_SUITE = """\
 name: faults

@@ -20,7 +20,7 @@ from hlbench.telemetry.collect import nvml_indices
 from hlbench.telemetry.host import RAPL
 from hlbench.telemetry.nvml import THROTTLE_BITS, open_nvml
 from hlbench.telemetry.sampler import Sampler
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 SLOW_SUITE = """\
 backends: [fault]

@@ -18,8 +18,7 @@ from hlbench.backends.torch.backend import TorchBackend  # noqa: E402
 from hlbench.data import IGNORE_INDEX  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
 from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
-from hlbench.workloads import model_spec  # noqa: E402
-from tests.conftest import REPO, run_cli  # noqa: E402
+from tests.helpers import REPO, build_trainer, run_cli  # noqa: E402
 
 SUITE = """\
 backends: [torch, tf]
@@ -45,7 +44,7 @@ def _cells(
 
 
 def _trainer(cell):
-    return BACKENDS[cell.backend]().build(cell, model_spec(cell).init_weights(cell.seed))
+    return build_trainer(BACKENDS[cell.backend](), cell)
 
 
 @pytest.mark.parametrize("model", ["gpt", "lstm"])

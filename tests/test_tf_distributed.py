@@ -31,8 +31,7 @@ from hlbench.backends.tf.backend import TFBackend  # noqa: E402
 from hlbench.cell import Cell  # noqa: E402
 from hlbench.errors import SkipCell  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
-from hlbench.workloads import model_spec  # noqa: E402
-from tests.conftest import REPO  # noqa: E402
+from tests.helpers import REPO, build_trainer  # noqa: E402
 
 LOSS_RTOL = 2e-6  # measured ≤ 1.7e-7
 WEIGHT_ATOL = 1e-5  # measured ≤ 1.3e-6
@@ -239,7 +238,7 @@ def test_unsupported_combinations_are_skipped_with_the_reason(write_suite, level
     backend = TFBackend()
     backend.prepare(cell)  # creates nothing for a cell build() will skip
     with pytest.raises(SkipCell, match=reason):
-        backend.build(cell, model_spec(cell).init_weights(cell.seed))
+        build_trainer(backend, cell)
 
 
 def test_multi_worker_without_a_matching_tf_config_is_a_clear_error(write_suite, monkeypatch):

@@ -15,6 +15,7 @@ from hlbench.data import IGNORE_INDEX  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
 from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
 from hlbench.workloads import model_spec  # noqa: E402
+from tests.helpers import build_trainer  # noqa: E402
 
 SUITE = """\
 backends: [torch]
@@ -33,7 +34,7 @@ def _cells(write_suite, model: str = "gpt", variable_length: bool = False):
 
 
 def _trainer(cell) -> TorchTrainer:
-    return TorchBackend().build(cell, model_spec(cell).init_weights(cell.seed))
+    return build_trainer(TorchBackend(), cell)
 
 
 def _grads(trainer: TorchTrainer) -> dict[str, np.ndarray]:

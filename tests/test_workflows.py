@@ -15,7 +15,7 @@ import yaml
 from hlbench.cli import build_parser
 from hlbench.compare.render import MD_MARKER
 from hlbench.compare.verdicts import METRICS
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
 GPU_LABELS = ["self-hosted", "linux", "x64", "gpu", "hlbench-gpu"]

@@ -187,5 +187,8 @@ def test_model_spec_of_a_cell_reads_its_model_ref():
     spec = model_spec(cell)
     assert spec == dataclasses.replace(base, n_head_kept=1, d_mlp=64)
     assert (
-        model_spec(dataclasses.replace(cell, workload={**workload, "spec": base.to_dict()})) == base
+        model_spec(
+            dataclasses.replace(cell, workload={**workload.to_dict(), "spec": base.to_dict()})
+        )
+        == base
     )

@@ -15,6 +15,8 @@ import numpy as np
 
 from hlbench.cell import Cell
 from hlbench.data import Batch
+from hlbench.techniques.precision import Level
+from hlbench.workloads import ModelSpec
 
 
 class Trainer(ABC):
@@ -120,9 +122,13 @@ class Backend(ABC):
         """Framework versions and device facts (GPU name, driver, CUDA) for the record."""
 
     @abstractmethod
-    def build(self, cell: Cell, weights: dict[str, np.ndarray]) -> Trainer:
+    def build(
+        self, cell: Cell, spec: ModelSpec, level: Level, weights: dict[str, np.ndarray]
+    ) -> Trainer:
         """A trainer for `cell` starting from exactly `weights`; raises SkipCell if it cannot run
-        here."""
+        here. `spec` is the model the cell trains, already resolved by the loop (after a structured
+        shrink: the smaller one), and `level` its precision level: a backend derives neither
+        again."""
 
     def is_oom(self, exc: BaseException) -> bool:
         """Whether an exception means the device (or host) ran out of memory."""

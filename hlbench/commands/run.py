@@ -315,7 +315,7 @@ def _print_cells(suite: Any) -> None:
         skip = get_spec(cell.backend).unsupported_reason_for(cell)
         w = cell.workload
         plan = f"skip: {skip}" if skip else "run"
-        rows.append([cell.id, cell.hash, w["global_batch"], w["micro_batch"], w["seq_len"], plan])
+        rows.append([cell.id, cell.hash, w.global_batch, w.micro_batch, w.seq_len, plan])
     print(
         tabulate(rows, headers=["cell", "hash", "global batch", "micro batch", "seq len", "plan"])
     )

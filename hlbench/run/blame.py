@@ -101,11 +101,11 @@ def rank_exit_codes(
     cell."""
     if cell.launch is None:
         return {}
-    strategy = cell.launch["strategy"]
+    strategy = cell.launch.strategy
     if strategy in ("ddp", "fsdp"):
         return {int(rank): int(code) for rank, code in _TORCHRUN_FAILURE.findall(log_text)}
     if strategy == "multi_worker":
-        base = rendezvous.node_rank * cell.launch["nproc_per_node"]
+        base = rendezvous.node_rank * cell.launch.nproc_per_node
         return {base + index: code for index, code in ended_alone.items()}
     return {0: codes[0]} if codes else {}
 

@@ -73,18 +73,18 @@ def commands(
     per-rank files (else it leaves a directory per cell in /tmp)."""
     worker = ["-m", WORKER_MODULE, str(cell_file), str(result_file)]
     launch = cell.launch
-    if launch is None or launch["strategy"] == "mirrored":
+    if launch is None or launch.strategy == "mirrored":
         return [Command([sys.executable, *worker], {RANK_ENV: "0"})]
-    if launch["strategy"] in ("ddp", "fsdp"):
+    if launch.strategy in ("ddp", "fsdp"):
         return [
             Command(
                 [sys.executable, *torchrun_args(launch, rdzv, group_id, log_dir), *worker],
                 {RANK_ENV: ""},
             )
         ]
-    if launch["strategy"] == "multi_worker":
+    if launch.strategy == "multi_worker":
         return tf_worker_commands(launch, rdzv, worker)
-    raise ValueError(f"unknown launch strategy {launch['strategy']!r}")
+    raise ValueError(f"unknown launch strategy {launch.strategy!r}")
 
 
 def torchrun_args(
@@ -93,9 +93,9 @@ def torchrun_args(
     args = [
         "-m",
         "torch.distributed.run",
-        f"--nnodes={launch['nnodes']}",
+        f"--nnodes={launch.nnodes}",
         f"--log-dir={log_dir}",
-        f"--nproc-per-node={launch['nproc_per_node']}",
+        f"--nproc-per-node={launch.nproc_per_node}",
         # a failed rank fails the cell: a benchmark does not retry behind its back
         "--max-restarts=0",
         "--monitor-interval=0.1",  # how soon torchrun notices a dead rank and stops the others
@@ -121,7 +121,7 @@ def tf_worker_commands(
 ) -> list[Command]:
     """One process per local rank, with the whole cluster in TF_CONFIG (task index = global
     rank)."""
-    per_node = launch["nproc_per_node"]
+    per_node = launch.nproc_per_node
     cluster = [
         f"{host}:{rdzv.port + 1 + local}" for host in rdzv.hosts for local in range(per_node)
     ]
@@ -250,7 +250,7 @@ def too_few_gpus(cell: Any) -> str | None:
     the ranks run on the CPU (device auto) or skip themselves (device cuda)."""
     if cell.launch is None or cell.device == "cpu":
         return None
-    visible, wanted = len(_visible_gpus()), cell.launch["nproc_per_node"]
+    visible, wanted = len(_visible_gpus()), cell.launch.nproc_per_node
     if 0 < visible < wanted:
         return (
             f"launcher.nproc_per_node {wanted} needs {wanted} GPUs on this node, one per rank; "
@@ -268,5 +268,5 @@ def local_gpus(cell: Any) -> list[int] | None:
     visible = _visible_gpus()
     if not visible:
         return []
-    ids = visible[: cell.launch["nproc_per_node"]]
+    ids = visible[: cell.launch.nproc_per_node]
     return [int(i) for i in ids if i.isdigit()]

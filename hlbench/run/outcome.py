@@ -137,7 +137,7 @@ def _wait_for_worker(
 ) -> dict[str, Any]:
     """Hand the cell over in a fresh directory, start its processes, wait for them as one group."""
     cell, log_path = task.cell, options.log_path(task)
-    timeout_s = cell.measurement["timeout_s"]
+    timeout_s = cell.measurement.timeout_s
     # the same on every node (run ids differ per node)
     group_id = f"hlbench-{cell.hash}-r{task.repeat}"
     with tempfile.TemporaryDirectory(prefix="hlbench-") as tmp:
@@ -169,7 +169,7 @@ def _wait_for_worker(
             result = json.loads(result_file.read_text())
             framework_env = result.pop("framework_env", None)
             return {**result, "env_framework": framework_env}
-        if cell.launch is not None and cell.launch["nnodes"] > 1 and ok:  # rank 0 ran elsewhere
+        if cell.launch is not None and cell.launch.nnodes > 1 and ok:  # rank 0 ran elsewhere
             return {
                 "status": "ok",
                 "kind": "follower",
@@ -188,7 +188,7 @@ def _wait_for_worker(
 
 
 def _timed_out(task: Task, n_processes: int) -> dict[str, Any]:
-    timeout_s = task.cell.measurement["timeout_s"]
+    timeout_s = task.cell.measurement.timeout_s
     if n_processes == 1 and not task.cell.launch:
         what = "worker killed"
     else:

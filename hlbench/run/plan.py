@@ -22,7 +22,7 @@ class Task:
 
     @property
     def label(self) -> str:
-        if self.cell.measurement["repeats"] == 1:
+        if self.cell.measurement.repeats == 1:
             return self.cell.id
         return f"{self.cell.id}#{self.repeat}"
 

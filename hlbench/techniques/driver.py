@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hlbench.cell import Cell
+from hlbench.cell import Cell, ModelRef
 from hlbench.errors import SkipCell
 from hlbench.techniques import pruning as P
 from hlbench.workloads import ModelSpec
@@ -32,7 +32,7 @@ class PruningRun:
         self.spec = spec  # the model trained: a shrink replaces it with the smaller one
         self.full_spec = spec  # the model before any shrink
         self.n_params_before = spec.n_params
-        self.events = set(self.config.event_steps(cell.measurement["warmup_steps"]))
+        self.events = set(self.config.event_steps(cell.measurement.warmup_steps))
         self.event_s: list[float] = []
         self.shapes: dict[str, int] | None = None
 
@@ -62,7 +62,7 @@ class PruningRun:
         self.shapes = P.shrunk_shapes(full, units)
         self.spec = P.shrunk_spec(full, units)
         self.events = set()  # nothing left to mask: the pruned units no longer exist
-        workload = {**cell.workload, "spec": self.spec.to_dict()}
+        workload = dataclasses.replace(cell.workload, spec=ModelRef.from_dict(self.spec.to_dict()))
         return dataclasses.replace(cell, workload=workload), self.spec, small_weights
 
     def spec_before(self) -> ModelSpec:

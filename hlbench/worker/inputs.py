@@ -12,7 +12,7 @@ from hlbench.techniques.augment import AugmentationConfig, augment_batches
 
 
 def corpus_for(cell: Cell) -> Corpus:
-    data = {k: v for k, v in cell.workload["data"].items() if k != "sha256"}
+    data = cell.workload.data.corpus_config()
     return make_corpus(data, seed=cell.seed)
 
 
@@ -27,15 +27,15 @@ def timed_train_batches(cell: Cell, corpus: Corpus, n_steps: int) -> tuple[list[
     same (so accumulation settings compare the same optimization). Augmentation happens here, on
     the host, after sampling."""
     w, augmentation = cell.workload, augmentation_for(cell)
-    seq_len = w["seq_len"]
+    seq_len = w.seq_len
     windows = sample_windows(
         corpus,
         cell.seed,
         n_steps,
-        w["global_batch"],
+        w.global_batch,
         seq_len,
         "train",
-        w["variable_length"],
+        w.variable_length,
         augmentation.extra_tokens(seq_len),
     )
     return augment_batches(windows, augmentation, cell.seed, seq_len, corpus.vocab_size)
@@ -48,10 +48,10 @@ def train_batches(cell: Cell, corpus: Corpus, n_steps: int) -> list[Batch]:
 
 def eval_batches(cell: Cell, corpus: Corpus) -> list[Batch]:
     """Held-out batches, evaluated micro-batch by micro-batch to stay within training's memory."""
-    w, n = cell.workload, cell.measurement["eval_batches"]
+    w, n = cell.workload, cell.measurement.eval_batches
     if n == 0:
         return []
-    size = w["global_batch"] if w["hold"] == "global" else w["micro_batch"]
-    whole = make_batches(corpus, cell.seed, n, size, w["seq_len"], "eval", w["variable_length"])
-    chunks = size // w["micro_batch"]
+    size = w.global_batch if w.hold == "global" else w.micro_batch
+    whole = make_batches(corpus, cell.seed, n, size, w.seq_len, "eval", w.variable_length)
+    chunks = size // w.micro_batch
     return [micro for batch in whole for micro in batch.split(chunks)]

@@ -108,7 +108,7 @@ def _tokens_per_s_per_device(cell: Cell, result: dict[str, Any]) -> float | None
         return tokens_per_s
     device = str((result.get("backend_info") or {}).get("device", ""))
     on_cpu = "cpu" in device.lower()  # torch "cpu", TF "/CPU:0"
-    return tokens_per_s / (cell.launch["nnodes"] if on_cpu else cell.launch["world_size"])
+    return tokens_per_s / (cell.launch.nnodes if on_cpu else cell.launch.world_size)
 
 
 def _error(exc: BaseException) -> dict[str, Any]:

@@ -51,10 +51,10 @@ class TimingPlan:
     def from_measurement(cls, measurement: dict[str, Any]) -> TimingPlan:
         """The plan of a cell's `measurement` section (Cell.measurement)."""
         return cls(
-            warmup_steps=measurement["warmup_steps"],
-            steps=measurement["steps"],
-            windows=measurement["windows"],
-            budget_s=measurement["budget_s"],
+            warmup_steps=measurement.warmup_steps,
+            steps=measurement.steps,
+            windows=measurement.windows,
+            budget_s=measurement.budget_s,
         )
 
     @property

@@ -22,7 +22,7 @@ import numpy as np
 from hlbench.backends.base import Backend, Trainer
 from hlbench.cell import Cell
 from hlbench.data import Batch, Corpus
-from hlbench.techniques import test_hooks
+from hlbench.techniques import precision, test_hooks
 from hlbench.techniques.driver import PruningRun
 from hlbench.worker import ranks
 from hlbench.worker.inputs import corpus_for, eval_batches, timed_train_batches, train_batches
@@ -104,7 +104,8 @@ def prepare_inputs(cell: Cell, plan: TimingPlan) -> Inputs:
 def build(cell: Cell, backend: Backend, inputs: Inputs) -> tuple[Trainer, float]:
     """The backend's trainer and the seconds building it took."""
     t0 = time.perf_counter()
-    trainer = backend.build(inputs.build_cell, inputs.weights)
+    level = precision.level(cell.axes["precision"])
+    trainer = backend.build(inputs.build_cell, inputs.spec, level, inputs.weights)
     build_s = time.perf_counter() - t0
     if cell.launch:
         # Every rank must be running this very cell: nodes that drifted apart (one moved on after a
@@ -171,7 +172,7 @@ def combine_ranks(
     return (
         ranks.slowest_timing(per_rank),
         ranks.max_memory(per_rank),
-        ranks.distributed_section(cell.launch, per_rank),
+        ranks.distributed_section(cell.launch.to_dict(), per_rank),
     )
 
 
@@ -186,7 +187,7 @@ def assemble_record(
     cell: Cell, inputs: Inputs, trainer: Trainer, measured: Measured
 ) -> dict[str, Any]:
     """The record's measured fields; `profile` is filled in afterwards when profiling is on."""
-    warmup, timing = cell.measurement["warmup_steps"], measured.timing
+    warmup, timing = cell.measurement.warmup_steps, measured.timing
     n_steps = len(inputs.batches)
     spec = inputs.spec
     return {
@@ -210,7 +211,7 @@ def assemble_record(
         "backend_info": {
             **trainer.info(),
             "n_params": spec.n_params,
-            "flops_per_token": spec.flops_per_token(cell.workload["seq_len"]),
+            "flops_per_token": spec.flops_per_token(cell.workload.seq_len),
             "pruning": inputs.pruning.report(trainer),
         },
     }
@@ -227,7 +228,7 @@ def profile(cell: Cell, trainer: Trainer, corpus: Corpus, profile_dir: Path) -> 
 
 def _throughput(cell: Cell, timing: Timing, measured: list[Batch]) -> dict[str, Any]:
     w = cell.workload
-    tokens_per_step = w["global_batch"] * w["seq_len"]
+    tokens_per_step = w.global_batch * w.seq_len
     wall_s = sum(timing.window_wall_s)
     target_tokens = sum(b.n_target_tokens for b in measured)
     return {

@@ -26,6 +26,7 @@ from hlbench.backends.tf.trainer import TFTrainer
 from hlbench.cell import Cell
 from hlbench.errors import SkipCell
 from hlbench.techniques import precision
+from hlbench.workloads import ModelSpec
 
 
 def configure_runtime() -> None:
@@ -120,27 +121,30 @@ class TFBackend(Backend):
             )
         return env
 
-    def build(self, cell: Cell, weights: dict[str, np.ndarray]) -> TFTrainer:
+    def build(
+        self, cell: Cell, spec: ModelSpec, level: precision.Level, weights: dict[str, np.ndarray]
+    ) -> TFTrainer:
         reason = TF.unsupported_reason_for(cell)
         if reason:
             raise SkipCell(reason)
         if cell.launch:
-            return self._build_distributed(cell, weights)
+            return self._build_distributed(cell, spec, level, weights)
         device = resolve_device(cell.device)
-        level = precision.level(cell.axes["precision"])
         require_device_for(level, device)
         tf.config.experimental.enable_tensor_float_32_execution(level.tf32)  # off at other levels
-        return TFTrainer(cell, weights, device)
+        return TFTrainer(cell, spec, level, weights, device)
 
-    def _build_distributed(self, cell: Cell, weights: dict[str, np.ndarray]) -> TFTrainer:
+    def _build_distributed(
+        self, cell: Cell, spec: ModelSpec, level: precision.Level, weights: dict[str, np.ndarray]
+    ) -> TFTrainer:
         """A trainer on mirrored variables (hlbench.backends.tf.distribute); SkipCell with the
         reason for what does not run under a strategy."""
-        reason = distribute.unsupported_reason(cell)
+        reason = distribute.unsupported_reason(cell, level)
         if reason:
             raise SkipCell(reason)
         self.prepare(cell)  # the worker has called it already; in-process callers may not have
         dist = self._distribution
-        wanted = (cell.launch["strategy"], int(cell.launch["world_size"]))
+        wanted = (cell.launch.strategy, int(cell.launch.world_size))
         if (dist.kind, dist.world_size) != wanted:
             raise RuntimeError(
                 f"this process's strategy is {dist.kind} × {dist.world_size}; a process runs one "
@@ -148,10 +152,9 @@ class TFBackend(Backend):
             )
         if dist.skip_reason:
             raise SkipCell(dist.skip_reason)
-        level = precision.level(cell.axes["precision"])
         require_device_for(level, dist.local_device)
         tf.config.experimental.enable_tensor_float_32_execution(level.tf32)
-        return distribute.MirroredTFTrainer(cell, weights, dist)
+        return distribute.MirroredTFTrainer(cell, spec, level, weights, dist)
 
     def is_oom(self, exc: BaseException) -> bool:
         return isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError))

@@ -40,17 +40,18 @@ from hlbench.backends.tf.trainer import TFTrainer
 from hlbench.cell import Cell
 from hlbench.data import Batch
 from hlbench.techniques import precision
+from hlbench.workloads import ModelSpec
 
 
-def unsupported_reason(cell: Cell) -> str | None:
+def unsupported_reason(cell: Cell, level: precision.Level) -> str | None:
     """Why a data-parallel cell cannot run in this backend, or None."""
-    launch = cell.launch or {}
-    if launch.get("strategy") not in STRATEGIES:
+    strategy = cell.launch.strategy if cell.launch else None
+    if strategy not in STRATEGIES:
         return (
-            f"launch strategy {launch.get('strategy')!r} is not a TensorFlow one; "
+            f"launch strategy {strategy!r} is not a TensorFlow one; "
             f"choose from {', '.join(STRATEGIES)}"
         )
-    if precision.level(cell.axes["precision"]).loss_scaling:
+    if level.loss_scaling:
         return (
             "fp16's dynamic loss scaling is not implemented under tf.distribute "
             "(mirrored loss-scale state)"
@@ -59,10 +60,10 @@ def unsupported_reason(cell: Cell) -> str | None:
         return "the test-only precision hooks are single-device only"
     w, k = cell.workload, cell.axes["accumulation"]
     # a bad world size is rejected, with its name, by make_distribution
-    world = int(launch.get("world_size") or 1)
-    if w["global_batch"] % (world * k):
+    world = cell.launch.world_size if cell.launch else 1
+    if w.global_batch % (world * k):
         return (
-            f"global batch {w['global_batch']} does not split into {world} replicas × "
+            f"global batch {w.global_batch} does not split into {world} replicas × "
             f"{k} micro-batches of equal size"
         )
     return None
@@ -75,12 +76,19 @@ class MirroredTFTrainer(TFTrainer):
     first-step dtype check, eval, weights and pruning; replaces where variables live, the step
     function and how a batch reaches the replicas."""
 
-    def __init__(self, cell: Cell, weights: dict[str, np.ndarray], dist: Distribution) -> None:
+    def __init__(
+        self,
+        cell: Cell,
+        spec: ModelSpec,
+        level: precision.Level,
+        weights: dict[str, np.ndarray],
+        dist: Distribution,
+    ) -> None:
         self.dist, self.strategy = dist, dist.strategy
         self.rank, self.world_size = dist.rank, dist.world_size
         # this process's replica devices, in local replica order
         self.replica_devices = list(self.strategy.extended.worker_devices)
-        super().__init__(cell, weights, dist.local_device)
+        super().__init__(cell, spec, level, weights, dist.local_device)
 
     def _variable_scope(self) -> Any:
         return self.strategy.scope()  # variables created here are mirrored on every replica device

@@ -27,6 +27,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from hlbench.cell import Optimizer
+
 TORCH_CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds it to the norm
 
 
@@ -50,15 +52,13 @@ class AdamW:
     Moments are created here, eagerly, so the compiled step never creates variables.
     """
 
-    def __init__(
-        self, variables: Sequence[Any], decayed: Sequence[bool], opt: dict[str, Any]
-    ) -> None:
+    def __init__(self, variables: Sequence[Any], decayed: Sequence[bool], opt: Optimizer) -> None:
         self.variables = list(variables)
         self.decayed = list(decayed)
-        self.lr = float(opt["lr"])
-        self.beta1, self.beta2 = (float(b) for b in opt["betas"])
-        self.eps = float(opt["eps"])
-        self.weight_decay = float(opt["weight_decay"])
+        self.lr = float(opt.lr)
+        self.beta1, self.beta2 = (float(b) for b in opt.betas)
+        self.eps = float(opt.eps)
+        self.weight_decay = float(opt.weight_decay)
         self.step = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="adamw/step")
         self.m = [
             tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="adamw/m")

@@ -1,6 +1,6 @@
 """tf.distribute strategies for a data-parallel cell (`launch`), and where this process stands.
 
-Two strategies (cell.launch["strategy"]):
+Two strategies (cell.launch.strategy):
 - `mirrored`: one process drives W replicas with MirroredStrategy: the first W GPUs, or on a
   machine without them (or a `cpu` cell) W *logical* CPU devices, which must be configured before
   TensorFlow's runtime initialises (hence TFBackend.prepare, before any op). Cross-device
@@ -54,16 +54,15 @@ class Distribution:
 
 def make_distribution(cell: Cell) -> Distribution:
     """Create the cell's strategy; call before any other TensorFlow op (logical devices, MWMS)."""
-    launch = cell.launch or {}
-    kind, world = launch.get("strategy"), int(launch.get("world_size", 0))
+    kind = cell.launch.strategy if cell.launch else None
+    world = cell.launch.world_size if cell.launch else 0
     if kind not in STRATEGIES:
         raise ValueError(
             f"cell.launch.strategy: {kind!r} is not a TensorFlow strategy ({', '.join(STRATEGIES)})"
         )
     if world < 1:
         raise ValueError(
-            "cell.launch.world_size: expected a positive replica count, "
-            f"got {launch.get('world_size')!r}"
+            f"cell.launch.world_size: expected a positive replica count, got {world!r}"
         )
     if kind == "mirrored":
         return _mirrored(cell.device, world)

@@ -49,7 +49,7 @@ from hlbench.data import Batch
 from hlbench.techniques import precision
 from hlbench.techniques import pruning as P
 from hlbench.techniques.driver import pruning_for
-from hlbench.workloads import ModelSpec, model_spec
+from hlbench.workloads import ModelSpec
 
 DTYPES = {
     precision.FLOAT32: tf.float32,
@@ -61,14 +61,20 @@ DTYPES = {
 class TFTrainer(PhaseProfiling, Trainer):
     """One model and its AdamW on one TensorFlow device; one compiled function per step."""
 
-    def __init__(self, cell: Cell, weights: dict[str, np.ndarray], device: str) -> None:
-        spec = model_spec(cell)
+    def __init__(
+        self,
+        cell: Cell,
+        spec: ModelSpec,
+        level: precision.Level,
+        weights: dict[str, np.ndarray],
+        device: str,
+    ) -> None:
         self.device = device
         self.accumulation = cell.axes["accumulation"]
-        self.grad_clip_norm = cell.optimizer["grad_clip_norm"]
+        self.grad_clip_norm = cell.optimizer.grad_clip_norm
         self.jit_compile = bool(cell.axes.get("compile", False))
         self.names = list(spec.param_shapes())
-        self.level = precision.level(cell.axes["precision"])
+        self.level = level
         self.observed: dict[str, Any] = {}
         self.steps = 0  # train_step calls so far
         self._nonfinite_step = precision.nonfinite_step()  # test-only
@@ -107,7 +113,7 @@ class TFTrainer(PhaseProfiling, Trainer):
 
     def _make_functions(self, cell: Cell) -> None:
         w = cell.workload
-        batch_spec = tf.TensorSpec((w["global_batch"], w["seq_len"]), tf.int64)
+        batch_spec = tf.TensorSpec((w.global_batch, w.seq_len), tf.int64)
         signature = [batch_spec, batch_spec, tf.TensorSpec((), tf.float32)]
         # One trace per function for the whole cell: fixed shapes, no retracing.
         jit = self.jit_compile

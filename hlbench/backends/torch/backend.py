@@ -19,6 +19,7 @@ from hlbench.backends.torch.trainer import TorchTrainer
 from hlbench.cell import Cell
 from hlbench.errors import SkipCell
 from hlbench.techniques import precision
+from hlbench.workloads import ModelSpec
 
 
 class TorchBackend(Backend):
@@ -34,21 +35,22 @@ class TorchBackend(Backend):
     def environment(self, device: str) -> dict[str, Any]:
         return framework_environment()
 
-    def build(self, cell: Cell, weights: dict[str, np.ndarray]) -> TorchTrainer:
+    def build(
+        self, cell: Cell, spec: ModelSpec, level: precision.Level, weights: dict[str, np.ndarray]
+    ) -> TorchTrainer:
         device = resolve_device(cell.device, data_parallel=bool(cell.launch))
         reason = unsupported_reason(cell)
         if reason:
             raise SkipCell(reason)
-        level = precision.level(cell.axes["precision"])
         amp.require_device_for(level, device)
-        if cell.launch and cell.launch["strategy"] == "fsdp" and level.loss_scaling:
+        if cell.launch and cell.launch.strategy == "fsdp" and level.loss_scaling:
             # found_inf would be judged per shard, so ranks could disagree on skipping a step
             raise SkipCell(
                 "fp16 with fsdp: loss scaling over sharded gradients needs a sharded grad scaler, "
                 "which hlbench does not wire up; use bf16 or ddp"
             )
         amp.set_tf32(level.tf32)
-        return TorchTrainer(cell, weights, device)
+        return TorchTrainer(cell, spec, level, weights, device)
 
     def is_oom(self, exc: BaseException) -> bool:
         return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or (

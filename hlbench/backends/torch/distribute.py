@@ -39,7 +39,7 @@ def join_process_group(cell: Cell) -> None:
         torch.cuda.set_device(device)
     dist.init_process_group(
         "nccl" if device.type == "cuda" else "gloo",
-        timeout=timedelta(seconds=cell.measurement["timeout_s"]),
+        timeout=timedelta(seconds=cell.measurement.timeout_s),
     )
 
 

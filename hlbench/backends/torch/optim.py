@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hlbench.cell import Optimizer
 from hlbench.workloads import ModelSpec
 
 MOMENT_KEYS = ("exp_avg", "exp_avg_sq")  # AdamW's first and second moments in optimizer.state
@@ -31,11 +32,11 @@ def param_groups(
 
 
 def make_adamw(
-    groups: list[dict[str, Any]], opt: dict[str, Any], device: torch.device
+    groups: list[dict[str, Any]], opt: Optimizer, device: torch.device
 ) -> tuple[torch.optim.AdamW, str]:
     """AdamW with the fused kernel where this build supports it on `device`, else the foreach
     one."""
-    kwargs = dict(lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"])
+    kwargs = dict(lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps)
     try:
         return torch.optim.AdamW(groups, fused=True, **kwargs), "fused"
     except (RuntimeError, ValueError):  # fused not implemented for this device or dtype

@@ -39,17 +39,23 @@ from hlbench.cell import Cell
 from hlbench.data import IGNORE_INDEX, Batch
 from hlbench.profiling.phases import PhaseTimer
 from hlbench.techniques import precision
-from hlbench.workloads import ModelSpec, model_spec
+from hlbench.workloads import ModelSpec
 
 
 class TorchTrainer(Trainer):
-    def __init__(self, cell: Cell, weights: dict[str, np.ndarray], device: torch.device) -> None:
-        spec = model_spec(cell)
+    def __init__(
+        self,
+        cell: Cell,
+        spec: ModelSpec,
+        level: precision.Level,
+        weights: dict[str, np.ndarray],
+        device: torch.device,
+    ) -> None:
         self.device = device
         self.vocab_size = spec.vocab_size
         self.accumulation = cell.axes["accumulation"]
-        self.grad_clip_norm = cell.optimizer["grad_clip_norm"]
-        self.level = precision.level(cell.axes["precision"])
+        self.grad_clip_norm = cell.optimizer.grad_clip_norm
+        self.level = level
         self.model = self._load_model(cell, spec, weights)
         self.scaler = amp.grad_scaler(self.level, device)
         # steps the scaler skipped, counted on the device: no sync
@@ -58,7 +64,7 @@ class TorchTrainer(Trainer):
         self._nonfinite_step = precision.nonfinite_step()  # test-only
         self.compiled = bool(cell.axes.get("compile", False))
         self.observer = DtypeObserver(self.model, self.compiled)
-        self.strategy = cell.launch["strategy"] if cell.launch else None
+        self.strategy = cell.launch.strategy if cell.launch else None
         if self.strategy:
             self.rank, self.world_size = distribute.rank_and_world_size()
         self.wrapped = distribute.wrap(self.model, self.strategy, device)
@@ -66,9 +72,7 @@ class TorchTrainer(Trainer):
         # measurement loop's warmup steps, timed as startup. The optimizer step stays eager (fused).
         self.forward = torch.compile(self.wrapped) if self.compiled else self.wrapped
         self.param_map = parameter_map(self.model, spec)
-        groups, self.params = optim.param_groups(
-            self.param_map, spec, cell.optimizer["weight_decay"]
-        )
+        groups, self.params = optim.param_groups(self.param_map, spec, cell.optimizer.weight_decay)
         self.optimizer, self.optimizer_impl = optim.make_adamw(groups, cell.optimizer, device)
         self.masks: dict[torch.nn.Parameter, torch.Tensor] = {}  # pruned parameters (apply_masks)
 

@@ -1,0 +1,173 @@
+"""What several test modules share (pytest fixtures stay in conftest.py): the repository's path, the
+CLI as a user runs it, trainers built as the worker builds them, suite YAML, and synthetic records
+in
+the shape the writers produce, for the statistics tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.stats import norm
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`hlbench ARGS` as a user runs it, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "hlbench", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def build_trainer(backend: Any, cell: Any, weights: dict[str, np.ndarray] | None = None) -> Any:
+    """`backend.build` as the worker calls it: the cell's resolved model and precision level, and
+    its NumPy initial weights unless given."""
+    from hlbench.techniques import precision
+    from hlbench.workloads import model_spec
+
+    spec = model_spec(cell)
+    if weights is None:
+        weights = spec.init_weights(cell.seed)
+    return backend.build(cell, spec, precision.level(cell.axes["precision"]), weights)
+
+
+def suite_yaml(
+    workloads: list[dict[str, Any]] | None = None,
+    *,
+    name: str = "t",
+    backends: tuple[str, ...] = ("torch",),
+    device: str | None = "cpu",
+    axes: dict[str, Any] | None = None,
+    measurement: dict[str, Any] | None = None,
+    **extra: Any,
+) -> str:
+    """A suite file's text: a tiny gpt workload, fp32, one accumulation step and a short
+    measurement unless told otherwise; `extra` adds top-level keys (launcher, telemetry, ...)."""
+    suite: dict[str, Any] = {"name": name, "backends": list(backends)}
+    if device is not None:
+        suite["device"] = device
+    suite["workloads"] = workloads or [
+        {"model": "gpt", "size": "tiny", "seq_len": 8, "batch_size": 4}
+    ]
+    suite["axes"] = axes or {"precision": ["fp32"], "accumulation": [1]}
+    suite["measurement"] = {
+        "warmup_steps": 1,
+        "steps": 2,
+        "windows": 2,
+        "eval_batches": 1,
+        **(measurement or {}),
+    }
+    suite.update(extra)
+    return yaml.safe_dump(suite, sort_keys=False, default_flow_style=None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Synthetic records for the statistics of compare and baseline
+
+TOKENS_PER_STEP = 256
+H200, A100 = "NVIDIA H200", "NVIDIA A100-SXM4-80GB"
+
+
+def lognormal(n: int, median: float, sigma: float, seed: int) -> list[float]:
+    return list(median * np.exp(sigma * np.random.default_rng(seed).standard_normal(n)))
+
+
+def lognormal_quantiles(n: int, median: float, sigma: float) -> list[float]:
+    """Deterministic 'samples': the n evenly spaced quantiles of a lognormal (no seed luck)."""
+    return list(median * np.exp(sigma * norm.ppf((np.arange(n) + 0.5) / n)))
+
+
+def record(
+    tokens_per_s: list[float] | None = None,
+    cell_id: str = "gpt-small/torch/fp32/ga1/none",
+    cell_hash: str = "aaaaaaaaaaaaaaaa",
+    repeat: int = 0,
+    status: str = "ok",
+    gpus: list[str] | None = None,
+    driver: str | None = "550.54.15",
+    torch_version: str = "2.5.1+cu124",
+    cpu_model: str = "AMD EPYC 9654",
+    schema_version: int = 1,
+    seq_len: int = 128,
+    peak_bytes: int | None = 2**30,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A record with the fields compare reads; per-step times derived from the wanted tokens/s."""
+    rec = {
+        "schema_version": schema_version,
+        "run_id": "r",
+        "suite": "ci-gpu",
+        "cell_id": cell_id,
+        "cell_hash": cell_hash,
+        "repeat": repeat,
+        "status": status,
+        "reason": None if status == "ok" else f"{status} in test",
+        "cell": {
+            "workload": {"name": cell_id.split("/")[0], "seq_len": seq_len},
+            "backend": "torch",
+            "axes": {"precision": "fp32", "accumulation": 1, "pruning": "none"},
+        },
+        "timing": None,
+        "metrics": None,
+        "memory": None,
+        "loss": None,
+        "telemetry": None,
+        "env": environment_section(
+            [H200] if gpus is None else gpus, driver, torch_version, cpu_model
+        ),
+    }
+    if status == "ok":
+        rec.update(measured_sections([TOKENS_PER_STEP / x for x in tokens_per_s or []], peak_bytes))
+    return {**rec, **extra}
+
+
+def environment_section(
+    gpus: list[str], driver: str | None, torch_version: str, cpu_model: str
+) -> dict[str, Any]:
+    framework = {
+        "framework": "torch",
+        "torch_version": torch_version,
+        "cuda_version": "12.4",
+        "gpus": [{"index": i, "name": g} for i, g in enumerate(gpus)],
+        "driver_version": driver,
+    }
+    host = {"cpu_model": cpu_model, "hlbench_version": "0.1.0", "hlbench_git": None}
+    return {"host": host, "framework": framework}
+
+
+def measured_sections(steps: list[float], peak_bytes: int | None) -> dict[str, Any]:
+    """timing, metrics, memory and loss of an ok record: two windows of the given step times."""
+    half = len(steps) // 2
+    return {
+        "timing": {
+            "window_step_times_s": [steps[:half], steps[half:]],
+            "steps_measured": len(steps),
+        },
+        "metrics": {
+            "tokens_per_step": TOKENS_PER_STEP,
+            "tokens_per_s": TOKENS_PER_STEP * len(steps) / sum(steps),
+        },
+        "memory": {"torch_cuda_max_allocated_bytes": peak_bytes, "host_peak_rss_bytes": 5 * 2**30},
+        "loss": {"excess_eval_loss_nats": 0.25},
+    }
+
+
+def write(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+STEADY = lognormal(60, 10_000.0, 0.02, seed=11)
