@@ -13,7 +13,7 @@ import pytest
 
 from hlbench.backends import TF, TORCH
 from hlbench.suite import load_suite
-from hlbench.techniques import precision
+from hlbench.techniques import precision, test_hooks
 from tests.helpers import build_trainer
 
 LEVELS = ["fp32", "bf16", "fp16", "bf16-pure"]
@@ -163,7 +163,7 @@ def _spec_shapes(cell):
 
 @pytest.mark.parametrize("backend", ["torch", "tf"])
 def test_fp16_skips_a_nonfinite_step_and_halves_the_scale(write_suite, monkeypatch, backend):
-    monkeypatch.setenv(precision.NONFINITE_STEP_ENV, "2")
+    monkeypatch.setenv(test_hooks.NONFINITE_STEP_ENV, "2")
     cell = _cell(write_suite, backend, "fp16")
     trainer = _trainer(cell)
     batches = _batches(cell, 6)
@@ -220,7 +220,7 @@ def test_label_and_dtypes_that_disagree_make_the_cell_an_error(
 
     cell = _cell(write_suite, backend, level)
     assert execute(cell)["status"] == "ok"  # the control: the same cell without the injection
-    monkeypatch.setenv(precision.MISMATCH_ENV, "1")
+    monkeypatch.setenv(test_hooks.PRECISION_MISMATCH_ENV, "1")
     result = execute(cell)
     assert result["status"] == "error", result.get("reason")
     assert result["error"]["type"] == "PrecisionViolation"

@@ -24,11 +24,12 @@ with the NumPy initial weights exactly.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from hlbench.techniques import test_hooks
 
 FLOAT32, BFLOAT16, FLOAT16 = "float32", "bfloat16", "float16"
 
@@ -117,16 +118,6 @@ LOSS_SCALE_GROWTH_FACTOR = 2.0
 LOSS_SCALE_BACKOFF_FACTOR = 0.5
 LOSS_SCALE_GROWTH_INTERVAL = 2000  # consecutive finite steps before the scale grows
 
-# Test-only hooks (read by both backends; never set them in a real run):
-# HLBENCH_TEST_PRECISION_MISMATCH=1 — the backend labels the cell with its precision but does not
-#   apply the compute dtype (fp32 compute for the reduced levels, bf16 for fp32), so the first
-# step's
-#   check must fail the cell as `error`.
-# HLBENCH_TEST_NONFINITE_STEP=k — the gradients of optimizer step k (0-based count of train_step
-#   calls) are made non-finite after backward, so fp16's loss scaling must skip that step.
-MISMATCH_ENV = "HLBENCH_TEST_PRECISION_MISMATCH"
-NONFINITE_STEP_ENV = "HLBENCH_TEST_NONFINITE_STEP"
-
 
 def level(name: str) -> Level:
     if name not in LEVELS:
@@ -172,23 +163,13 @@ def single_dtype(names: list[str]) -> str:
     return unique[0] if len(unique) == 1 else f"mixed({','.join(unique)})"
 
 
-def nonfinite_step() -> int | None:
-    """The test-only step whose gradients are made non-finite, or None (the normal case)."""
-    value = os.environ.get(NONFINITE_STEP_ENV, "").strip()
-    return int(value) if value else None
-
-
 def applied_dtypes(level: Level) -> tuple[str, str]:
     """(parameter, compute) dtype names a backend applies for `level`: the label's own, except under
     the test-only mismatch injection, which runs something else so the first-step check must
     fail."""
-    if not mismatch_injected():
+    if not test_hooks.precision_mismatch():
         return level.param, level.compute
     return FLOAT32, BFLOAT16 if level.compute == FLOAT32 else FLOAT32
-
-
-def mismatch_injected() -> bool:
-    return os.environ.get(MISMATCH_ENV, "") not in ("", "0")
 
 
 def round_to_storage(array: np.ndarray, dtype: str) -> np.ndarray:

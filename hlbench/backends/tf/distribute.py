@@ -39,7 +39,7 @@ from hlbench.backends.tf.strategies import STRATEGIES, Distribution, all_gather_
 from hlbench.backends.tf.trainer import TFTrainer
 from hlbench.cell import Cell
 from hlbench.data import Batch
-from hlbench.techniques import precision
+from hlbench.techniques import precision, test_hooks
 from hlbench.workloads import ModelSpec
 
 
@@ -56,7 +56,7 @@ def unsupported_reason(cell: Cell, level: precision.Level) -> str | None:
             "fp16's dynamic loss scaling is not implemented under tf.distribute "
             "(mirrored loss-scale state)"
         )
-    if precision.mismatch_injected() or precision.nonfinite_step() is not None:
+    if test_hooks.precision_mismatch() or test_hooks.nonfinite_step() is not None:
         return "the test-only precision hooks are single-device only"
     w, k = cell.workload, cell.axes["accumulation"]
     # a bad world size is rejected, with its name, by make_distribution

@@ -24,7 +24,7 @@ PrecisionViolation.
 
 Data parallel: hlbench.backends.tf.distribute subclasses this trainer (MirroredTFTrainer).
 
-Test-only hooks (never set them in a real run; see hlbench.techniques.precision):
+Test-only hooks (never set them in a real run; read in hlbench.techniques.test_hooks):
 - HLBENCH_TEST_PRECISION_MISMATCH=1: the level's dtypes are not applied (bf16 compute for fp32);
 - HLBENCH_TEST_NONFINITE_STEP=k: optimizer step k's gradients are made non-finite (the op exists in
   the graph only when the variable is set).
@@ -46,7 +46,7 @@ from hlbench.backends.tf.phases import PhaseProfiling
 from hlbench.backends.tf.trace import trace_steps
 from hlbench.cell import Cell
 from hlbench.data import Batch
-from hlbench.techniques import precision
+from hlbench.techniques import precision, test_hooks
 from hlbench.techniques import pruning as P
 from hlbench.techniques.driver import pruning_for
 from hlbench.workloads import ModelSpec
@@ -77,7 +77,7 @@ class TFTrainer(PhaseProfiling, Trainer):
         self.level = level
         self.observed: dict[str, Any] = {}
         self.steps = 0  # train_step calls so far
-        self._nonfinite_step = precision.nonfinite_step()  # test-only
+        self._nonfinite_step = test_hooks.nonfinite_step()
         with self._variable_scope():
             self._create_variables(cell, spec, weights)
         self._make_functions(cell)

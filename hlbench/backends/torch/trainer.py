@@ -14,7 +14,7 @@ global batch. Both wrappers *average* gradients over the W ranks, while the step
 rank's loss is multiplied by W before backward (exact for W a power of two). The step losses are
 summed over the ranks once, after the windows (no per-step sync).
 
-Test-only hooks (never set them in a real run; see hlbench.techniques.precision):
+Test-only hooks (never set them in a real run; read in hlbench.techniques.test_hooks):
 - HLBENCH_TEST_PRECISION_MISMATCH=1: the level's dtypes are not applied (bf16 autocast for fp32), so
   the first step's check must fail;
 - HLBENCH_TEST_NONFINITE_STEP=k: optimizer step k's gradients are made non-finite after backward.
@@ -38,7 +38,7 @@ from hlbench.backends.torch.observe import DtypeObserver
 from hlbench.cell import Cell
 from hlbench.data import IGNORE_INDEX, Batch
 from hlbench.profiling.phases import PhaseTimer
-from hlbench.techniques import precision
+from hlbench.techniques import precision, test_hooks
 from hlbench.workloads import ModelSpec
 
 
@@ -61,7 +61,7 @@ class TorchTrainer(Trainer):
         # steps the scaler skipped, counted on the device: no sync
         self._overflow_steps = torch.zeros((), device=device)
         self.steps = 0  # train_step calls so far
-        self._nonfinite_step = precision.nonfinite_step()  # test-only
+        self._nonfinite_step = test_hooks.nonfinite_step()
         self.compiled = bool(cell.axes.get("compile", False))
         self.observer = DtypeObserver(self.model, self.compiled)
         self.strategy = cell.launch.strategy if cell.launch else None
@@ -80,7 +80,7 @@ class TorchTrainer(Trainer):
         """The model with exactly the fp32 NumPy weights, on the device in the level's storage dtype
         (bf16-pure rounds them), float8 layers for fp8; sets the autocast dtype."""
         # Test-only: run other dtypes than the label says, so the check must catch it.
-        injected = precision.mismatch_injected()
+        injected = test_hooks.precision_mismatch()
         param_name, compute_name = precision.applied_dtypes(self.level)
         param_dtype, compute_dtype = amp.DTYPES[param_name], amp.DTYPES[compute_name]
         torch.manual_seed(cell.seed)
