@@ -43,7 +43,8 @@ from hlbench.cell import Cell
 from hlbench.data import IGNORE_INDEX, Batch
 from hlbench.errors import UsageError
 from hlbench.suite import load_suite
-from hlbench.worker.train import corpus_for, run_cell, train_batches
+from hlbench.worker.inputs import corpus_for, train_batches
+from hlbench.worker.train import run_cell
 from hlbench.workloads import ModelSpec, model_spec
 
 TARGET = 0.99
@@ -73,7 +74,7 @@ measurement:
   timeout_s: 1.0e9
   eval_batches: 1
 """
-# eval_batches is 1, not 0: a suite accepts 0, but hlbench.worker.train.eval_batches passes n=0 to
+# eval_batches is 1, not 0: a suite accepts 0, but hlbench.worker.inputs.eval_batches passes n=0 to
 # make_batches, which rejects it. The eval runs after the measured window: no figure here changes.
 
 

@@ -47,7 +47,8 @@ from hlbench.backends.tf.optim import AdamW, clip_by_global_norm
 from hlbench.backends.torch.backend import TorchBackend
 from hlbench.cell import Cell
 from hlbench.suite import load_suite
-from hlbench.worker.train import corpus_for, run_cell, train_batches
+from hlbench.worker.inputs import corpus_for, train_batches
+from hlbench.worker.train import run_cell
 from hlbench.workloads import model_spec
 
 TARGET = 0.99

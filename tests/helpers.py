@@ -44,34 +44,25 @@ def build_trainer(backend: Any, cell: Any, weights: dict[str, np.ndarray] | None
     return backend.build(cell, spec, precision.level(cell.axes["precision"]), weights)
 
 
-def suite_yaml(
-    workloads: list[dict[str, Any]] | None = None,
-    *,
-    name: str = "t",
-    backends: tuple[str, ...] = ("torch",),
-    device: str | None = "cpu",
-    axes: dict[str, Any] | None = None,
-    measurement: dict[str, Any] | None = None,
-    **extra: Any,
-) -> str:
-    """A suite file's text: a tiny gpt workload, fp32, one accumulation step and a short
-    measurement unless told otherwise; `extra` adds top-level keys (launcher, telemetry, ...)."""
-    suite: dict[str, Any] = {"name": name, "backends": list(backends)}
-    if device is not None:
-        suite["device"] = device
-    suite["workloads"] = workloads or [
-        {"model": "gpt", "size": "tiny", "seq_len": 8, "batch_size": 4}
-    ]
-    suite["axes"] = axes or {"precision": ["fp32"], "accumulation": [1]}
-    suite["measurement"] = {
-        "warmup_steps": 1,
-        "steps": 2,
-        "windows": 2,
-        "eval_batches": 1,
-        **(measurement or {}),
+TINY_WORKLOAD = {"model": "gpt", "size": "tiny", "seq_len": 8, "batch_size": 4}
+SHORT_MEASUREMENT = {"warmup_steps": 1, "steps": 2, "windows": 2, "eval_batches": 1}
+
+
+def suite_yaml(**sections: Any) -> str:
+    """A suite file's text, section by section in the order given (a value of None leaves the
+    section out); by default the torch backend on the CPU, a tiny gpt workload and a short
+    measurement. Leaf lists and mappings come out in flow style (`axes: {accumulation: [1, 2]}`), as
+    a person writes them, so a test may still `.replace()` one value."""
+    defaults: dict[str, Any] = {
+        "backends": ["torch"],
+        "device": "cpu",
+        "workloads": [TINY_WORKLOAD],
+        "measurement": SHORT_MEASUREMENT,
     }
-    suite.update(extra)
-    return yaml.safe_dump(suite, sort_keys=False, default_flow_style=None)
+    suite = {key: value for key, value in {**defaults, **sections}.items() if value is not None}
+    order = list(sections) + [key for key in defaults if key not in sections]
+    ordered = {key: suite[key] for key in order if key in suite}
+    return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None, width=1000)
 
 
 # ------------------------------------------------------------------------------------------------

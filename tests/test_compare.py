@@ -49,6 +49,7 @@ from tests.helpers import (
     lognormal_quantiles,
     record,
     run_cli,
+    suite_yaml,
     write,
 )
 
@@ -544,15 +545,21 @@ def test_compare_imports_no_framework(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # End to end on the CPU: a real slowdown through the documented test-only hook
 
-TINY_SUITE = """\
-name: e2e
-device: cpu
-backends: [torch]
-workloads:
-  - {model: gpt, size: tiny, seq_len: 16, batch_size: 4}
-axes: {precision: [fp32], accumulation: [1]}
-measurement: {warmup_steps: 2, steps: 10, windows: 2, budget_s: 30, timeout_s: 120, eval_batches: 1}
-"""
+TINY_SUITE = suite_yaml(
+    name="e2e",
+    device="cpu",
+    backends=["torch"],
+    workloads=[{"model": "gpt", "size": "tiny", "seq_len": 16, "batch_size": 4}],
+    axes={"precision": ["fp32"], "accumulation": [1]},
+    measurement={
+        "warmup_steps": 2,
+        "steps": 10,
+        "windows": 2,
+        "budget_s": 30,
+        "timeout_s": 120,
+        "eval_batches": 1,
+    },
+)
 DELAY_S = 0.05  # several times a tiny step on these CPUs: far above noise, so the test cannot flake
 
 

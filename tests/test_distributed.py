@@ -17,17 +17,16 @@ from hlbench.records import read_records
 from hlbench.suite import load_suite
 from hlbench.worker.measure import Timing
 from hlbench.worker.ranks import distributed_section, max_memory, slowest_timing
-from tests.helpers import run_cli
+from tests.helpers import run_cli, suite_yaml
 
-TORCH_SUITE = """\
-name: dp
-backends: [torch]
-device: cpu
-workloads:
-  - {model: gpt, size: tiny, batch_size: 8, variable_length: true}
-axes: {accumulation: [2]}
-measurement: {warmup_steps: 2, steps: 3, windows: 2, eval_batches: 1, timeout_s: 120}
-"""
+TORCH_SUITE = suite_yaml(
+    name="dp",
+    backends=["torch"],
+    device="cpu",
+    workloads=[{"model": "gpt", "size": "tiny", "batch_size": 8, "variable_length": True}],
+    axes={"accumulation": [2]},
+    measurement={"warmup_steps": 2, "steps": 3, "windows": 2, "eval_batches": 1, "timeout_s": 120},
+)
 LAUNCHER = "launcher: {nproc_per_node: 2, port: %d, torch: %s}\n"
 # fp32 rounding: the ranks' gradients are summed in another order than one device's
 # (measured ≤ 1e-6)

@@ -14,19 +14,21 @@ import pytest
 from hlbench.backends import TF, TORCH
 from hlbench.suite import load_suite
 from hlbench.techniques import precision, test_hooks
-from tests.helpers import build_trainer
+from tests.helpers import build_trainer, suite_yaml
 
 LEVELS = ["fp32", "bf16", "fp16", "bf16-pure"]
 
-SUITE = """\
-backends: [BACKEND]
-device: cpu
-workloads:
-  - {model: MODEL, size: tiny, seq_len: 32, batch_size: 8}
-axes: {precision: [fp32, tf32, bf16, fp16, bf16-pure, fp8], accumulation: [ACC]}
-optimizer: {lr: 1e-2}
-measurement: {warmup_steps: 1, steps: 2, windows: 1, eval_batches: 1}
-"""
+SUITE = suite_yaml(
+    backends=["BACKEND"],
+    device="cpu",
+    workloads=[{"model": "MODEL", "size": "tiny", "seq_len": 32, "batch_size": 8}],
+    axes={
+        "precision": ["fp32", "tf32", "bf16", "fp16", "bf16-pure", "fp8"],
+        "accumulation": ["ACC"],
+    },
+    optimizer={"lr": "1e-2"},
+    measurement={"warmup_steps": 1, "steps": 2, "windows": 1, "eval_batches": 1},
+)
 
 
 # ---------------------------------------------------------------- framework-free
@@ -118,7 +120,7 @@ def _trainer(cell):
 
 
 def _batches(cell, n: int):
-    from hlbench.worker.train import corpus_for, train_batches
+    from hlbench.worker.inputs import corpus_for, train_batches
 
     return train_batches(cell, corpus_for(cell), n)
 

@@ -11,15 +11,14 @@ import pytest
 from hlbench.profiling.categories import CATEGORIES, categorize, category_shares
 from hlbench.profiling.phases import HOST_BATCH
 from hlbench.suite import load_suite
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, run_cli, suite_yaml
 
-SUITE = """\
-backends: [BACKEND]
-device: cpu
-workloads:
-  - {model: gpt, size: tiny, seq_len: 32, batch_size: 8}
-measurement: {warmup_steps: 1, steps: 2, windows: 1, eval_batches: 1}
-"""
+SUITE = suite_yaml(
+    backends=["BACKEND"],
+    device="cpu",
+    workloads=[{"model": "gpt", "size": "tiny", "seq_len": 32, "batch_size": 8}],
+    measurement={"warmup_steps": 1, "steps": 2, "windows": 1, "eval_batches": 1},
+)
 
 
 @pytest.mark.parametrize(

@@ -15,27 +15,35 @@ from hlbench.errors import SkipCell  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
 from hlbench.techniques import pruning as P  # noqa: E402
 from hlbench.techniques.driver import PruningRun  # noqa: E402
-from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
+from hlbench.worker.inputs import corpus_for, train_batches  # noqa: E402
+from hlbench.worker.train import run_cell  # noqa: E402
 from hlbench.workloads import model_spec  # noqa: E402
-from tests.helpers import build_trainer  # noqa: E402
+from tests.helpers import build_trainer, suite_yaml  # noqa: E402
 
 BACKENDS = {"torch": TorchBackend, "tf": TFBackend}
-SUITE = """\
-backends: [torch, tf]
-device: cpu
-workloads:
-  - {model: gpt, size: tiny, seq_len: 16, batch_size: 4}
-  - {model: lstm, size: tiny, seq_len: 16, batch_size: 4}
-axes:
-  pruning: [magnitude, structured, "2:4", gradual, structured-shrink]
-pruning:
-  magnitude: {sparsity: 0.6}
-  structured: {sparsity: 0.5}
-  gradual: {method: magnitude, sparsity: 0.8, schedule: gradual,
-            start_step: 0, end_step: 6, every_steps: 2}
-  structured-shrink: {method: structured, sparsity: 0.5, shrink: true}
-measurement: {warmup_steps: 2, steps: 3, windows: 2, eval_batches: 1}
-"""
+SUITE = suite_yaml(
+    backends=["torch", "tf"],
+    device="cpu",
+    workloads=[
+        {"model": "gpt", "size": "tiny", "seq_len": 16, "batch_size": 4},
+        {"model": "lstm", "size": "tiny", "seq_len": 16, "batch_size": 4},
+    ],
+    axes={"pruning": ["magnitude", "structured", "2:4", "gradual", "structured-shrink"]},
+    pruning={
+        "magnitude": {"sparsity": 0.6},
+        "structured": {"sparsity": 0.5},
+        "gradual": {
+            "method": "magnitude",
+            "sparsity": 0.8,
+            "schedule": "gradual",
+            "start_step": 0,
+            "end_step": 6,
+            "every_steps": 2,
+        },
+        "structured-shrink": {"method": "structured", "sparsity": 0.5, "shrink": True},
+    },
+    measurement={"warmup_steps": 2, "steps": 3, "windows": 2, "eval_batches": 1},
+)
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,16 @@ import psutil
 import pytest
 
 from hlbench.records import SCHEMA_VERSION, read_records
-from tests.helpers import run_cli
+from tests.helpers import run_cli, suite_yaml
 
-FAULT_SUITE = """\
-name: faults
-backends: [fault]
-workloads:
-  - {model: gpt, size: tiny, seq_len: 8, batch_size: 60}
-axes:
-  accumulation: [1, 2, 3, 4, 5, 6]
-measurement: {warmup_steps: 1, steps: 2, windows: 2, timeout_s: 8, eval_batches: 1}
-"""
+FAULT_SUITE = suite_yaml(
+    name="faults",
+    backends=["fault"],
+    workloads=[{"model": "gpt", "size": "tiny", "seq_len": 8, "batch_size": 60}],
+    axes={"accumulation": [1, 2, 3, 4, 5, 6]},
+    measurement={"warmup_steps": 1, "steps": 2, "windows": 2, "timeout_s": 8, "eval_batches": 1},
+    device=None,
+)
 FAULTS = {"ga2": "hang", "ga3": "kill", "ga4": "oom", "ga5": "raise", "ga6": "exit"}
 
 

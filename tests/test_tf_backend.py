@@ -17,7 +17,8 @@ from hlbench.backends.tf.backend import TFBackend  # noqa: E402
 from hlbench.backends.torch.backend import TorchBackend  # noqa: E402
 from hlbench.data import IGNORE_INDEX  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
-from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
+from hlbench.worker.inputs import corpus_for, train_batches  # noqa: E402
+from hlbench.worker.train import run_cell  # noqa: E402
 from tests.helpers import REPO, build_trainer, run_cli  # noqa: E402
 
 SUITE = """\

@@ -64,7 +64,7 @@ backend.prepare(cell)
 trainers = []
 build = backend.build
 # keep the trainer for its weights
-backend.build = lambda c, w: trainers.append(build(c, w)) or trainers[-1]
+backend.build = lambda *args: trainers.append(build(*args)) or trainers[-1]
 result = run_cell(cell, backend)
 trainer = trainers[0]
 np.savez(sys.argv[2] + ".npz", **trainer.weights())

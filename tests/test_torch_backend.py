@@ -13,7 +13,8 @@ from hlbench.backends.torch.models import parameter_map  # noqa: E402
 from hlbench.backends.torch.trainer import TorchTrainer  # noqa: E402
 from hlbench.data import IGNORE_INDEX  # noqa: E402
 from hlbench.suite import load_suite  # noqa: E402
-from hlbench.worker.train import corpus_for, run_cell, train_batches  # noqa: E402
+from hlbench.worker.inputs import corpus_for, train_batches  # noqa: E402
+from hlbench.worker.train import run_cell  # noqa: E402
 from hlbench.workloads import model_spec  # noqa: E402
 from tests.helpers import build_trainer  # noqa: E402
 

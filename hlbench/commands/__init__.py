@@ -1,1 +1,1 @@
-"""Subcommands of `hlbench` beyond run/env, one module each (see hlbench.cli.COMMAND_MODULES)."""
+"""Subcommands of `hlbench` beyond env, one module each (see hlbench.cli.COMMAND_MODULES)."""

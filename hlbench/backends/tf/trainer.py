@@ -349,7 +349,7 @@ class TFTrainer(PhaseProfiling, Trainer):
         scale = self.loss_scale
         return {
             "device": self.device,
-            "optimizer_impl": "hlbench.tf_optim.AdamW (torch formula)",
+            "optimizer_impl": "hlbench.backends.tf.optim.AdamW (torch formula)",
             "param_dtype": self.params[0].dtype.name,
             "precision": self._applied(),
             "dtypes": dict(self.observed),  # observed at trace time and checked against the label
