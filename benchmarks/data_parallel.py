@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Data parallel against one process: scaling and agreement of the same cells, side by side in one
+r"""Data parallel against one process: scaling and agreement of the same cells, side by side in one
 run.
 
 Takes a suite with a `launcher:` and runs, through `hlbench run` (fresh workers, exactly as a suite
@@ -16,8 +16,9 @@ gain.
 A benchmark, not a test: exits 0 whatever the numbers (1 if a loss differs by more than 1e-4, since
 then the runs did not do the same work; 2 on bad arguments).
 
-    python benchmarks/data_parallel.py suites/ddp-cpu.yaml --torch ddp,fsdp --tf
-    mirrored,multi_worker hlbench report results-dp/ -o reports/ddp-cpu.md
+    python benchmarks/data_parallel.py suites/ddp-cpu.yaml \
+        --torch ddp,fsdp --tf mirrored,multi_worker
+    hlbench report results-dp/ -o reports/ddp-cpu.md
 """
 
 from __future__ import annotations

@@ -1,14 +1,13 @@
 """How long `hlbench report` takes over 10,000 records (target: under 5 s), and where the time goes.
 
-    python benchmarks/report_scale.py                  # 4 workloads × 2 backends × 3 precisions × 4
-    accumulations
-                                                       # × 3 pruning methods = 288 cells × 35
-                                                       repeats = 10,080 records
+    python benchmarks/report_scale.py          # 4 workloads × 2 backends × 3 precisions
+                                               # × 4 accumulations × 3 pruning methods
+                                               # = 288 cells × 35 repeats = 10,080 records
     python benchmarks/report_scale.py --repeats 4 --workloads 36   # wide: 2,592 cells × 4 repeats
 
-Records are synthetic (tests/data/make_fixtures.py's generator: 3 windows × 10 steps, full loss
-curves), written to a temporary directory; the report and its plots go there too. Not a test:
-timings depend on the machine.
+Records are clones of the committed fixture records, which the real writers produced
+(tests/data/scale.py varies their ids and numbers), written to a temporary directory; the report and
+its plots go there too. Not a test: timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -20,50 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.data import make_fixtures as fx  # noqa: E402  (the fixture generator, reused at scale)
-
-
-def synthetic_records(workloads: int, repeats: int) -> list[dict]:
-    rng = np.random.default_rng(0)
-    out = []
-    for w in range(workloads):
-        name = f"gpt-w{w:02d}"
-        fx.WORKLOADS[name] = {**fx.WORKLOADS["gpt-tiny"], "size": f"w{w}"}
-        for backend in ("torch", "tf"):
-            for precision in ("fp32", "bf16", "fp16"):
-                for accumulation in (1, 2, 4, 8):
-                    for pruning, sparsity in (("none", None), ("magnitude", 0.5), ("2:4", 0.5)):
-                        step = (
-                            0.02
-                            * fx.PRECISION_SLOWDOWN[backend][precision]
-                            * (1 + 0.05 * accumulation)
-                        )
-                        for repeat in range(repeats):
-                            out.append(
-                                fx.record(
-                                    rng,
-                                    run_id=fx.RUN_ID,
-                                    suite="scale",
-                                    workload=name,
-                                    backend=backend,
-                                    precision=precision,
-                                    accumulation=accumulation,
-                                    pruning=pruning,
-                                    repeat=repeat,
-                                    step_s=step,
-                                    mem_bytes=330e6 / accumulation**0.3,
-                                    sparsity=sparsity,
-                                    excess=3.6
-                                    + (0.1 if sparsity else 0.0)
-                                    + fx.PRECISION_LOSS[precision],
-                                )
-                            )
-    return out
+from tests.data.scale import synthetic_records  # noqa: E402  (clones of real fixture records)
 
 
 def main() -> None:

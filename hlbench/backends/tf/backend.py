@@ -139,7 +139,7 @@ class TFBackend(Backend):
     ) -> TFTrainer:
         """A trainer on mirrored variables (hlbench.backends.tf.distribute); SkipCell with the
         reason for what does not run under a strategy."""
-        reason = distribute.unsupported_reason(cell, level)
+        reason = distribute.unsupported_reason(cell)
         if reason:
             raise SkipCell(reason)
         self.prepare(cell)  # the worker has called it already; in-process callers may not have

@@ -43,7 +43,7 @@ from hlbench.techniques import precision, test_hooks
 from hlbench.workloads import ModelSpec
 
 
-def unsupported_reason(cell: Cell, level: precision.Level) -> str | None:
+def unsupported_reason(cell: Cell) -> str | None:
     """Why a data-parallel cell cannot run in this backend, or None."""
     strategy = cell.launch.strategy if cell.launch else None
     if strategy not in STRATEGIES:
@@ -51,7 +51,7 @@ def unsupported_reason(cell: Cell, level: precision.Level) -> str | None:
             f"launch strategy {strategy!r} is not a TensorFlow one; "
             f"choose from {', '.join(STRATEGIES)}"
         )
-    if level.loss_scaling:
+    if precision.level(cell.axes["precision"]).loss_scaling:
         return (
             "fp16's dynamic loss scaling is not implemented under tf.distribute "
             "(mirrored loss-scale state)"
