@@ -84,6 +84,7 @@ def test_cpu_workflow_runs_the_readme_commands_through_ci_run():
     install = re.search(r"^python -m venv \.venv && .* && (pip install .*)$", readme, re.M)
     assert install and install.group(1) in ci_run
     assert "python -m pytest" in readme and "python -m pytest" in ci_run
+    assert "ruff check ." in readme and "ruff check ." in ci_run  # lint, as a user runs it
 
 
 def test_gpu_workflow_structure():
