@@ -36,7 +36,8 @@ from hlbench.records import environment as env
 from hlbench.records import fields as f
 from hlbench.records import identity as ident
 from hlbench.records import memory
-from hlbench.records.jsonl import check_schema, read_records
+from hlbench.records.jsonl import check_schema
+from hlbench.records.shape import read_usable
 
 if TYPE_CHECKING:  # pandas is imported lazily so `import hlbench.results` stays cheap
     import pandas as pd
@@ -96,18 +97,15 @@ def load_all(paths: Sequence[Path]) -> Results:
     cell_records: list[tuple[Path, dict[str, Any]]] = []
     parity_rows: list[dict[str, Any]] = []
     for path in files:
-        for line, record in enumerate(read_records(path), start=1):
+        usable = read_usable(path)  # malformed records are skipped, with a warning
+        for line, record in zip(usable.lines, usable.records):
             check_schema(path, line, record)
             kind = ident.kind(record)
             if kind == "parity":
                 parity_rows.extend(_parity_rows(record, path))
             elif kind == "cell":
                 cell_records.append((path, record))
-            elif kind != "follower":  # a follower: the cell's figures are in node 0's record
-                raise UsageError(
-                    f"{path}: line {line}: unknown record kind {kind!r} (expected 'cell', 'parity' "
-                    "or 'follower')"
-                )
+            # a follower: the cell's figures are in node 0's record
     rows = [
         _cell_row(record, path)
         for path, record in ident.current(cell_records, lambda item: item[1])
@@ -309,17 +307,23 @@ def _telemetry_memory(record: dict[str, Any], records_path: Path) -> dict[str, A
     the worker's RSS where there is no GPU). Empty arrays when there are no samples."""
     empty = {"telemetry_mem_t_s": np.empty(0), "telemetry_mem_bytes": np.empty(0)}
     rel = f.telemetry_samples_path(record)
-    if not rel or not (records_path.parent / rel).is_file():
+    # only a file beside the records (as the writer puts it), never a path out of their directory
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return empty
+    if not (records_path.parent / rel).is_file():
         return empty
     windows = f.window_monotonic_s(record)
     t0 = windows[0][0] if windows and windows[0] else 0.0
     times, values = [], []
-    with open(records_path.parent / rel, newline="") as file:
-        for sample in csv.DictReader(file):
-            value = sample.get("gpu_mem_used_bytes") or sample.get("host_rss_bytes")
-            if value:
-                times.append(float(sample["t_monotonic_s"]) - t0)
-                values.append(float(value))
+    try:
+        with open(records_path.parent / rel, newline="", encoding="utf-8") as file:
+            for sample in csv.DictReader(file):
+                value = sample.get("gpu_mem_used_bytes") or sample.get("host_rss_bytes")
+                if value:
+                    times.append(float(sample["t_monotonic_s"]) - t0)
+                    values.append(float(value))
+    except (OSError, ValueError, KeyError, TypeError, csv.Error):  # a damaged samples file
+        return empty
     return {
         "telemetry_mem_t_s": np.array(times, dtype=np.float64),
         "telemetry_mem_bytes": np.array(values, dtype=np.float64),

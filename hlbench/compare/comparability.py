@@ -26,7 +26,7 @@ from typing import Any
 from hlbench.errors import UsageError
 from hlbench.records import environment as env
 from hlbench.records import identity
-from hlbench.records.jsonl import read_records
+from hlbench.records.shape import read_usable
 
 # Environment fields compared, in the order differences are reported.
 ENV_FIELDS = (
@@ -70,9 +70,10 @@ def records_file(path: Path) -> Path:
 
 
 def load_run(path: Path) -> Run:
-    """A run's current cell records (hlbench.records.identity); a torn last line is ignored."""
+    """A run's current cell records (hlbench.records.identity); a torn last line is ignored, and
+    so are malformed records (hlbench.records.shape, with a warning)."""
     file = records_file(path)
-    records = identity.current_records(read_records(file, repair=False))
+    records = identity.current_records(read_usable(file).records)
     if not records:
         raise UsageError(f"{file}: holds no cell records")
     return Run(file, records)

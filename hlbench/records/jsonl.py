@@ -42,7 +42,7 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     for number, line in enumerate(lines, start=1):
         try:
             records.append(json.loads(line))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting too deep to parse
             raise UsageError(
                 f"{path}: line {number} is not a JSON record; the file is damaged"
             ) from None
@@ -51,7 +51,7 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
         try:  # a whole record whose newline was not written yet still counts
             records.append(json.loads(tail))
             torn = False
-        except ValueError:
+        except (ValueError, RecursionError):
             torn = True
         if repair:
             _repair_tail(path, good_end, tail, torn)

@@ -1,0 +1,277 @@
+"""The shape of a record: what every records tool (report, table, compare, baseline) checks before
+it reads one, so that the accessors (identity, fields, memory, environment) only ever see the types
+they expect.
+
+`SPEC` names only the fields the tools read, with their JSON types; other fields are not checked.
+Any field may be null or absent unless its name ends in "!" (required). A record that is not a JSON
+object, or whose fields have the wrong type, is malformed: `read_usable` skips it and says so on
+stderr (a count and the first lines), and refuses the file (one line) when nothing usable is left.
+A record without a readable `schema_version` is malformed too, and a file where no record has one
+is not an hlbench records file: every tool refuses it alike (which version a tool reads is its own
+check: hlbench.records.jsonl.check_schema).
+
+Messages name the field and the type found, never the value: a hostile file cannot make them long.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from hlbench import __version__
+from hlbench.errors import UsageError
+from hlbench.records.identity import KINDS
+from hlbench.records.jsonl import SCHEMA_VERSION, STATUSES, read_records
+
+# Leaves: "str", "int", "num" (int or float, finite or not), "bool", "object" (any JSON object),
+# "scalars" (an object of strings, numbers, booleans and nulls), "any". A trailing "?" on a list's
+# element spec allows null elements. A dict is an object of those keys; a one-element list an
+# array of that element.
+Spec = Any
+
+_GPU = {"name": "str"}
+_ENV = {
+    "host": {"cpu_model": "str", "hlbench_version": "str", "hlbench_git": {"commit": "str"}},
+    "framework": {
+        "framework": "str",
+        "driver_version": "str",
+        "torch_version": "str",
+        "tensorflow_version": "str",
+        "cuda_version": "str",
+        "cudnn_version": "str",
+        "gpus": [_GPU],
+    },
+}
+_CELL = {
+    "workload": {
+        "name": "str",
+        "spec": {"model": "str", "size": "str"},
+        "global_batch": "int",
+        "micro_batch": "int",
+        "seq_len": "int",
+        "hold": "str",
+    },
+    "backend": "str",
+    "device": "str",
+    "axes": "scalars",
+    "launch": {"strategy!": "str", "world_size!": "int", "nnodes": "int", "nproc_per_node": "int"},
+}
+_CHECK = {
+    "name": "str",
+    "passed": "bool",
+    "rel_diff": "num",
+    "tolerance": "num",
+    "detail": "str",
+    "values": "object",
+}
+
+SPEC: dict[str, Spec] = {
+    "kind": "str",
+    "status": "str",
+    "reason": "str",
+    "run_id": "str",
+    "suite": "str",
+    "cell_id": "str",
+    "cell_hash": "str",
+    "repeat": "int",
+    "started_at": "str",
+    "worker_wall_s": "num",
+    "cell": _CELL,
+    "timing": {
+        "window_step_times_s": [["num?"]],
+        "window_monotonic_s": [["num"]],
+        "steps_measured": "int",
+        "steps_planned": "int",
+        "budget_hit": "bool",
+        "startup_s": "num",
+    },
+    "metrics": {"tokens_per_step": "num", "tokens_per_s": "num", "mfu": "num"},
+    "loss": {"train_loss_per_step": ["num?"], "final_train_loss": "num", "eval_loss": "num"},
+    "memory": {"framework_memory_reason": "str", "host_peak_rss_bytes": "num"},
+    "telemetry": {"derived": "object", "samples_path": "str"},
+    "backend_info": {
+        "device": "str",
+        "flops_per_token": "num",
+        "n_params": "int",
+        "pruning": "object",
+        "loss_scale_final": "num",
+        "overflow_skipped_steps": "int",
+    },
+    "profile": {
+        "phase_shares": "object",
+        "category_shares": "object",
+        "step_s": "num",
+        "trace_path": "str",
+    },
+    "env": _ENV,
+    # parity records
+    "workload": "str",
+    "precision": "str",
+    "backends": ["str"],
+    "passed": "bool",
+    "checks": [_CHECK],
+}
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+_WANTED = {
+    "str": "a string",
+    "int": "an integer",
+    "num": "a number",
+    "bool": "a boolean",
+    "object": "an object",
+    "scalars": "an object of scalars",
+}
+_INT_LIMIT = 2**63  # what NumPy's int64 columns hold
+_FLOAT_LIMIT = 2**1023  # a larger integer does not convert to a float
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a number"
+    return _JSON_TYPES.get(type(value), "a value")
+
+
+def _leaf_ok(spec: str, value: Any) -> bool:
+    if spec == "any":
+        return True
+    if spec == "str":
+        return isinstance(value, str)
+    if spec == "bool":
+        return isinstance(value, bool)
+    if spec in ("object", "scalars"):
+        return isinstance(value, dict) and (
+            spec == "object"
+            or all(
+                v is None or isinstance(v, (str, bool)) or _leaf_ok("num", v)
+                for v in value.values()
+            )
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if spec == "int":
+        return isinstance(value, int) and -_INT_LIMIT < value < _INT_LIMIT
+    return isinstance(value, float) or -_FLOAT_LIMIT < value < _FLOAT_LIMIT
+
+
+def _problem(spec: Spec, value: Any, where: str) -> str | None:
+    """Where `value` departs from `spec`, in a few words; None when it conforms."""
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return f"{where}: expected an object, got {_json_type(value)}"
+        for name, sub in spec.items():
+            key = name.rstrip("!")
+            field = value.get(key)
+            at = f"{where}.{key}" if where else key
+            if field is None:
+                if name.endswith("!"):
+                    return f"{at}: missing"
+                continue
+            found = _problem(sub, field, at)
+            if found:
+                return found
+        return None
+    if isinstance(spec, list):
+        if not isinstance(value, list):
+            return f"{where}: expected an array, got {_json_type(value)}"
+        element = spec[0]
+        nullable = isinstance(element, str) and element.endswith("?")
+        element = element.rstrip("?") if nullable else element
+        for index, item in enumerate(value):
+            if item is None and nullable:
+                continue
+            found = _problem(element, item, f"{where}[{index}]")
+            if found:
+                return found
+        return None
+    if _leaf_ok(spec, value):
+        return None
+    return f"{where}: expected {_WANTED[spec]}, got {_json_type(value)}"
+
+
+def problem(record: Any) -> str | None:
+    """Why `record` is malformed (a few words naming the field); None when its shape is right."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {_json_type(record)}"
+    if not has_version(record):
+        return "no schema_version"
+    found = _problem(SPEC, record, "")
+    if found:
+        return found
+    kind = record.get("kind", "cell")
+    if kind not in KINDS:
+        return f"unknown record kind (expected {', '.join(KINDS)})"
+    if kind == "cell":
+        for name in ("cell_hash", "status"):
+            if record.get(name) is None:
+                return f"{name}: missing"
+        if record["status"] not in STATUSES:
+            return f"status: not one of {', '.join(STATUSES)}"
+    return None
+
+
+def has_version(record: Any) -> bool:
+    """Whether `record` is an object with a readable (integer) schema version."""
+    version = record.get("schema_version") if isinstance(record, dict) else None
+    return isinstance(version, int) and not isinstance(version, bool)
+
+
+@dataclass(frozen=True)
+class Usable:
+    """A file's well-formed records, with their line numbers, and the malformed ones left out."""
+
+    lines: list[int]
+    records: list[dict[str, Any]]
+    skipped: list[tuple[int, str]]  # (line, why)
+
+
+def check_records(path: Path, records: list[Any]) -> Usable:
+    """`records` (a file's, in order) split into well-formed and malformed (see the module doc)."""
+    lines: list[int] = []
+    good: list[dict[str, Any]] = []
+    skipped: list[tuple[int, str]] = []
+    for line, record in enumerate(records, start=1):
+        why = problem(record)
+        if why:
+            skipped.append((line, why))
+        else:
+            lines.append(line)
+            good.append(record)
+    return Usable(lines, good, skipped)
+
+
+def skip_note(path: Path, skipped: list[tuple[int, str]], shown: int = 2) -> str:
+    """'skipped 3 malformed records in FILE: line 4: ...; line 7: ...; ...', bounded in length."""
+    noun = "record" if len(skipped) == 1 else "records"
+    where = "; ".join(f"line {line}: {why[:80]}" for line, why in skipped[:shown])
+    more = "; ..." if len(skipped) > shown else ""
+    return f"skipped {len(skipped)} malformed {noun} in {_short(path)}: {where}{more}"
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 80 else "..." + text[-77:]
+
+
+def read_usable(path: Path, err: TextIO | None = None) -> Usable:
+    """A records file's well-formed records; malformed ones are skipped with a warning on `err`
+    (stderr), and a file where nothing usable is left is refused with one line."""
+    records = read_records(path)
+    usable = check_records(path, records)
+    if usable.skipped:
+        if not any(map(has_version, records)):
+            raise UsageError(
+                f"{_short(path)}: no schema_version in any record; not an hlbench records file "
+                f"(hlbench {__version__} reads schema version {SCHEMA_VERSION})"
+            )
+        if not usable.records:
+            first_line, why = usable.skipped[0]
+            raise UsageError(
+                f"{_short(path)}: no usable records ({len(usable.skipped)} malformed; line "
+                f"{first_line}: {why[:80]})"
+            )
+        print(f"hlbench: warning: {skip_note(path, usable.skipped)}", file=err or sys.stderr)
+    return usable
