@@ -41,7 +41,7 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     records = []
     for number, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
+            records.append(json.loads(line.decode("utf-8")))  # JSON lines are UTF-8
         except (ValueError, RecursionError):  # RecursionError: nesting too deep to parse
             raise UsageError(
                 f"{path}: line {number} is not a JSON record; the file is damaged"
@@ -49,7 +49,7 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     if tail:
         good_end = len(data) - len(tail)
         try:  # a whole record whose newline was not written yet still counts
-            records.append(json.loads(tail))
+            records.append(json.loads(tail.decode("utf-8")))
             torn = False
         except (ValueError, RecursionError):
             torn = True

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from hlbench import __version__
 from hlbench.errors import UsageError
 from hlbench.records.identity import KINDS
-from hlbench.records.jsonl import SCHEMA_VERSION, STATUSES, read_records
+from hlbench.records.jsonl import SCHEMA_VERSION, STATUSES, check_schema, read_records
 
 # Leaves: "str", "int", "num" (int or float, finite or not), "bool", "object" (any JSON object),
 # "scalars" (an object of strings, numbers, booleans and nulls), "any". A trailing "?" on a list's
@@ -228,12 +228,16 @@ class Usable:
     skipped: list[tuple[int, str]]  # (line, why)
 
 
-def check_records(path: Path, records: list[Any]) -> Usable:
-    """`records` (a file's, in order) split into well-formed and malformed (see the module doc)."""
+def check_records(path: Path, records: list[Any], this_version: bool = False) -> Usable:
+    """`records` (a file's, in order) split into well-formed and malformed (see the module doc);
+    with `this_version`, a record of another schema version is refused first (its shape may be
+    another)."""
     lines: list[int] = []
     good: list[dict[str, Any]] = []
     skipped: list[tuple[int, str]] = []
     for line, record in enumerate(records, start=1):
+        if this_version and has_version(record):
+            check_schema(path, line, record)
         why = problem(record)
         if why:
             skipped.append((line, why))
@@ -256,11 +260,12 @@ def _short(path: Path) -> str:
     return text if len(text) <= 80 else "..." + text[-77:]
 
 
-def read_usable(path: Path, err: TextIO | None = None) -> Usable:
+def read_usable(path: Path, this_version: bool = False, err: TextIO | None = None) -> Usable:
     """A records file's well-formed records; malformed ones are skipped with a warning on `err`
-    (stderr), and a file where nothing usable is left is refused with one line."""
+    (stderr), and a file where nothing usable is left is refused with one line. `this_version`:
+    see check_records."""
     records = read_records(path)
-    usable = check_records(path, records)
+    usable = check_records(path, records, this_version)
     if usable.skipped:
         if not any(map(has_version, records)):
             raise UsageError(
