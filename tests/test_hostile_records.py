@@ -208,3 +208,47 @@ def test_hostile_but_well_formed_values_are_read(
     code, out = _run(tool, path, tmp_path, capsys)
     assert code in (0, 1, 3), out.err
     assert "malformed" not in out.err and "Traceback" not in out.err
+
+
+@pytest.mark.parametrize("name", ["array", "only-schema-version", "windows-flat", "gpus-string"])
+def test_baseline_save_skips_malformed_records_or_refuses(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base_dir = tmp_path / "baselines"
+    usable, unusable = tmp_path / "usable.jsonl", tmp_path / "unusable.jsonl"
+    usable.write_text(_with_bad(name))
+    unusable.write_text(_only_bad(name))
+    save = ["baseline", "save", "--name", "b", "--dir", str(base_dir)]
+    assert main([*save, str(usable)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 malformed record in" in err and "Traceback" not in err
+    stored = (base_dir / "b" / "records.jsonl").read_text().splitlines()
+    assert all(problem(json.loads(line)) is None for line in stored) and len(stored) == 2
+    for argv in ([*save, str(unusable)], ["baseline", "name", str(unusable)]):
+        code = main(argv)
+        _assert_one_line_error(code, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        "[1, 2]",
+        '{"environment": "linux", "saved_at": "../../escape"}',
+        '{"environment": {"gpu_models": 3}, "cells": 7}',
+        "[" * 100_000,
+    ],
+)
+def test_baseline_show_survives_a_damaged_baseline_json(
+    meta: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base_dir = tmp_path / "baselines"
+    records = tmp_path / "run.jsonl"
+    records.write_text(_line(_good()))
+    save = ["baseline", "save", str(records), "--name", "b", "--dir", str(base_dir)]
+    assert main(save) == 0
+    (base_dir / "b" / "baseline.json").write_text(meta)
+    assert main(["baseline", "show", "b", "--dir", str(base_dir)]) == 0
+    assert main(save) == 0  # the damaged version moves to history/, under a safe name
+    assert sorted(p.name for p in (base_dir / "b" / "history").iterdir()) == ["previous"]
+    assert not (tmp_path / "escape").exists()
+    assert "Traceback" not in capsys.readouterr().err

@@ -113,7 +113,9 @@ def save(
         if (target / HISTORY_NAME).exists():
             shutil.move(str(target / HISTORY_NAME), str(history))
         history.mkdir(exist_ok=True)
-        stamp = str(old.get("saved_at") or "previous")
+        stamp = str(old.get("saved_at") or "")
+        if not _NAME_RE.match(stamp) or not stamp.strip("."):  # a damaged or hostile baseline.json
+            stamp = "previous"
         previous = history / stamp
         for n in range(1, 1000):  # two promotions within one second: keep both
             if not previous.exists():
@@ -129,10 +131,20 @@ def save(
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
+    """baseline.json's fields; a field of the wrong type (a damaged file) is left out."""
     try:
-        return json.loads((path / META_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        meta = json.loads((path / META_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return {}
+    if not isinstance(meta, dict):
+        return {}
+    env = meta.get("environment")
+    if env is not None and not (
+        isinstance(env, dict)
+        and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in env.values())
+    ):
+        meta.pop("environment")
+    return {k: v for k, v in meta.items() if k != "cells" and k != "path"}
 
 
 def find(name: str, directory: Path) -> Path:
