@@ -36,7 +36,7 @@ from hlbench.records import environment as env
 from hlbench.records import fields as f
 from hlbench.records import identity as ident
 from hlbench.records import memory
-from hlbench.records.shape import read_usable
+from hlbench.records.shape import read_usable, skip_note
 
 if TYPE_CHECKING:  # pandas is imported lazily so `import hlbench.results` stays cheap
     import pandas as pd
@@ -59,6 +59,7 @@ class Results:
     cells: pd.DataFrame  # one row per (cell, repeat)
     parity: pd.DataFrame  # one row per parity check
     files: tuple[Path, ...]  # the records files read, in order
+    skipped: tuple[str, ...] = ()  # per file with malformed records: what was skipped (a note)
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
@@ -95,9 +96,11 @@ def load_all(paths: Sequence[Path]) -> Results:
     files = expand_paths(paths)
     cell_records: list[tuple[Path, dict[str, Any]]] = []
     parity_rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for path in files:
         # another schema version is refused; malformed records are skipped, with a warning
         usable = read_usable(path, this_version=True)
+        skipped.extend([skip_note(Path(path.name), usable.skipped)] if usable.skipped else [])
         for record in usable.records:
             kind = ident.kind(record)
             if kind == "parity":
@@ -116,7 +119,7 @@ def load_all(paths: Sequence[Path]) -> Results:
             row.setdefault("parallel", "single")
     cells = pd.DataFrame(rows, columns=_cell_columns(rows))
     parity = pd.DataFrame(parity_rows, columns=PARITY_COLUMNS)
-    return Results(cells=cells, parity=parity, files=tuple(files))
+    return Results(cells=cells, parity=parity, files=tuple(files), skipped=tuple(skipped))
 
 
 # --------------------------------------------------------------------------------------------------

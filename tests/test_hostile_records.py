@@ -166,6 +166,9 @@ def test_malformed_record_is_skipped_with_a_count(
     assert len(warnings) == 1 and "skipped 1 malformed record in" in warnings[0], out.err
     assert "line 2: " in warnings[0] and len(warnings[0]) <= 200, warnings[0]
     assert "Traceback" not in out.err
+    if tool == "report":  # the report says so too
+        text = (tmp_path / "report.md").read_text()
+        assert "- **Skipped:** skipped 1 malformed record in run.jsonl: line 2: " in text
 
 
 @pytest.mark.parametrize("tool", TOOLS)

@@ -35,8 +35,13 @@ def _distinct(values: Iterable[Any]) -> list[str]:
 
 
 def header(
-    df: pd.DataFrame, parity: pd.DataFrame, cells: pd.DataFrame, files: Sequence[str]
+    df: pd.DataFrame,
+    parity: pd.DataFrame,
+    cells: pd.DataFrame,
+    files: Sequence[str],
+    skipped: Sequence[str] = (),
 ) -> list[str]:
+    """Title, suite, runs, dates, records (and malformed ones skipped), environment."""
     suites = _distinct([*df["suite"], *parity["suite"]])
     runs = _distinct([*df["run_id"], *parity["run_id"]])
     dates = _distinct(df["started_at"])
@@ -50,6 +55,7 @@ def header(
         f"- **Records:** {len(df)} cell record(s) ({len(cells)} cells, "
         f"{int((cells['n_ok'] > 0).sum())} with an ok run), {len(parity)} parity check(s), from "
         f"{', '.join(sorted(files))}",
+        *(f"- **Skipped:** {note}" for note in skipped),
         "",
         "## Environment",
         "",
