@@ -157,29 +157,41 @@ def _leaf_ok(spec: str, value: Any) -> bool:
     return isinstance(value, float) or -_FLOAT_LIMIT < value < _FLOAT_LIMIT
 
 
-def _problem(spec: Spec, value: Any, where: str) -> str | None:
-    """Where `value` departs from `spec`, in a few words; None when it conforms."""
+def _compile(spec: Spec) -> tuple[Any, ...]:
+    """A spec as nodes: ("obj", ((key, required, node), ...)), ("list", node, nullable) or
+    ("leaf", name): no string handling left for the per-record check."""
     if isinstance(spec, dict):
-        if not isinstance(value, dict):
+        fields = tuple((n.rstrip("!"), n.endswith("!"), _compile(sub)) for n, sub in spec.items())
+        return ("obj", fields)
+    if isinstance(spec, list):
+        nullable = isinstance(spec[0], str) and spec[0].endswith("?")
+        return ("list", _compile(spec[0].rstrip("?") if nullable else spec[0]), nullable)
+    return ("leaf", spec)
+
+
+def _problem(node: tuple[Any, ...], value: Any, where: str) -> str | None:
+    """Where `value` departs from the spec `node`, in a few words; None when it conforms."""
+    if node[0] == "obj":
+        if type(value) is not dict:
             return f"{where}: expected an object, got {_json_type(value)}"
-        for name, sub in spec.items():
-            key = name.rstrip("!")
+        for key, required, sub in node[1]:
             field = value.get(key)
-            at = f"{where}.{key}" if where else key
             if field is None:
-                if name.endswith("!"):
-                    return f"{at}: missing"
+                if required:
+                    return f"{where}.{key}: missing" if where else f"{key}: missing"
                 continue
-            found = _problem(sub, field, at)
+            if sub[0] == "leaf" and type(field) in _FAST.get(sub[1], ()):
+                continue  # the common case, without building the field's name
+            found = _problem(sub, field, f"{where}.{key}" if where else key)
             if found:
                 return found
         return None
-    if isinstance(spec, list):
-        if not isinstance(value, list):
+    if node[0] == "list":
+        if type(value) is not list:
             return f"{where}: expected an array, got {_json_type(value)}"
-        element = spec[0]
-        nullable = isinstance(element, str) and element.endswith("?")
-        element = element.rstrip("?") if nullable else element
+        element, nullable = node[1], node[2]
+        if element == ("leaf", "num") and all(type(item) is float for item in value):
+            return None  # the common case (step times, losses), checked fast
         for index, item in enumerate(value):
             if item is None and nullable:
                 continue
@@ -187,9 +199,14 @@ def _problem(spec: Spec, value: Any, where: str) -> str | None:
             if found:
                 return found
         return None
-    if _leaf_ok(spec, value):
+    if _leaf_ok(node[1], value):
         return None
-    return f"{where}: expected {_WANTED[spec]}, got {_json_type(value)}"
+    return f"{where}: expected {_WANTED[node[1]]}, got {_json_type(value)}"
+
+
+# Types that always conform to a leaf (ints are range-checked, objects looked into: not here).
+_FAST: dict[str, tuple[type, ...]] = {"str": (str,), "num": (float,), "bool": (bool,), "any": ()}
+_SPEC = _compile(SPEC)
 
 
 def problem(record: Any) -> str | None:
@@ -198,7 +215,7 @@ def problem(record: Any) -> str | None:
         return f"not a JSON object but {_json_type(record)}"
     if not has_version(record):
         return "no schema_version"
-    found = _problem(SPEC, record, "")
+    found = _problem(_SPEC, record, "")
     if found:
         return found
     kind = record.get("kind", "cell")
