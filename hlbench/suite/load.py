@@ -185,7 +185,8 @@ def resolve_data(path: Path, index: int, w: WorkloadConfig, spec: workloads.Mode
     data: DataRef
     if isinstance(w.data, BytesDataConfig):
         file = (path.parent / w.data.path).resolve()
-        data = BytesData(path=str(file), sha256=hash_data_file(f"{key}.path", file))
+        digest = hash_data_file(f"{key}.path", file, w.data.path)
+        data = BytesData(path=str(file), sha256=digest)
     else:
         data = MarkovData(vocab=w.data.vocab or spec.vocab_size, branching=w.data.branching)
     try:  # the corpus checks its own parameters (and a byte file's size against seq_len)
@@ -195,16 +196,16 @@ def resolve_data(path: Path, index: int, w: WorkloadConfig, spec: workloads.Mode
     return data
 
 
-def hash_data_file(key: str, file: Path) -> str:
+def hash_data_file(key: str, file: Path, written: str) -> str:
     """The sha256 of a byte corpus, read in chunks; a file that is missing, not a regular file or
-    larger than MAX_DATA_BYTES is a UsageError saying which."""
-    shown = str(file) if len(str(file)) <= 60 else "..." + str(file)[-57:]
+    larger than MAX_DATA_BYTES is a UsageError saying which (naming the file as `written`)."""
+    shown = written if len(written) <= 40 else "..." + written[-37:]
     try:
         info = file.stat()
         if not stat.S_ISREG(info.st_mode):
             raise UsageError(f"{key}: {shown} is {file_kind(info.st_mode)}, not a regular file")
         if info.st_size > MAX_DATA_BYTES:
-            raise UsageError(f"{key}: {shown} has {info.st_size} bytes; the limit is 1 GiB")
+            raise UsageError(f"{key}: {shown} is over 1 GiB ({info.st_size} bytes)")
         digest = hashlib.sha256()
         with file.open("rb") as f:
             while chunk := f.read(1 << 20):
