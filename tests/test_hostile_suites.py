@@ -142,6 +142,18 @@ CASES: dict[str, tuple[bytes | Maker, list[str]]] = {
     "markov chain too big": (dump(workload(vocab_size=1 << 18)), ["vocab × branching"]),
     "ranks 10^30": (dump(suite(launcher={"nproc_per_node": 10**30})), ["nproc_per_node"]),
     "device cuda:10^30": (dump(suite(device=f"cuda:{10**30}")), ["device"]),
+    "a matrix of 10^12 cells": (
+        dump(
+            suite(
+                axes={
+                    "accumulation": list(range(1, 1001)),
+                    "pruning": [f"p{i}" for i in range(1000)],
+                },
+                workloads=[{**TINY_WORKLOAD, "name": f"w{i}"} for i in range(1000)],
+            )
+        ),
+        ["cells"],
+    ),
     # names that are not one safe path component
     "name .": (dump(suite(name=".")), ["name", "only dots"]),
     "name ..": (dump(suite(name="..")), ["name", "only dots"]),

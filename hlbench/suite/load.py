@@ -20,7 +20,7 @@ from hlbench.axes import AUGMENTATION_METHODS, AXIS_NAMES, PRUNING_METHODS
 from hlbench.cell import BytesData, Cell, DataRef, MarkovData
 from hlbench.data import make_corpus
 from hlbench.errors import UsageError
-from hlbench.suite.expand import expand
+from hlbench.suite.expand import check_size, expand
 from hlbench.suite.schema import (
     Augmentation,
     BytesDataConfig,
@@ -87,6 +87,7 @@ def validate(raw: Any, path: Path, sha256: str) -> Suite:
     except ValidationError as exc:
         raise UsageError(f"{path}: {first_error(exc)}") from None
     check_name(path, config)
+    check_size(path, config)
     techniques = {axis: resolve_techniques(path, config, axis) for axis in TECHNIQUES}
     specs = [workload_spec(path, i, w) for i, w in enumerate(config.workloads)]
     data = [
