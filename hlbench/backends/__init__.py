@@ -106,7 +106,8 @@ def registry() -> dict[str, BackendSpec]:
             spec = _load_object(target, f"HLBENCH_BACKENDS entry {shown}")
         except (Exception, SystemExit) as exc:  # any failure of the module's import is the entry's
             if isinstance(exc, UsageError):
-                raise
+                message = " ".join(str(exc).split())
+                raise UsageError(message[:177] + "..." if len(message) > 180 else message) from None
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())
             reason = reason if len(reason) <= 80 else reason[:77] + "..."
             raise UsageError(

@@ -33,6 +33,8 @@ def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
     """`repr(value)`, cut to a short prefix: a bad value of megabytes never lands in a message."""
     if isinstance(value, (str, bytes)) and len(value) > 4 * limit:
         value = value[: 4 * limit]  # never repr a huge string whole
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"<an integer of {value.bit_length()} bits>"  # repr refuses past 4300 digits
     return clip(repr(value), limit)
 
 
@@ -163,6 +165,8 @@ def parse_yaml(path: Path, data: bytes) -> Any:
         raise UsageError(f"{path}: {_one_line(exc)}") from None
     except RecursionError:
         raise UsageError(f"{path}: nested too deeply") from None
+    except ValueError as exc:  # Python's int() refuses more than 4300 digits
+        raise UsageError(f"{path}: a value PyYAML cannot read: {clip(str(exc), 60)}") from None
     finally:
         loader.dispose()
 
