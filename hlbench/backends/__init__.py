@@ -101,10 +101,21 @@ def registry() -> dict[str, BackendSpec]:
         None, (s.strip() for s in os.environ.get("HLBENCH_BACKENDS", "").split(","))
     ):
         name, _, target = item.partition("=")
-        spec = _load_object(target, f"HLBENCH_BACKENDS entry {item!r}")
+        shown = repr(item) if len(item) <= 60 else repr(item[:57] + "...")
+        try:
+            spec = _load_object(target, f"HLBENCH_BACKENDS entry {shown}")
+        except (Exception, SystemExit) as exc:  # any failure of the module's import is the entry's
+            if isinstance(exc, UsageError):
+                message = " ".join(str(exc).split())
+                raise UsageError(message[:177] + "..." if len(message) > 180 else message) from None
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            reason = reason if len(reason) <= 80 else reason[:77] + "..."
+            raise UsageError(
+                f"HLBENCH_BACKENDS entry {shown}: its import failed: {reason}"
+            ) from None
         if not isinstance(spec, BackendSpec) or spec.name != name:
             raise UsageError(
-                f"HLBENCH_BACKENDS entry {item!r}: expected a BackendSpec named {name!r}"
+                f"HLBENCH_BACKENDS entry {shown}: expected a BackendSpec named {name!r}"
             )
         backends[name] = spec
     return backends

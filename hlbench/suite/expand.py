@@ -4,6 +4,7 @@ the exclusions, each cell with its batch sizes resolved for its accumulation and
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from hlbench.cell import Cell, DataRef, Measurement, ModelRef, Optimizer, Worklo
 from hlbench.errors import UsageError
 from hlbench.suite.schema import SuiteConfig, WorkloadConfig
 
+MAX_CELLS = 100_000
 TECHNIQUE_AXES = ("pruning", "augmentation")  # axes whose values name settings (cell.techniques)
 
 
@@ -23,6 +25,15 @@ def excluded(rules: list[dict[str, Any]], values: dict[str, Any]) -> bool:
         return all(values[k] in (v if isinstance(v, list) else [v]) for k, v in rule.items())
 
     return any(matches(rule) for rule in rules)
+
+
+def check_size(path: Path, config: SuiteConfig) -> None:
+    """Refuse a matrix of more than MAX_CELLS cells before building (or validating) any: a product
+    of long lists is astronomically large."""
+    axis_values = [getattr(config.axes, axis) for axis in AXIS_NAMES]
+    total = math.prod(map(len, axis_values)) * len(config.workloads) * len(config.backends)
+    if total > MAX_CELLS:
+        raise UsageError(f"{path}: a matrix of {total} cells; a suite has at most {MAX_CELLS}")
 
 
 def expand(
@@ -36,6 +47,7 @@ def expand(
     order."""
     cells = []
     axis_values = [getattr(config.axes, axis) for axis in AXIS_NAMES]
+    check_size(path, config)
     workload_rows = zip(config.workloads, specs, data)
     for (w, spec, d), backend in itertools.product(workload_rows, config.backends):
         for combo in itertools.product(*axis_values):

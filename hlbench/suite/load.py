@@ -8,6 +8,8 @@ UsageError naming the file and the key.
 from __future__ import annotations
 
 import hashlib
+import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from hlbench.axes import AUGMENTATION_METHODS, AXIS_NAMES, PRUNING_METHODS
 from hlbench.cell import BytesData, Cell, DataRef, MarkovData
 from hlbench.data import make_corpus
 from hlbench.errors import UsageError
-from hlbench.suite.expand import expand
+from hlbench.suite.expand import check_size, expand
 from hlbench.suite.schema import (
     Augmentation,
     BytesDataConfig,
@@ -26,7 +28,7 @@ from hlbench.suite.schema import (
     SuiteConfig,
     WorkloadConfig,
 )
-from hlbench.suite.yamlio import load_yaml
+from hlbench.suite.yamlio import clip, file_kind, parse_yaml, quote, read_suite_bytes
 from hlbench.techniques.pruning import PruningConfig
 
 # Axis -> (the model its named settings validate with, the methods a bare name may be)
@@ -35,6 +37,10 @@ TECHNIQUES: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
     "augmentation": (Augmentation, AUGMENTATION_METHODS),
 }
 UNION_TAGS = ("markov", "bytes")  # the corpus kinds pydantic puts in error locations
+MAX_MESSAGE = 180  # an error line, with the CLI's "hlbench: error: ", stays within 200 characters
+MAX_CHAIN = 1 << 20  # markov vocab × branching: validation builds and solves the chain
+MAX_DATA_BYTES = 1 << 30  # a byte corpus is held in memory by every worker
+SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 class Suite:
@@ -54,19 +60,34 @@ class Suite:
 def load_suite(path: str | Path) -> Suite:
     """Load, validate and expand a suite file; any problem raises UsageError (one line)."""
     path = Path(path)
-    raw = load_yaml(path)
-    return suite_from_mapping(raw, path, hashlib.sha256(path.read_bytes()).hexdigest())
+    try:
+        data = read_suite_bytes(path)
+        return suite_from_mapping(parse_yaml(path, data), path, hashlib.sha256(data).hexdigest())
+    except UsageError as exc:
+        raise UsageError(clip(str(exc), MAX_MESSAGE)) from None
 
 
 def suite_from_mapping(raw: Any, path: Path, sha256: str) -> Suite:
     """Validate and expand an already-parsed suite (`path` names it in errors and anchors data
     paths)."""
+    try:
+        return validate(raw, path, sha256)
+    except UsageError as exc:
+        raise UsageError(clip(str(exc), MAX_MESSAGE)) from None
+    except RecursionError:  # a parsed mapping nested past what pydantic walks
+        raise UsageError(clip(f"{path}: nested too deeply", MAX_MESSAGE)) from None
+
+
+def validate(raw: Any, path: Path, sha256: str) -> Suite:
+    """suite_from_mapping, with messages not yet bounded."""
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: expected a mapping of suite keys at the top level")
     try:
         config = SuiteConfig.model_validate(raw)
     except ValidationError as exc:
         raise UsageError(f"{path}: {first_error(exc)}") from None
+    check_name(path, config)
+    check_size(path, config)
     techniques = {axis: resolve_techniques(path, config, axis) for axis in TECHNIQUES}
     specs = [workload_spec(path, i, w) for i, w in enumerate(config.workloads)]
     data = [
@@ -88,7 +109,7 @@ def resolve_techniques(path: Path, config: SuiteConfig, axis: str) -> dict[str, 
         if name not in builtins and "method" not in raw:
             where = f"{axis}.{name}" if name in defined else f"axes.{axis}"
             raise UsageError(
-                f"{path}: {where}: {name!r} is neither a method ({', '.join(builtins)}) nor "
+                f"{path}: {where}: {quote(name)} is neither a method ({', '.join(builtins)}) nor "
                 f"defined with a `method` under `{axis}:`"
             )
         raw.setdefault("method", name)
@@ -111,7 +132,9 @@ def first_error(exc: ValidationError) -> str:
     # Drop pydantic's union-branch labels (e.g. 'markov', 'list[...]') so the path reads as the
     # YAML does.
     loc = ".".join(
-        str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in UNION_TAGS))
+        clip(str(p), 30)
+        for p in err["loc"]
+        if not (isinstance(p, str) and ("[" in p or p in UNION_TAGS))
     )
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -119,9 +142,10 @@ def first_error(exc: ValidationError) -> str:
     elif err["type"] == "missing":
         msg = "required key is missing"
     elif err["type"] == "string_pattern_mismatch":
-        msg = f"expected letters, digits, '.', '_' or '-' (got {err['input']!r})"
+        msg = f"expected letters, digits, '.', '_' or '-' (got {quote(err['input'])})"
     elif err["type"] != "value_error":
-        msg = f"{msg} (got {err['input']!r})"
+        msg = f"{clip(msg, 100)} (got {quote(err['input'])})"
+    msg = clip(msg, 120)
     more = f" (+{len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return f"{loc or '<top>'}: {msg}{more}"
 
@@ -132,7 +156,7 @@ def workload_spec(path: Path, index: int, w: WorkloadConfig) -> workloads.ModelS
     try:
         spec = workloads.get_spec(w.model, w.size, w.vocab_size)
     except ValueError as exc:
-        raise UsageError(f"{key}.size: {exc}") from None
+        raise UsageError(f"{key}.size: {clip(str(exc), 120)}") from None
     seq_len = w.seq_len_for(spec)
     if spec.context is not None and seq_len > spec.context:
         raise UsageError(
@@ -143,6 +167,13 @@ def workload_spec(path: Path, index: int, w: WorkloadConfig) -> workloads.ModelS
             f"{key}.data.vocab: {w.data.vocab} symbols exceed the model's vocabulary "
             f"({spec.vocab_size})"
         )
+    if isinstance(w.data, MarkovDataConfig):
+        states = (w.data.vocab or spec.vocab_size) * w.data.branching
+        if states > MAX_CHAIN:
+            raise UsageError(
+                f"{key}.data: a chain of vocab × branching = {states} transitions; the limit is "
+                f"{MAX_CHAIN}"
+            )
     if isinstance(w.data, BytesDataConfig) and spec.vocab_size < 256:
         raise UsageError(f"{key}.vocab_size: a byte corpus needs a vocabulary of at least 256")
     return spec
@@ -155,16 +186,47 @@ def resolve_data(path: Path, index: int, w: WorkloadConfig, spec: workloads.Mode
     data: DataRef
     if isinstance(w.data, BytesDataConfig):
         file = (path.parent / w.data.path).resolve()
-        if not file.is_file():
-            raise UsageError(f"{key}.path: no such file: {file}")
-        data = BytesData(path=str(file), sha256=hashlib.sha256(file.read_bytes()).hexdigest())
+        digest = hash_data_file(f"{key}.path", file, w.data.path)
+        data = BytesData(path=str(file), sha256=digest)
     else:
         data = MarkovData(vocab=w.data.vocab or spec.vocab_size, branching=w.data.branching)
     try:  # the corpus checks its own parameters (and a byte file's size against seq_len)
         make_corpus(data.corpus_config(), seed=0).check_seq_len(w.seq_len_for(spec))
     except ValueError as exc:
-        raise UsageError(f"{key}: {exc}") from None
+        raise UsageError(f"{key}: {clip(str(exc), 120)}") from None
     return data
+
+
+def hash_data_file(key: str, file: Path, written: str) -> str:
+    """The sha256 of a byte corpus, read in chunks; a file that is missing, not a regular file or
+    larger than MAX_DATA_BYTES is a UsageError saying which (naming the file as `written`)."""
+    shown = written if len(written) <= 40 else "..." + written[-37:]
+    try:
+        info = file.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"{key}: {shown} is {file_kind(info.st_mode)}, not a regular file")
+        if info.st_size > MAX_DATA_BYTES:
+            raise UsageError(f"{key}: {shown} is over 1 GiB ({info.st_size} bytes)")
+        digest = hashlib.sha256()
+        with file.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise UsageError(f"{key}: no such file: {shown}") from None
+    except OSError as exc:
+        raise UsageError(f"{key}: cannot read {shown}: {exc.strerror}") from None
+    return digest.hexdigest()
+
+
+def check_name(path: Path, config: SuiteConfig) -> None:
+    """The suite's name is a directory under results/: one safe path component."""
+    if config.name is not None:
+        return  # the schema checked it
+    if not SAFE_NAME.fullmatch(path.stem) or not path.stem.strip("."):
+        raise UsageError(
+            f"{path}: the file name {quote(path.stem)} is not a usable suite name; set `name:` "
+            "(letters, digits, -_.)"
+        )
 
 
 def check_exclude(path: Path, config: SuiteConfig) -> None:
@@ -181,8 +243,8 @@ def check_exclude(path: Path, config: SuiteConfig) -> None:
         for key, value in rule.items():
             for v in value if isinstance(value, list) else [value]:
                 if v not in declared[key]:
-                    choices = ", ".join(sorted(map(str, declared[key])))
+                    choices = clip(", ".join(sorted(map(str, declared[key]))), 80)
                     raise UsageError(
-                        f"{path}: exclude.{i}.{key}: {v!r} is not in the suite; choose from: "
-                        f"{choices}"
+                        f"{path}: exclude.{i}.{key}: {quote(v)} is not in the suite; choose "
+                        f"from: {choices}"
                     )

@@ -16,24 +16,39 @@ from hlbench import workloads
 from hlbench.axes import AUGMENTATION_METHODS, AXIS_NAMES, PRECISIONS
 from hlbench.backends import registry
 from hlbench.cell import Launch
+from hlbench.suite.yamlio import quote
 
 DEFAULT_SEQ_LEN = 128  # for models without a context limit (LSTM)
-PositiveInt = Annotated[int, Field(gt=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0, le=1 << 20)]  # a batch, a length, a count of ranks
+MAX_VOCAB = 1 << 18  # validation builds the corpus: vocab × branching arrays
+Steps = Annotated[int, Field(gt=0, le=10_000_000)]
+Repeats = Annotated[int, Field(gt=0, le=10_000)]
+Seconds = Annotated[float, Field(gt=0, le=30 * 86400)]  # at most 30 days
+SAFE_NAME = r"^[A-Za-z0-9._-]{1,100}$"  # a path component (and not only dots: see not_dots)
 EXCLUDE_KEYS = ("workload", "backend", *AXIS_NAMES)
 
 
 class StrictModel(BaseModel):
     # strict: no "4" -> 4 coercion; a suite says what it means. Ints are still accepted for floats.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan=False: a learning rate of .inf would train to NaN and still look "ok"
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+def not_dots(name: str | None) -> str | None:
+    """A name that becomes a path component: '.' and '..' would leave results/<suite>/."""
+    if name is not None and not name.strip("."):
+        raise ValueError(f"{quote(name)} is not a usable name (only dots)")
+    return name
 
 
 class MarkovDataConfig(StrictModel):
     kind: Literal["markov"]
-    vocab: PositiveInt | None = Field(
+    vocab: Annotated[int, Field(gt=0, le=MAX_VOCAB)] | None = Field(
         None, description="chain states; default: the model's vocabulary"
     )
-    branching: PositiveInt = Field(8, description="successors per state (sparsity of the chain)")
+    branching: Annotated[int, Field(gt=0, le=256)] = Field(
+        8, description="successors per state (sparsity of the chain)"
+    )
 
 
 class BytesDataConfig(StrictModel):
@@ -45,10 +60,12 @@ DataConfig = Annotated[MarkovDataConfig | BytesDataConfig, Field(discriminator="
 
 
 class WorkloadConfig(StrictModel):
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="default: MODEL-SIZE")
+    name: str | None = Field(None, pattern=SAFE_NAME, description="default: MODEL-SIZE")
     model: Literal["gpt", "lstm"]
     size: str = Field(description="a preset of the model, e.g. tiny, small, gpt2-124m")
-    vocab_size: PositiveInt | None = Field(None, description="override the preset's vocabulary")
+    vocab_size: Annotated[int, Field(gt=0, le=MAX_VOCAB)] | None = Field(
+        None, description="override the preset's vocabulary"
+    )
     seq_len: PositiveInt | None = Field(
         None, description="default: the model's context (GPT) or 128"
     )
@@ -62,6 +79,8 @@ class WorkloadConfig(StrictModel):
         False, description="random sequence lengths, padded; padding is not trained on"
     )
     data: DataConfig = Field(default_factory=lambda: MarkovDataConfig(kind="markov"))
+
+    _name = field_validator("name")(not_dots)
 
     @property
     def display_name(self) -> str:
@@ -91,19 +110,19 @@ class Axes(StrictModel):
 
 
 class Measurement(StrictModel):
-    warmup_steps: PositiveInt = Field(
+    warmup_steps: Steps = Field(
         3, description="optimizer steps timed as startup (the first included)"
     )
-    steps: PositiveInt = Field(10, description="optimizer steps per measured window")
-    windows: PositiveInt = Field(3, description="measured windows per worker")
-    repeats: PositiveInt = Field(1, description="fresh worker processes per cell, one record each")
-    budget_s: PositiveFloat = Field(
+    steps: Steps = Field(10, description="optimizer steps per measured window")
+    windows: Repeats = Field(3, description="measured windows per worker")
+    repeats: Repeats = Field(1, description="fresh worker processes per cell, one record each")
+    budget_s: Seconds = Field(
         300.0, description="measured time per cell; past it the windows stop early"
     )
-    timeout_s: PositiveFloat = Field(
+    timeout_s: Seconds = Field(
         1800.0, description="wall time per worker; past it the worker is killed"
     )
-    eval_batches: Annotated[int, Field(ge=0)] = Field(
+    eval_batches: Annotated[int, Field(ge=0, le=100_000)] = Field(
         4, description="held-out batches for the eval loss"
     )
 
@@ -113,11 +132,11 @@ Beta = Annotated[float, Field(ge=0, lt=1)]
 
 class Optimizer(StrictModel):
     name: Literal["adamw"] = "adamw"
-    lr: PositiveFloat = 3e-4
+    lr: Annotated[float, Field(gt=0, le=1000)] = 3e-4
     betas: tuple[Beta, Beta] = (0.9, 0.95)
-    eps: PositiveFloat = 1e-8
-    weight_decay: Annotated[float, Field(ge=0)] = 0.1
-    grad_clip_norm: PositiveFloat | None = Field(
+    eps: Annotated[float, Field(gt=0, le=1)] = 1e-8
+    weight_decay: Annotated[float, Field(ge=0, le=1000)] = 0.1
+    grad_clip_norm: Annotated[float, Field(gt=0, le=1e12)] | None = Field(
         1.0, description="global-norm clipping; null disables"
     )
 
@@ -136,8 +155,8 @@ class Augmentation(StrictModel):
 
     method: Literal[AUGMENTATION_METHODS] | None = None  # type: ignore[valid-type]  # default: the name
     rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
-    mask_token: Annotated[int, Field(ge=0)] | None = None
-    span_mean: Annotated[float, Field(ge=1.0)] = 3.0
+    mask_token: Annotated[int, Field(ge=0, lt=MAX_VOCAB)] | None = None
+    span_mean: Annotated[float, Field(ge=1.0, le=1e6)] = 3.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Augmentation:
@@ -162,10 +181,10 @@ class Launcher(StrictModel):
     global batch, split over world_size × accumulation micro-batches; with `hold: micro` each
     rank's micro-batch."""
 
-    nproc_per_node: PositiveInt = Field(
+    nproc_per_node: Annotated[int, Field(gt=0, le=1024)] = Field(
         description="ranks per node: one per GPU (torch processes; TF replicas or worker processes)"
     )
-    nnodes: PositiveInt = Field(
+    nnodes: Annotated[int, Field(gt=0, le=1024)] = Field(
         1, description="machines; run the same command on each with --node-rank"
     )
     hosts: list[str] | None = Field(
@@ -218,11 +237,9 @@ class Launcher(StrictModel):
 
 
 class SuiteConfig(StrictModel):
-    name: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9._-]+$", description="default: the file's stem"
-    )
+    name: str | None = Field(None, pattern=SAFE_NAME, description="default: the file's stem")
     description: str | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, lt=1 << 32)] = 0  # what NumPy's seeding accepts
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     backends: list[str] = Field(min_length=1)
     workloads: list[WorkloadConfig] = Field(min_length=1)
@@ -244,11 +261,13 @@ class SuiteConfig(StrictModel):
     # NAME -> Augmentation settings, for the augmentation axis
     augmentation: dict[str, dict[str, Any]] = {}
 
+    _name = field_validator("name")(not_dots)
+
     @field_validator("device")
     @classmethod
     def _device(cls, device: str) -> str:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-            raise ValueError(f"expected auto | cpu | cuda[:N], got {device!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d{1,4})?", device):
+            raise ValueError(f"expected auto | cpu | cuda[:N], got {quote(device)}")
         return device
 
     @field_validator("backends")
@@ -258,7 +277,7 @@ class SuiteConfig(StrictModel):
         for name in names:
             if name not in known:
                 raise ValueError(
-                    f"unknown backend {name!r}; choose from: {', '.join(sorted(known))}"
+                    f"unknown backend {quote(name)}; choose from: {', '.join(sorted(known))}"
                 )
         if len(set(names)) != len(names):
             raise ValueError("a backend is listed twice")
@@ -286,6 +305,6 @@ class SuiteConfig(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(
-                f"workloads: two workloads are named {dupes[0]!r}; give them distinct `name`s"
+                f"workloads: two workloads are named {quote(dupes[0])}; give them distinct `name`s"
             )
         return self
