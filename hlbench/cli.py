@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from hlbench import __version__
-from hlbench.backends import registry
-from hlbench.env import host_environment
 from hlbench.errors import UsageError
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
 # Subcommands that live in their own module (one idea each). Each module defines
 # `register(sub: argparse._SubParsersAction) -> None`, which adds its parser and sets `func`;
@@ -66,7 +66,8 @@ def _register_env(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from hlbench.env import machine_report
+    from hlbench.backends import registry
+    from hlbench.env import host_environment, machine_report
 
     frameworks = {name: spec.framework_installed() for name, spec in registry().items()}
     report = {
@@ -78,13 +79,25 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # First thing: a SIGTERM, like a Ctrl-C, becomes KeyboardInterrupt (exit 130, one line) from
+    # here on, while the heavy imports still run; `hlbench run` installs its own during the cells.
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except UsageError as exc:
         print(f"hlbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hlbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 if __name__ == "__main__":
