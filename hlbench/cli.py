@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,25 +81,29 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+def _exit_interrupted(signum: int, frame: Any) -> None:
+    """Ctrl-C or SIGTERM outside the cells (imports, validation, the summary): nothing to clean
+    up, so one line and exit 130 at once. Not a KeyboardInterrupt: raised inside code that an
+    import runs through exec(), CPython would still end the process by SIGINT after main returned.
+    The runner installs its own handlers while cells run (their workers are stopped first)."""
+    os.write(2, b"hlbench: interrupted\n")
+    os._exit(EXIT_INTERRUPTED)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # First thing: a SIGTERM, like a Ctrl-C, becomes KeyboardInterrupt (exit 130, one line) from
-    # here on, while the heavy imports still run; `hlbench run` installs its own during the cells.
-    previous_term = signal.signal(signal.SIGTERM, _interrupt)
+    # First thing, while the heavy imports still run: SIGINT and SIGTERM exit 130 with one line.
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {s: signal.signal(s, _exit_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except UsageError as exc:
         print(f"hlbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("hlbench: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous_term)
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
 
 
 if __name__ == "__main__":

@@ -139,7 +139,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except runner.RecordsWriteError as exc:
         print(
-            f"hlbench: error: {exc}; resume with: hlbench run {args.suite} --resume {records_path}",
+            f"hlbench: error: {exc}, the records before it are kept; resume with: "
+            f"hlbench run {args.suite} --resume {records_path}",
             file=sys.stderr,
         )
         return EXIT_FAILED_CELLS

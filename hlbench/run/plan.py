@@ -73,7 +73,7 @@ def check_same_suite(records_path: Path, records: list[Any], suite: Suite) -> No
         if sha is not None and sha != suite.sha256:
             raise UsageError(
                 f"--resume {records_path}: its records are of another version of suite "
-                f"{suite.name!r} (sha256 {_short(sha, 12)}, this file's {suite.sha256[:12]}); "
+                f"{suite.name!r} (sha256 {str(sha)[:12]}…, this file's {suite.sha256[:12]}…); "
                 "run without --resume to start a new records file"
             )
 

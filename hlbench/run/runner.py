@@ -92,12 +92,13 @@ def run_tasks(suite: Suite, tasks: list[Task], options: RunOptions) -> list[dict
             except OSError as exc:
                 raise RecordsWriteError(
                     f"{options.records_path}: cannot append a record: {_reason(exc)}; the run "
-                    "stops here (the records before it are kept)"
+                    "stops here"
                 ) from None
             records.append(record)
             options.on_record(task, record)
 
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in stop_signals}
     try:
         if options.devices:
             _run_parallel(tasks, options.devices, run_one)
@@ -107,7 +108,8 @@ def run_tasks(suite: Suite, tasks: list[Task], options: RunOptions) -> list[dict
     except KeyboardInterrupt:
         raise Interrupted() from None
     finally:
-        signal.signal(signal.SIGTERM, previous_term)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return records
 
 
