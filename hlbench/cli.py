@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import signal
 import sys
 import threading
@@ -81,29 +80,41 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _exit_interrupted(signum: int, frame: Any) -> None:
-    """Ctrl-C or SIGTERM outside the cells (imports, validation, the summary): nothing to clean
-    up, so one line and exit 130 at once. Not a KeyboardInterrupt: raised inside code that an
-    import runs through exec(), CPython would still end the process by SIGINT after main returned.
-    The runner installs its own handlers while cells run (their workers are stopped first)."""
-    os.write(2, b"hlbench: interrupted\n")
-    os._exit(EXIT_INTERRUPTED)
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # First thing, while the heavy imports still run: SIGINT and SIGTERM exit 130 with one line.
-    handlers = {}
+    # First thing, while the heavy imports still run: SIGTERM, like Ctrl-C, unwinds (children of
+    # `with` blocks are stopped) and ends in one line and exit 130; the runner installs its own
+    # handlers while cells run.
+    previous = None
     if threading.current_thread() is threading.main_thread():
-        handlers = {s: signal.signal(s, _exit_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        status = args.func(args)
+        if status == EXIT_INTERRUPTED:  # `run` turned a KeyboardInterrupt into its status
+            _forget_keyboard_interrupt()
+        return status
     except UsageError as exc:
         print(f"hlbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hlbench: interrupted", file=sys.stderr)
+        _forget_keyboard_interrupt()
+        return EXIT_INTERRUPTED
     finally:
-        for signum, previous in handlers.items():
-            signal.signal(signum, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _forget_keyboard_interrupt() -> None:
+    """A KeyboardInterrupt raised inside code run by exec() of a string (dataclasses and pydantic
+    build methods so, during imports) marks it unhandled in CPython even when caught, and the
+    interpreter then ends by SIGINT rather than with our exit status. exec() of a string clears
+    the mark."""
+    exec("None")
 
 
 if __name__ == "__main__":
