@@ -19,8 +19,10 @@ records: results/<suite>/<run-id>.jsonl, one JSON line per cell and repeat (see 
 fields); worker logs beside it in <run-id>.logs/.
 
 exit status: 0 every cell ok or skipped; 1 some cell ended oom, timeout, error or crashed (its
-record says why; the other cells still ran); 2 bad suite or arguments (nothing ran); 130
-interrupted (resume with --resume).
+record says why; the other cells still ran), or a record could not be written (the run stopped;
+resume with --resume); 2 bad suite or arguments, a results path that cannot be made or written,
+or a --resume file of another suite (nothing ran); 130 interrupted (resume with --resume once a
+record was written).
 """
 
 
