@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from hlbench import __version__
-from hlbench.backends import registry
-from hlbench.env import host_environment
 from hlbench.errors import UsageError
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
 # Subcommands that live in their own module (one idea each). Each module defines
 # `register(sub: argparse._SubParsersAction) -> None`, which adds its parser and sets `func`;
@@ -66,7 +67,8 @@ def _register_env(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from hlbench.env import machine_report
+    from hlbench.backends import registry
+    from hlbench.env import host_environment, machine_report
 
     frameworks = {name: spec.framework_installed() for name, spec in registry().items()}
     report = {
@@ -78,13 +80,41 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # First thing, while the heavy imports still run: SIGTERM, like Ctrl-C, unwinds (children of
+    # `with` blocks are stopped) and ends in one line and exit 130; the runner installs its own
+    # handlers while cells run.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+        status = args.func(args)
+        if status == EXIT_INTERRUPTED:  # `run` turned a KeyboardInterrupt into its status
+            _forget_keyboard_interrupt()
+        return status
     except UsageError as exc:
         print(f"hlbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hlbench: interrupted", file=sys.stderr)
+        _forget_keyboard_interrupt()
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _forget_keyboard_interrupt() -> None:
+    """A KeyboardInterrupt raised inside code run by exec() of a string (dataclasses and pydantic
+    build methods so, during imports) marks it unhandled in CPython even when caught, and the
+    interpreter then ends by SIGINT rather than with our exit status. exec() of a string clears
+    the mark."""
+    exec("None")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ records: results/<suite>/<run-id>.jsonl, one JSON line per cell and repeat (see 
 fields); worker logs beside it in <run-id>.logs/.
 
 exit status: 0 every cell ok or skipped; 1 some cell ended oom, timeout, error or crashed (its
-record says why; the other cells still ran); 2 bad suite or arguments (nothing ran); 130
-interrupted (resume with --resume).
+record says why; the other cells still ran), or a record could not be written (the run stopped;
+resume with --resume); 2 bad suite or arguments, a results path that cannot be made or written,
+or a --resume file of another suite (nothing ran); 130 interrupted (resume with --resume once a
+record was written).
 """
 
 
@@ -122,11 +124,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_cells(suite)
         return EXIT_OK
     _check_frameworks(args.suite, suite)
-    records_path, run_id, done = _records_file(args, suite.name)
+    records_path, run_id, done = _records_file(args, suite)
     tasks = plan(suite, done)
     if not tasks:
         print(f"nothing to run: every cell already has an ok record in {records_path}")
         return EXIT_OK
+    runner.check_results_path(records_path)
     print(
         f"hlbench: {len(tasks)} cell run(s) of suite {suite.name!r} → {records_path}",
         file=sys.stderr,
@@ -134,15 +137,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         records = _run(args, suite, tasks, records_path, run_id, devices)
     except runner.Interrupted:
+        print(_interrupted(args.suite, records_path), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except runner.RecordsWriteError as exc:
         print(
-            f"hlbench: interrupted; records so far are in {records_path}\n"
-            f"resume with: hlbench run {args.suite} --resume {records_path}",
+            f"hlbench: error: {exc}, the records before it are kept; resume with: "
+            f"hlbench run {args.suite} --resume {records_path}",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_FAILED_CELLS
     _summarize(args, suite.name, records, records_path, run_id)
     failed = [r for r in records if r["status"] not in ("ok", "skipped")]
     return EXIT_FAILED_CELLS if failed else EXIT_OK
+
+
+def _interrupted(suite_path: Path, records_path: Path) -> str:
+    """What to say on Ctrl-C: how to resume, or (no record written yet) how to start again."""
+    try:
+        recorded = records_path.stat().st_size > 0
+    except OSError:
+        recorded = False
+    if recorded:
+        return (
+            f"hlbench: interrupted; records so far are in {records_path}\n"
+            f"resume with: hlbench run {suite_path} --resume {records_path}"
+        )
+    return (
+        "hlbench: interrupted before the first record; nothing was recorded\n"
+        f"run it again with: hlbench run {suite_path}"
+    )
 
 
 def _selected_suite(args: argparse.Namespace) -> Any:
@@ -171,11 +194,10 @@ def _check_frameworks(suite_path: Path, suite: Any) -> None:
             )
 
 
-def _records_file(
-    args: argparse.Namespace, suite_name: str
-) -> tuple[Path, str, set[tuple[str, int]]]:
+def _records_file(args: argparse.Namespace, suite: Any) -> tuple[Path, str, set[tuple[str, int]]]:
     """The records file, the run id and the (cell hash, repeat) pairs already ok: a new file under
-    --results-dir, or the --resume file (whose stem is the run id it continues)."""
+    --results-dir, or the --resume file (whose stem is the run id it continues; it must hold this
+    suite's records)."""
     from hlbench.run.plan import completed
     from hlbench.run.runner import new_run_id
 
@@ -183,9 +205,9 @@ def _records_file(
         records_path = args.resume
         if not records_path.is_file():
             raise UsageError(f"--resume {records_path}: no such records file")
-        return records_path, records_path.stem, completed(records_path)
+        return records_path, records_path.stem, completed(records_path, suite)
     run_id = new_run_id()
-    return args.results_dir / suite_name / f"{run_id}.jsonl", run_id, set()
+    return args.results_dir / suite.name / f"{run_id}.jsonl", run_id, set()
 
 
 def _run(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hlbench.cell import Cell
+from hlbench.errors import UsageError
 from hlbench.records import read_records
 from hlbench.suite import Suite
 from hlbench.telemetry.collect import TelemetryConfig
@@ -42,10 +43,44 @@ def plan(suite: Suite, done: set[tuple[str, int]]) -> list[Task]:
     ]
 
 
-def completed(records_path: Path) -> set[tuple[str, int]]:
-    """(cell hash, repeat) pairs already `ok` in a records file; repairs a torn last line first."""
-    records = read_records(records_path, repair=True)
-    return {(r["cell_hash"], r["repeat"]) for r in records if r.get("status") == "ok"}
+def completed(records_path: Path, suite: Suite | None = None) -> set[tuple[str, int]]:
+    """(cell hash, repeat) pairs already `ok` in a records file; repairs a torn last line first.
+    With `suite`: a UsageError (before any repair) when the file holds another suite's records."""
+    if suite is not None:
+        check_same_suite(records_path, read_records(records_path), suite)
+    records = [r for r in read_records(records_path, repair=True) if isinstance(r, dict)]
+    return {
+        (r["cell_hash"], r["repeat"])
+        for r in records
+        if r.get("status") == "ok"
+        and isinstance(r.get("cell_hash"), str)
+        and isinstance(r.get("repeat"), int)
+    }
+
+
+def check_same_suite(records_path: Path, records: list[Any], suite: Suite) -> None:
+    """Every record that names its suite names this one: the same name and the same file content
+    (sha256), else a UsageError saying which differs."""
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        name, sha = record.get("suite"), record.get("suite_sha256")
+        if name is not None and name != suite.name:
+            raise UsageError(
+                f"--resume {records_path}: its records are of suite {_short(name)}, not "
+                f"{suite.name!r}; resume a records file of this suite, or run without --resume"
+            )
+        if sha is not None and sha != suite.sha256:
+            raise UsageError(
+                f"--resume {records_path}: its records are of another version of suite "
+                f"{suite.name!r} (sha256 {str(sha)[:12]}…, this file's {suite.sha256[:12]}…); "
+                "run without --resume to start a new records file"
+            )
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def ignore_start(task: Task) -> None:

@@ -11,8 +11,10 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
+from hlbench.errors import UsageError
 from hlbench.records import append_record
 from hlbench.run.launch import Rendezvous
 from hlbench.run.outcome import Placement, task_record
@@ -27,13 +29,46 @@ class Interrupted(Exception):
     """The user (SIGINT) or the system (SIGTERM) stopped the run; the records file is resumable."""
 
 
+class RecordsWriteError(Exception):
+    """A record could not be appended (a full disk, a file made read-only): the run stops there.
+    The message is one line naming the file and the OS reason; the records before it are intact
+    (a torn last line is what `--resume` repairs)."""
+
+
+def check_results_path(records_path: Path) -> None:
+    """Before any cell runs: the records file's directory and the logs beside it exist (made here)
+    and the file can be opened for append; else a UsageError naming the path and the OS reason.
+    A records file that did not exist is not left behind (it appears with the first record)."""
+    logs_dir = records_path.with_suffix(".logs")
+    for directory in (records_path.parent, logs_dir):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"{directory}: cannot create the results directory: {_reason(exc)}"
+            ) from None
+    existed = records_path.exists()
+    try:
+        with open(records_path, "a", encoding="utf-8"):
+            pass
+        if not existed:
+            records_path.unlink()
+    except OSError as exc:
+        raise UsageError(f"{records_path}: cannot write records: {_reason(exc)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid() % 10000:04d}"
 
 
 def run_tasks(suite: Suite, tasks: list[Task], options: RunOptions) -> list[dict[str, Any]]:
     """Run each task and append its record; raises Interrupted on SIGINT/SIGTERM between or during
-    cells.
+    cells, RecordsWriteError when a record cannot be appended (UsageError before any cell runs when
+    the records file's directory cannot be made or written: `check_results_path`).
 
     The node whose process is rank 0 (node 0; with rdzv_backend c10d whichever torchrun chose)
     writes the cell's record; the others write `kind: follower` records saying how their ranks
@@ -41,7 +76,7 @@ def run_tasks(suite: Suite, tasks: list[Task], options: RunOptions) -> list[dict
     <run-id>.profile/<cell_hash>-r<repeat>/ (see RunOptions).
     """
     options = options.with_suite_defaults(suite)
-    options.logs_dir.mkdir(parents=True, exist_ok=True)
+    check_results_path(options.records_path)
     rendezvous = Rendezvous.from_launcher(suite.config.launcher, options.node_rank)
     records: list[dict[str, Any]] = []
     # parallel cells: one writer of the records file and the progress bar at a time
@@ -52,11 +87,18 @@ def run_tasks(suite: Suite, tasks: list[Task], options: RunOptions) -> list[dict
             options.on_start(task)
         record = task_record(suite, task, options, Placement(rendezvous, gpu, cancel))
         with lock:
-            append_record(options.records_path, record)
+            try:
+                append_record(options.records_path, record)
+            except OSError as exc:
+                raise RecordsWriteError(
+                    f"{options.records_path}: cannot append a record: {_reason(exc)}; the run "
+                    "stops here"
+                ) from None
             records.append(record)
             options.on_record(task, record)
 
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in stop_signals}
     try:
         if options.devices:
             _run_parallel(tasks, options.devices, run_one)
@@ -66,7 +108,8 @@ def run_tasks(suite: Suite, tasks: list[Task], options: RunOptions) -> list[dict
     except KeyboardInterrupt:
         raise Interrupted() from None
     finally:
-        signal.signal(signal.SIGTERM, previous_term)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return records
 
 
