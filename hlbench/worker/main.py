@@ -27,6 +27,7 @@ from hlbench.backends import get_spec, load_adapter
 from hlbench.cell import Cell
 from hlbench.errors import SkipCell
 from hlbench.handoff import PROFILE_DIR_ENV, rank_from_env, rank_result_path
+from hlbench.techniques.oom import is_oom
 from hlbench.worker.train import run_cell
 
 TRACEBACK_TAIL_LINES = 30
@@ -57,7 +58,7 @@ def execute(
     except SkipCell as exc:
         result.update(status="skipped", reason=str(exc))
     except Exception as exc:  # every failure of a cell becomes its record
-        oom = backend.is_oom(exc) if backend is not None else isinstance(exc, MemoryError)
+        oom = backend.is_oom(exc) if backend is not None else is_oom(exc)
         # when, so that the parent can tell a data-parallel cell's first failure from its
         # consequences
         result["failed_at_monotonic_s"] = time.monotonic()  # system-wide: comparable across ranks

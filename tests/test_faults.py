@@ -1,0 +1,112 @@
+"""Faults of a worker: out of memory recognised by every allocator message, a loss that becomes
+non-finite, workers that die with their parent, the safe import path, and a SIGKILL's reason."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hlbench.records import read_records
+from hlbench.techniques.oom import is_oom
+from tests.helpers import suite_yaml
+
+# What the allocators say, as torch, TF / XLA and NumPy word it on CPUs and GPUs.
+OOM_MESSAGES = [
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+    "you tried to allocate 1610612736 bytes. Error code 12 (Cannot allocate memory)",
+    "CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 79.15 GiB total capacity)",
+    "CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported",
+    "MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.00 GB)",
+    "HIP out of memory. Tried to allocate 2.00 GiB",
+    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+    "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+    "std::bad_alloc",
+    "OOM when allocating tensor with shape[32768,64,256] and type float on "
+    "/job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc",
+    "Allocator (GPU_0_bfc) ran out of memory trying to allocate 1.50GiB",
+    "Out of memory while trying to allocate 1610612736 bytes.",
+    "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 12.00GiB",
+    "ResourceExhaustedError: {{function_node __wrapped__MatMul}} OOM when allocating tensor",
+    "failed to allocate memory [Op:AddV2]",
+    "Dst tensor is not initialized. [Op:_EagerConst]",
+    "Unable to allocate 12.0 GiB for an array with shape (32768, 65536) and data type float64",
+    "cudaErrorMemoryAllocation: out of memory",
+]
+NOT_OOM = [
+    "mat1 and mat2 shapes cannot be multiplied (4x64 and 32x64)",
+    "CUDA error: device-side assert triggered",
+    "index 300 is out of range",
+    "Expected all tensors to be on the same device",
+    "loss became non-finite (nan) at step 7",
+]
+
+
+@pytest.mark.parametrize("message", OOM_MESSAGES)
+def test_every_allocator_message_is_an_oom(message):
+    assert is_oom(RuntimeError(message))
+    try:
+        try:
+            raise RuntimeError(message)
+        except RuntimeError as inner:
+            raise ValueError("wrapped") from inner
+    except ValueError as outer:
+        assert is_oom(outer)  # a framework's wrapper around the allocator's error
+
+
+@pytest.mark.parametrize("message", NOT_OOM)
+def test_other_failures_are_not_ooms(message):
+    assert not is_oom(RuntimeError(message))
+
+
+def test_oom_classes():
+    class OutOfMemoryError(RuntimeError):  # torch.cuda.OutOfMemoryError's name
+        pass
+
+    assert is_oom(MemoryError()) and is_oom(OutOfMemoryError("")) and not is_oom(KeyError("x"))
+
+
+@pytest.mark.parametrize("message", OOM_MESSAGES[:3])
+def test_torch_backend_uses_the_table(message):
+    pytest.importorskip("torch")
+    from hlbench.backends.torch.backend import TorchBackend
+
+    assert TorchBackend().is_oom(RuntimeError(message))
+    assert not TorchBackend().is_oom(RuntimeError(NOT_OOM[0]))
+
+
+def _run_limited(args: list[str], cwd: Path, address_space: int) -> subprocess.CompletedProcess:
+    def limit() -> None:  # the worker inherits the limit from `hlbench run`
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    return subprocess.run(
+        [sys.executable, "-m", "hlbench", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=limit,
+    )
+
+
+def test_torch_cpu_oom_under_an_address_space_limit_is_recorded_oom(write_suite, tmp_path):
+    pytest.importorskip("torch")
+    suite = suite_yaml(
+        name="oom",
+        # logits of 16384 × 64 × 256 fp32: 1 GiB per tensor, more than the limit leaves
+        workloads=[{"model": "gpt", "size": "tiny", "seq_len": 64, "batch_size": 16384}],
+        measurement={"warmup_steps": 1, "steps": 1, "windows": 1, "eval_batches": 1},
+    )
+    proc = _run_limited(
+        ["run", str(write_suite(suite)), "--quiet", "--results-dir", "results"],
+        tmp_path,
+        3 << 30,
+    )
+    assert proc.returncode == 1, proc.stderr
+    ((record,),) = [read_records(p) for p in (tmp_path / "results").glob("*/*.jsonl")]
+    assert record["status"] == "oom", record["reason"]
+    assert "allocate" in record["reason"]
+    assert record["metrics"] is None
