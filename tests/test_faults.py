@@ -3,16 +3,21 @@ non-finite, workers that die with their parent, the safe import path, and a SIGK
 
 from __future__ import annotations
 
+import os
+import re
 import resource
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from hlbench.records import read_records
+from hlbench.techniques import test_hooks
 from hlbench.techniques.oom import is_oom
-from tests.helpers import suite_yaml
+from hlbench.worker.train import NonFiniteLoss, check_finite
+from tests.helpers import REPO, run_cli, suite_yaml
 
 # What the allocators say, as torch, TF / XLA and NumPy word it on CPUs and GPUs.
 OOM_MESSAGES = [
@@ -110,3 +115,55 @@ def test_torch_cpu_oom_under_an_address_space_limit_is_recorded_oom(write_suite,
     assert record["status"] == "oom", record["reason"]
     assert "allocate" in record["reason"]
     assert record["metrics"] is None
+
+
+# ------------------------------------------------------------------------------------------------
+# A loss that becomes non-finite
+
+
+def _cell(level: str, launch: object = None) -> SimpleNamespace:
+    return SimpleNamespace(axes={"precision": level}, launch=launch)
+
+
+@pytest.mark.parametrize("level", ["fp32", "tf32", "bf16", "bf16-pure"])
+@pytest.mark.parametrize(
+    ("losses", "eval_loss", "reason"),
+    [
+        ([5.0, 4.0, float("nan"), float("nan")], 3.0, "loss became non-finite (nan) at step 2"),
+        ([5.0, float("inf")], None, "loss became non-finite (inf) at step 1"),
+        ([5.0, 4.0], float("-inf"), "held-out loss became non-finite (-inf) after the last step"),
+    ],
+)
+def test_nonfinite_loss_without_loss_scaling_fails_the_cell(level, losses, eval_loss, reason):
+    with pytest.raises(NonFiniteLoss, match=re.escape(reason)):
+        check_finite(_cell(level), None, losses, eval_loss)
+
+
+def test_finite_losses_and_fp16_overflow_steps_pass():
+    check_finite(_cell("fp32"), None, [5.0, 4.0, 3.0], 2.5)
+    check_finite(_cell("fp16"), None, [5.0, float("inf"), 4.0], 3.0)  # a skipped overflow step
+
+
+def test_ranks_agree_on_the_first_nonfinite_step():
+    class TwoRanks:
+        def all_gather_objects(self, obj):
+            return [obj, [1, "inf"]]  # the other rank's loss went non-finite first
+
+    with pytest.raises(NonFiniteLoss, match=r"\(inf\) at step 1$"):
+        check_finite(_cell("bf16", launch=True), TwoRanks(), [5.0, 4.0, float("nan")], None)
+
+
+def test_fp32_training_that_turns_nan_is_an_error_record(write_suite, tmp_path):
+    pytest.importorskip("torch")
+    suite = write_suite(suite_yaml(name="nan"))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        test_hooks.NONFINITE_STEP_ENV: "2",  # AdamW on an infinite gradient: NaN weights after it
+    }
+    proc = run_cli("run", str(suite), "--quiet", "--results-dir", "results", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stderr
+    ((record,),) = [read_records(p) for p in (tmp_path / "results").glob("*/*.jsonl")]
+    assert record["status"] == "error"
+    assert record["reason"] == "NonFiniteLoss: loss became non-finite (nan) at step 3"
+    assert record["metrics"] is None and record["loss"] is None
