@@ -3,14 +3,18 @@ non-finite, workers that die with their parent, the safe import path, and a SIGK
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import pytest
 
 from hlbench.records import read_records
@@ -167,3 +171,71 @@ def test_fp32_training_that_turns_nan_is_an_error_record(write_suite, tmp_path):
     assert record["status"] == "error"
     assert record["reason"] == "NonFiniteLoss: loss became non-finite (nan) at step 3"
     assert record["metrics"] is None and record["loss"] is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Workers die with their parent; nothing in the current directory is imported
+
+FAULT_SUITE = suite_yaml(
+    name="faults",
+    backends=["fault"],
+    workloads=[{"model": "gpt", "size": "tiny", "seq_len": 8, "batch_size": 60}],
+    axes={"accumulation": [1, 2]},
+    measurement={"warmup_steps": 1, "steps": 2, "windows": 2, "timeout_s": 60, "eval_batches": 1},
+    device=None,
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_worker_dies_with_its_sigkilled_parent(write_suite, fault_env, tmp_path):
+    env = {**fault_env, "HLBENCH_TEST_FAULTS": json.dumps({"ga1": "hang"})}
+    suite = write_suite(FAULT_SUITE.replace("[1, 2]", "[1]"))
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "hlbench", "run", str(suite), "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pidfile = tmp_path / "pids"
+    try:
+        deadline = time.monotonic() + 60
+        while not (pidfile.exists() and len(pidfile.read_text().split()) == 2):
+            assert time.monotonic() < deadline and parent.poll() is None, "the worker never hung"
+            time.sleep(0.1)
+        worker, grandchild = map(int, pidfile.read_text().split())
+        parent.kill()  # SIGKILL: the parent cannot stop its worker itself
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived its parent by 5 s"
+    finally:
+        parent.kill()
+        for pid in map(int, pidfile.read_text().split() if pidfile.exists() else []):
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()  # the hang's own `sleep` child is not a worker
+
+
+def test_a_module_in_the_current_directory_is_not_imported(write_suite, fault_env, tmp_path):
+    suite = write_suite(FAULT_SUITE.replace("[1, 2]", "[1]"))
+    for shadow in ("psutil", "numpy"):  # the worker imports both
+        (tmp_path / f"{shadow}.py").write_text(f"raise ImportError('the cwd {shadow} ran')\n")
+    proc = subprocess.run(
+        # -P for the parent too, as the `hlbench` console script is (its sys.path[0] is bin/)
+        [sys.executable, "-P", "-m", "hlbench", "run", str(suite), "--quiet"],
+        cwd=tmp_path,
+        env=fault_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    ((record,),) = [read_records(p) for p in (tmp_path / "results").glob("*/*.jsonl")]
+    assert record["status"] == "ok", record["reason"]

@@ -28,6 +28,7 @@ from hlbench.cell import Cell
 from hlbench.errors import SkipCell
 from hlbench.handoff import PROFILE_DIR_ENV, rank_from_env, rank_result_path
 from hlbench.techniques.oom import is_oom
+from hlbench.worker.orphan import die_with_parent
 from hlbench.worker.train import run_cell
 
 TRACEBACK_TAIL_LINES = 30
@@ -128,6 +129,7 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()  # first: an orphaned worker would hold its device past the cell's timeout
     if len(argv) != 2:
         print("usage: python -m hlbench.worker CELL_JSON RESULT_JSON", file=sys.stderr)
         return 2
