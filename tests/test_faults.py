@@ -18,6 +18,8 @@ import psutil
 import pytest
 
 from hlbench.records import read_records
+from hlbench.run import memwatch
+from hlbench.run.blame import died
 from hlbench.techniques import test_hooks
 from hlbench.techniques.oom import is_oom
 from hlbench.worker.train import NonFiniteLoss, check_finite
@@ -239,3 +241,53 @@ def test_a_module_in_the_current_directory_is_not_imported(write_suite, fault_en
     assert proc.returncode == 0, proc.stderr
     ((record,),) = [read_records(p) for p in (tmp_path / "results").glob("*/*.jsonl")]
     assert record["status"] == "ok", record["reason"]
+
+
+# ------------------------------------------------------------------------------------------------
+# A SIGKILL's reason names the OOM killer only on evidence
+
+
+def test_a_person_s_sigkill_does_not_blame_the_oom_killer(write_suite, fault_env, tmp_path):
+    env = {**fault_env, "HLBENCH_TEST_FAULTS": json.dumps({"ga1": "kill"})}
+    suite = write_suite(FAULT_SUITE.replace("[1, 2]", "[1]"))
+    proc = run_cli("run", str(suite), "--quiet", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stderr
+    ((record,),) = [read_records(p) for p in (tmp_path / "results").glob("*/*.jsonl")]
+    assert record["status"] == "crashed" and record["signal"] == "SIGKILL"
+    assert record["reason"] == "worker killed by SIGKILL"
+
+
+def test_sigkill_reason_with_and_without_memory_evidence():
+    assert died(-9, "", "worker")["reason"] == "worker killed by SIGKILL"
+    evidence = "the cell's processes held 93% of memory"
+    assert died(-9, "", "rank 1", evidence)["reason"] == (
+        "rank 1 killed by SIGKILL (likely the kernel's OOM killer: "
+        "the cell's processes held 93% of memory)"
+    )
+    assert died(-15, "", "worker", evidence)["reason"] == "worker killed by SIGTERM"
+
+
+@pytest.mark.parametrize(
+    ("peak", "available", "kills", "evidence"),
+    [
+        (10, 900, (0, 0), None),
+        (600, 400, (0, 0), "the cell's processes held 60% of memory"),
+        (10, 50, (0, 0), "available memory fell to 5%"),
+        (10, 900, (2, 3), "the memory cgroup's oom_kill count rose"),
+        (10, 900, (None, None), None),
+    ],
+)
+def test_memory_watch_evidence(monkeypatch, peak, available, kills, evidence):
+    counts = iter(kills)
+    monkeypatch.setattr(memwatch, "oom_kill_count", lambda: next(counts))
+    monkeypatch.setattr(memwatch, "memory_limit", lambda: 1000)
+    watch = memwatch.MemoryWatch()
+    watch.peak_rss, watch.min_available = peak, available
+    assert watch.oom_kill_evidence() == evidence
+
+
+def test_memory_watch_samples_real_processes():
+    watch = memwatch.MemoryWatch()
+    watch.sample([psutil.Process()])
+    assert 0 < watch.peak_rss < watch.limit and watch.min_available > 0
+    assert watch.oom_kill_evidence() is None  # this test process holds little memory

@@ -35,6 +35,7 @@ from typing import Any
 import psutil
 
 from hlbench.handoff import RANK_ENV, WORKER_MODULE, cuda_visible_devices
+from hlbench.run.memwatch import MemoryWatch
 
 # the pid of this process, for every process of a cell (hlbench.worker.orphan reads it)
 PARENT_PID_ENV = "HLBENCH_PARENT_PID"
@@ -201,6 +202,8 @@ class ProcessGroup:
         # (when one fails the others are killed, and their SIGKILL says nothing about what went
         # wrong)
         self.ended_alone: dict[int, int] = {}
+        # how much memory the group held, for whether a SIGKILL was the OOM killer's
+        self.memory = MemoryWatch()
         with open(log_path, "ab") as log:
             try:
                 for cmd in cmds:
@@ -255,12 +258,15 @@ class ProcessGroup:
             time.sleep(POLL_S)
 
     def _remember_descendants(self) -> None:
+        roots = []
         for proc in self.procs:
             try:
-                for child in psutil.Process(proc.pid).children(recursive=True):
+                roots.append(psutil.Process(proc.pid))
+                for child in roots[-1].children(recursive=True):
                     self.known.setdefault(child.pid, child)
             except psutil.Error:
                 pass  # exited between poll and here
+        self.memory.sample([*roots, *self.known.values()])
 
     def kill(self) -> None:
         """SIGKILL every process of the group: the roots' process groups, and each descendant seen
