@@ -291,3 +291,58 @@ def test_memory_watch_samples_real_processes():
     watch.sample([psutil.Process()])
     assert 0 < watch.peak_rss < watch.limit and watch.min_available > 0
     assert watch.oom_kill_evidence() is None  # this test process holds little memory
+
+
+def test_torchrun_agent_and_ranks_die_with_the_sigkilled_parent(tmp_path):
+    pytest.importorskip("torch")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        suite_yaml(name="dp", measurement={"warmup_steps": 1, "steps": 2, "timeout_s": 120})
+        + f"launcher: {{nproc_per_node: 2, port: {port}, torch: ddp}}\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "HLBENCH_TEST_STEP_DELAY_S": "60",  # every rank sleeps in its first step
+    }
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "hlbench", "run", str(suite), "--quiet", "--no-telemetry"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while len(_cell_processes(parent.pid)) < 3:  # the agent and its 2 ranks
+            assert time.monotonic() < deadline and parent.poll() is None, "no ranks started"
+            time.sleep(0.2)
+        time.sleep(1)  # the ranks are past their startup (the prctl)
+        processes = _cell_processes(parent.pid)
+        parent.kill()
+        parent.wait()
+        gone, alive = psutil.wait_procs(processes, timeout=5)
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        parent.kill()
+        for proc in _cell_processes(parent.pid):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+
+def _cell_processes(parent_pid: int) -> list[psutil.Process]:
+    """The processes of the cell `hlbench run` started (by their HLBENCH_PARENT_PID, which
+    survives the parent's death)."""
+    out = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            mine = proc.environ().get("HLBENCH_PARENT_PID") == str(parent_pid)
+            if mine and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+    return out
