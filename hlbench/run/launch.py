@@ -16,6 +16,10 @@ killed, including ranks started in their own sessions (torchrun starts each rank
 start_new_session), so none is left hanging. Each process writes its own `result.rank<R>.json`;
 rank 0 (the chief) also writes `result.json` with the figures of all ranks combined
 (hlbench.worker.train).
+
+Every interpreter of a cell starts with the safe import path (`python -P`, PYTHONSAFEPATH for
+those torchrun starts), so nothing in the current directory is imported, and dies with this
+process even when it is SIGKILLed (hlbench.worker.orphan).
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ to RESULT_JSON's `.rank<R>` sibling and rank 0 writes RESULT_JSON itself, with a
 combined (hlbench.worker.train). A rank that fails in Python exits 1 after writing its outcome, so
 that the launcher stops the group at once instead of leaving its peers blocked in a collective
 until the timeout.
+
+A worker dies with the `hlbench run` that started it (hlbench.worker.orphan); a loss that becomes
+non-finite without loss scaling fails the cell (hlbench.worker.train.check_finite).
 """
 
 from __future__ import annotations
