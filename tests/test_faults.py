@@ -118,12 +118,14 @@ def test_torch_cpu_oom_under_an_address_space_limit_is_recorded_oom(write_suite,
     pytest.importorskip("torch")
     suite = suite_yaml(
         name="oom",
-        # logits of 16384 × 64 × 256 fp32: 1 GiB per tensor, more than the limit leaves
-        workloads=[{"model": "gpt", "size": "tiny", "seq_len": 64, "batch_size": 16384}],
+        # logits of 64 × 64 × 65536 fp32: 1 GiB per tensor, more than the limit leaves
+        workloads=[
+            {"model": "gpt", "size": "tiny", "vocab_size": 65536, "seq_len": 64, "batch_size": 64}
+        ],
         measurement={"warmup_steps": 1, "steps": 1, "windows": 1, "eval_batches": 1},
     )
     proc = _run_limited(
-        ["run", str(write_suite(suite)), "--quiet", "--results-dir", "results"],
+        ["run", str(write_suite(suite)), "--quiet", "--no-telemetry", "--results-dir", "results"],
         tmp_path,
         _torch_address_space() + (3 << 29),  # torch's own mappings (a CUDA build's are larger)
     )
