@@ -89,6 +89,17 @@ def test_torch_backend_uses_the_table(message):
     assert not TorchBackend().is_oom(RuntimeError(NOT_OOM[0]))
 
 
+def test_tf_backend_uses_the_table():
+    tf = pytest.importorskip("tensorflow")
+    from hlbench.backends.tf.backend import TFBackend
+
+    backend = TFBackend()
+    assert backend.is_oom(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating"))
+    assert backend.is_oom(tf.errors.InternalError(None, None, "Dst tensor is not initialized."))
+    assert backend.is_oom(tf.errors.UnknownError(None, None, "failed to allocate memory"))
+    assert not backend.is_oom(tf.errors.InvalidArgumentError(None, None, NOT_OOM[0]))
+
+
 def _run_limited(args: list[str], cwd: Path, address_space: int) -> subprocess.CompletedProcess:
     def limit() -> None:  # the worker inherits the limit from `hlbench run`
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
@@ -238,10 +249,14 @@ def test_worker_dies_with_its_sigkilled_parent(write_suite, fault_env, tmp_path)
                 psutil.Process(pid).kill()  # the hang's own `sleep` child is not a worker
 
 
+def _shadow_modules(directory: Path) -> None:
+    for shadow in ("psutil", "numpy"):  # the worker imports both
+        (directory / f"{shadow}.py").write_text(f"raise ImportError('the cwd {shadow} ran')\n")
+
+
 def test_a_module_in_the_current_directory_is_not_imported(write_suite, fault_env, tmp_path):
     suite = write_suite(FAULT_SUITE.replace("[1, 2]", "[1]"))
-    for shadow in ("psutil", "numpy"):  # the worker imports both
-        (tmp_path / f"{shadow}.py").write_text(f"raise ImportError('the cwd {shadow} ran')\n")
+    _shadow_modules(tmp_path)
     proc = subprocess.run(
         # -P for the parent too, as the `hlbench` console script is (its sys.path[0] is bin/)
         [sys.executable, "-P", "-m", "hlbench", "run", str(suite), "--quiet"],
@@ -324,8 +339,9 @@ def test_torchrun_agent_and_ranks_die_with_the_sigkilled_parent(tmp_path):
         "OMP_NUM_THREADS": "1",
         "HLBENCH_TEST_STEP_DELAY_S": "60",  # every rank sleeps in its first step
     }
+    _shadow_modules(tmp_path)  # torchrun's ranks must not import them either
     parent = subprocess.Popen(
-        [sys.executable, "-m", "hlbench", "run", str(suite), "--quiet", "--no-telemetry"],
+        [sys.executable, "-P", "-m", "hlbench", "run", str(suite), "--quiet", "--no-telemetry"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
