@@ -61,8 +61,10 @@ def group_failure(
     reported: dict[int, dict[str, Any]],
     text: str,
     rendezvous: Rendezvous,
+    oom_evidence: str | None = None,
 ) -> dict[str, Any]:
-    """The record's outcome for a group that did not end with a result (`text`: the cell's log).
+    """The record's outcome for a group that did not end with a result (`text`: the cell's log;
+    `oom_evidence`: why a SIGKILL was plausibly the kernel's OOM killer, hlbench.run.memwatch).
 
     Causes before consequences: a rank that died without a word (no outcome file: a signal, a hard
     exit), unless it was only stopped by the launcher (torchrun's SIGTERM to the survivors); else
@@ -86,7 +88,7 @@ def group_failure(
         if rank is not None
         else "a process of the cell"
     )
-    crashed = died(returncode, text, who)
+    crashed = died(returncode, text, who, oom_evidence)
     if failed is not None:
         crashed["reason"] += f"; then {failed['reason']}"[:300]
     return crashed
@@ -110,15 +112,20 @@ def rank_exit_codes(
     return {0: codes[0]} if codes else {}
 
 
-def died(returncode: int, log_text: str, who: str) -> dict[str, Any]:
-    """A crashed record: `who` died by a signal or exited without a result."""
+def died(
+    returncode: int, log_text: str, who: str, oom_evidence: str | None = None
+) -> dict[str, Any]:
+    """A crashed record: `who` died by a signal or exited without a result. A SIGKILL names the
+    kernel's OOM killer only with `oom_evidence` (else a person's `kill -9` would be blamed on
+    memory)."""
     tail = log_text.splitlines()[-LOG_TAIL_LINES:]
     if returncode < 0:
         name = signal.Signals(-returncode).name
+        oom_killer = name == "SIGKILL" and oom_evidence
         return {
             "status": "crashed",
             "reason": f"{who} killed by {name}"
-            + (" (the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" else ""),
+            + (f" (likely the kernel's OOM killer: {oom_evidence})" if oom_killer else ""),
             "signal": name,
             "error": {"type": "crash", "message": name, "traceback_tail": tail},
         }

@@ -16,6 +16,10 @@ killed, including ranks started in their own sessions (torchrun starts each rank
 start_new_session), so none is left hanging. Each process writes its own `result.rank<R>.json`;
 rank 0 (the chief) also writes `result.json` with the figures of all ranks combined
 (hlbench.worker.train).
+
+Every interpreter of a cell starts with the safe import path (`python -P`, PYTHONSAFEPATH for
+those torchrun starts), so nothing in the current directory is imported, and dies with this
+process even when it is SIGKILLed (hlbench.worker.orphan).
 """
 
 from __future__ import annotations
@@ -35,7 +39,12 @@ from typing import Any
 import psutil
 
 from hlbench.handoff import RANK_ENV, WORKER_MODULE, cuda_visible_devices
+from hlbench.run.memwatch import MemoryWatch
 
+# the pid of this process, for every process of a cell (hlbench.worker.orphan reads it)
+PARENT_PID_ENV = "HLBENCH_PARENT_PID"
+TORCHRUN_MODULE = "torch.distributed.run"
+ORPHAN_GUARD_MODULE = "hlbench.worker.orphan"  # runs torchrun's agent so that it dies with us
 POLL_S = 0.2  # how often the parent looks at the group (it sleeps in between, never spins)
 
 
@@ -71,28 +80,55 @@ def commands(
     """The processes this node starts for `cell` (a Cell). `group_id` names the cell's group so that
     nodes meeting at a c10d rendezvous agree on which cell they are running; `log_dir`: torchrun's
     per-rank files (else it leaves a directory per cell in /tmp)."""
-    worker = ["-m", WORKER_MODULE, str(cell_file), str(result_file)]
+    files = [str(cell_file), str(result_file)]
     launch = cell.launch
     if launch is None or launch.strategy == "mirrored":
-        return [Command([sys.executable, *worker], {RANK_ENV: "0"})]
+        return [Command([*python_module(WORKER_MODULE), *files], {**safe_env(), RANK_ENV: "0"})]
     if launch.strategy in ("ddp", "fsdp"):
+        # torchrun's agent dies with this process (hlbench.worker.orphan), its ranks with it; it
+        # starts them as `python -u -m hlbench.worker`, safe through PYTHONSAFEPATH
+        agent = python_module(ORPHAN_GUARD_MODULE)
+        ranks = ["-m", WORKER_MODULE, *files]
         return [
             Command(
-                [sys.executable, *torchrun_args(launch, rdzv, group_id, log_dir), *worker],
-                {RANK_ENV: ""},
+                [*agent, TORCHRUN_MODULE, *torchrun_args(launch, rdzv, group_id, log_dir), *ranks],
+                {**safe_env(), RANK_ENV: ""},
             )
         ]
     if launch.strategy == "multi_worker":
-        return tf_worker_commands(launch, rdzv, worker)
+        return tf_worker_commands(launch, rdzv, [*python_module(WORKER_MODULE), *files])
     raise ValueError(f"unknown launch strategy {launch.strategy!r}")
+
+
+def python_module(module: str) -> list[str]:
+    """`python -m MODULE` with the safe import path: neither the current directory nor the
+    script's is put on sys.path (a `psutil.py` where the user runs hlbench must not be imported,
+    nor an untrusted checkout's code run). Python 3.10 has no -P: drop sys.path[0] by hand."""
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", module]
+    run = f"import runpy, sys; del sys.path[0]; runpy.run_module({module!r}, run_name='__main__', "
+    return [sys.executable, "-c", run + "alter_sys=True)"]
+
+
+def safe_env() -> dict[str, str]:
+    """What every process of a cell gets besides its own settings: this process's pid (a worker
+    dies with it, hlbench.worker.orphan), PYTHONSAFEPATH for the interpreters others start
+    (torchrun's ranks), and hlbench's own directory on PYTHONPATH when this process found hlbench
+    only through the current directory (which the worker no longer puts on its path)."""
+    env = {PARENT_PID_ENV: str(os.getpid()), "PYTHONSAFEPATH": "1"}
+    root = Path(__file__).resolve().parents[2]
+    cwd = Path.cwd().resolve()
+    elsewhere = [Path(p).resolve() for p in sys.path if p and Path(p).resolve() != cwd]
+    if root not in elsewhere:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(root)]))
+    return env
 
 
 def torchrun_args(
     launch: dict[str, Any], rdzv: Rendezvous, group_id: str, log_dir: Path
 ) -> list[str]:
+    """torchrun's options (`python -m torch.distributed.run OPTIONS -m hlbench.worker ...`)."""
     args = [
-        "-m",
-        "torch.distributed.run",
         f"--nnodes={launch.nnodes}",
         f"--log-dir={log_dir}",
         f"--nproc-per-node={launch.nproc_per_node}",
@@ -130,6 +166,7 @@ def tf_worker_commands(
     for local in range(per_node):
         rank = rdzv.node_rank * per_node + local
         env = {
+            **safe_env(),
             "TF_CONFIG": json.dumps(
                 {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": rank}}
             ),
@@ -138,7 +175,7 @@ def tf_worker_commands(
         }
         if visible:  # one GPU per process, as torchrun's ranks use cuda:LOCAL_RANK
             env["CUDA_VISIBLE_DEVICES"] = visible[local % len(visible)]
-        out.append(Command([sys.executable, *worker], env))
+        out.append(Command(worker, env))
     return out
 
 
@@ -169,6 +206,8 @@ class ProcessGroup:
         # (when one fails the others are killed, and their SIGKILL says nothing about what went
         # wrong)
         self.ended_alone: dict[int, int] = {}
+        # how much memory the group held, for whether a SIGKILL was the OOM killer's
+        self.memory = MemoryWatch()
         with open(log_path, "ab") as log:
             try:
                 for cmd in cmds:
@@ -223,12 +262,15 @@ class ProcessGroup:
             time.sleep(POLL_S)
 
     def _remember_descendants(self) -> None:
+        roots = []
         for proc in self.procs:
             try:
-                for child in psutil.Process(proc.pid).children(recursive=True):
+                roots.append(psutil.Process(proc.pid))
+                for child in roots[-1].children(recursive=True):
                     self.known.setdefault(child.pid, child)
             except psutil.Error:
                 pass  # exited between poll and here
+        self.memory.sample([*roots, *self.known.values()])
 
     def kill(self) -> None:
         """SIGKILL every process of the group: the roots' process groups, and each descendant seen

@@ -184,6 +184,7 @@ def _wait_for_worker(
         reported,
         log_path.read_text(errors="replace"),
         placement.rendezvous,
+        group.memory.oom_kill_evidence(),
     )
 
 

@@ -10,6 +10,9 @@ to RESULT_JSON's `.rank<R>` sibling and rank 0 writes RESULT_JSON itself, with a
 combined (hlbench.worker.train). A rank that fails in Python exits 1 after writing its outcome, so
 that the launcher stops the group at once instead of leaving its peers blocked in a collective
 until the timeout.
+
+A worker dies with the `hlbench run` that started it (hlbench.worker.orphan); a loss that becomes
+non-finite without loss scaling fails the cell (hlbench.worker.train.check_finite).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from hlbench.backends import get_spec, load_adapter
 from hlbench.cell import Cell
 from hlbench.errors import SkipCell
 from hlbench.handoff import PROFILE_DIR_ENV, rank_from_env, rank_result_path
+from hlbench.techniques.oom import is_oom
+from hlbench.worker.orphan import die_with_parent
 from hlbench.worker.train import run_cell
 
 TRACEBACK_TAIL_LINES = 30
@@ -57,7 +62,7 @@ def execute(
     except SkipCell as exc:
         result.update(status="skipped", reason=str(exc))
     except Exception as exc:  # every failure of a cell becomes its record
-        oom = backend.is_oom(exc) if backend is not None else isinstance(exc, MemoryError)
+        oom = backend.is_oom(exc) if backend is not None else is_oom(exc)
         # when, so that the parent can tell a data-parallel cell's first failure from its
         # consequences
         result["failed_at_monotonic_s"] = time.monotonic()  # system-wide: comparable across ranks
@@ -127,6 +132,7 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()  # first: an orphaned worker would hold its device past the cell's timeout
     if len(argv) != 2:
         print("usage: python -m hlbench.worker CELL_JSON RESULT_JSON", file=sys.stderr)
         return 2

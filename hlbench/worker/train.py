@@ -68,13 +68,55 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
     trainer, build_s = build(cell, backend, inputs)
     timing, raw_losses = measure(cell, trainer, inputs, plan)
     timing, memory, distributed = combine_ranks(cell, trainer, timing)
-    train_losses = trainer.losses_to_floats(raw_losses)
+    train_losses = trainer.losses_to_floats(raw_losses)  # after the windows: no per-step sync
     eval_loss, eval_s = evaluate(trainer, inputs.held_out)
+    check_finite(cell, trainer, train_losses, eval_loss)
     measured = Measured(timing, memory, distributed, train_losses, eval_loss, build_s, eval_s)
     result = assemble_record(cell, inputs, trainer, measured)
     if profile_dir is not None and not cell.launch:  # not built for data-parallel cells (README)
         result["profile"] = profile(cell, trainer, inputs.corpus, profile_dir)
     return result
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training diverged: a loss became NaN or infinite at a precision without loss scaling."""
+
+
+def first_nonfinite(losses: list[float]) -> int | None:
+    """The index of the first loss that is NaN or infinite, or None."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(losses, dtype=np.float64)))
+    return int(bad[0]) if bad.size else None
+
+
+def check_finite(
+    cell: Cell, trainer: Trainer, train_losses: list[float], eval_loss: float | None
+) -> None:
+    """NonFiniteLoss when a step's loss (its index in the record's train_loss_per_step, warmup
+    included, as HLBENCH_TEST_NONFINITE_STEP counts) or the held-out loss after the last step is
+    NaN or infinite at a level without loss scaling (fp32,
+    tf32, bf16, bf16-pure): nothing there skips such a step, so every later figure is of a broken
+    training. fp16's loss scaling skips its overflow steps itself (and counts them): those stay as
+    they are. In a data-parallel cell the ranks agree (a collective), so all of them fail
+    together."""
+    if precision.level(cell.axes["precision"]).loss_scaling:
+        return
+    losses = [*train_losses, *([] if eval_loss is None else [eval_loss])]
+    step = first_nonfinite(losses)
+    found = None if step is None else [step, _nonfinite_name(losses[step])]
+    if cell.launch:
+        found = min((f for f in trainer.all_gather_objects(found) if f is not None), default=None)
+    if found is None:
+        return
+    step, what = found
+    if step < len(train_losses):
+        raise NonFiniteLoss(f"loss became non-finite ({what}) at step {step}")
+    raise NonFiniteLoss(
+        f"held-out loss became non-finite ({what}) after the last step ({len(train_losses) - 1})"
+    )
+
+
+def _nonfinite_name(value: float) -> str:
+    return "nan" if np.isnan(value) else "inf" if value > 0 else "-inf"
 
 
 def prepare_inputs(cell: Cell, plan: TimingPlan) -> Inputs:

@@ -25,7 +25,7 @@ from hlbench.backends.tf import distribute, strategies
 from hlbench.backends.tf.trainer import TFTrainer
 from hlbench.cell import Cell
 from hlbench.errors import SkipCell
-from hlbench.techniques import precision
+from hlbench.techniques import oom, precision
 from hlbench.workloads import ModelSpec
 
 
@@ -157,7 +157,8 @@ class TFBackend(Backend):
         return distribute.MirroredTFTrainer(cell, spec, level, weights, dist)
 
     def is_oom(self, exc: BaseException) -> bool:
-        return isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError))
+        # the class, or one of the table's allocator messages (e.g. XLA's, wrapped in another error)
+        return isinstance(exc, tf.errors.ResourceExhaustedError) or oom.is_oom(exc)
 
 
 def _keras_version() -> str | None:

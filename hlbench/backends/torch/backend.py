@@ -18,7 +18,7 @@ from hlbench.backends.torch.device import framework_environment, resolve_device
 from hlbench.backends.torch.trainer import TorchTrainer
 from hlbench.cell import Cell
 from hlbench.errors import SkipCell
-from hlbench.techniques import precision
+from hlbench.techniques import oom, precision
 from hlbench.workloads import ModelSpec
 
 
@@ -53,9 +53,8 @@ class TorchBackend(Backend):
         return TorchTrainer(cell, spec, level, weights, device)
 
     def is_oom(self, exc: BaseException) -> bool:
-        return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or (
-            isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-        )
+        # every allocator message of the table, "DefaultCPUAllocator: can't allocate memory" too
+        return isinstance(exc, torch.cuda.OutOfMemoryError) or oom.is_oom(exc)
 
 
 def unsupported_reason(cell: Cell) -> str | None:
