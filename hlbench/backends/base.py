@@ -15,6 +15,7 @@ import numpy as np
 
 from hlbench.cell import Cell
 from hlbench.data import Batch
+from hlbench.techniques import oom
 from hlbench.techniques.precision import Level
 from hlbench.workloads import ModelSpec
 
@@ -131,5 +132,6 @@ class Backend(ABC):
         again."""
 
     def is_oom(self, exc: BaseException) -> bool:
-        """Whether an exception means the device (or host) ran out of memory."""
-        return isinstance(exc, MemoryError)
+        """Whether an exception means the device (or host) ran out of memory: by default the
+        allocator messages both frameworks emit (hlbench.techniques.oom)."""
+        return oom.is_oom(exc)

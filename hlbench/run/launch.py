@@ -38,11 +38,9 @@ from typing import Any
 
 import psutil
 
-from hlbench.handoff import RANK_ENV, WORKER_MODULE, cuda_visible_devices
+from hlbench.handoff import PARENT_PID_ENV, RANK_ENV, WORKER_MODULE, cuda_visible_devices
 from hlbench.run.memwatch import MemoryWatch
 
-# the pid of this process, for every process of a cell (hlbench.worker.orphan reads it)
-PARENT_PID_ENV = "HLBENCH_PARENT_PID"
 TORCHRUN_MODULE = "torch.distributed.run"
 ORPHAN_GUARD_MODULE = "hlbench.worker.orphan"  # runs torchrun's agent so that it dies with us
 POLL_S = 0.2  # how often the parent looks at the group (it sleeps in between, never spins)

@@ -20,9 +20,8 @@ import sys
 import threading
 import time
 
-# The pid of `hlbench run`, set for every process of a cell (the same name as
-# hlbench.run.launch.PARENT_PID_ENV: the worker imports nothing of the parent).
-PARENT_PID_ENV = "HLBENCH_PARENT_PID"
+from hlbench.handoff import PARENT_PID_ENV
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WATCH_S = 0.5
 
