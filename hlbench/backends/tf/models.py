@@ -58,9 +58,7 @@ def _layer_norm(x: tf.Tensor, g: tf.Variable, b: tf.Variable) -> tf.Tensor:
     kernels)."""
     f32 = tf.float32
     x32 = tf.cast(x, f32)
-    mean, var = tf.nn.moments(
-        x32, axes=[-1], keepdims=True
-    )  # biased variance, as torch's LayerNorm
+    mean, var = tf.nn.moments(x32, axes=[-1], keepdims=True)  # biased, as torch's LN
     y = (x32 - mean) * tf.math.rsqrt(var + LAYER_NORM_EPS) * tf.cast(g, f32) + tf.cast(b, f32)
     return tf.cast(y, x.dtype)
 
@@ -85,21 +83,16 @@ class GPT(TFModel):
 
     def _attention(self, x: tf.Tensor, i: int) -> tf.Tensor:
         v_ = self.variables
-        B, T, C = (
-            tf.shape(x)[0],
-            tf.shape(x)[1],
-            self.spec.d_attn,
-        )  # d_model unless structured shrink
+        # C: d_model unless a structured shrink removed heads
+        B, T, C = tf.shape(x)[0], tf.shape(x)[1], self.spec.d_attn
         hs = self.spec.d_head
         nh = C // hs
         qkv = self._linear(x, v_[f"h.{i}.attn.c_attn.w"], v_[f"h.{i}.attn.c_attn.b"])  # (B, T, 3C)
         q, k, v = tf.split(qkv, 3, axis=-1)
-        q, k, v = (
-            tf.transpose(tf.reshape(t, (B, T, nh, hs)), (0, 2, 1, 3)) for t in (q, k, v)
-        )  # (B, nh, T, hs)
-        scores = tf.matmul(q, k, transpose_b=True) * tf.cast(
-            1.0 / math.sqrt(hs), q.dtype
-        )  # (B, nh, T, T)
+        # (B, nh, T, hs)
+        q, k, v = (tf.transpose(tf.reshape(t, (B, T, nh, hs)), (0, 2, 1, 3)) for t in (q, k, v))
+        scale = tf.cast(1.0 / math.sqrt(hs), q.dtype)
+        scores = tf.matmul(q, k, transpose_b=True) * scale  # (B, nh, T, T)
         scores = tf.cast(scores, tf.float32)  # softmax in float32, as torch's attention kernels do
         causal = tf.linalg.band_part(tf.ones((T, T), dtype=tf.bool), -1, 0)
         scores = tf.where(causal, scores, tf.constant(-math.inf, dtype=scores.dtype))
@@ -110,9 +103,8 @@ class GPT(TFModel):
     def _mlp(self, x: tf.Tensor, i: int) -> tf.Tensor:
         v_ = self.variables
         pre = self._linear(x, v_[f"h.{i}.mlp.c_fc.w"], v_[f"h.{i}.mlp.c_fc.b"])
-        hidden = tf.cast(
-            tf.nn.gelu(tf.cast(pre, tf.float32), approximate=True), pre.dtype
-        )  # float32 inside
+        # GELU in float32, then back to the compute dtype
+        hidden = tf.cast(tf.nn.gelu(tf.cast(pre, tf.float32), approximate=True), pre.dtype)
         return self._linear(hidden, v_[f"h.{i}.mlp.c_proj.w"], v_[f"h.{i}.mlp.c_proj.b"])
 
     def __call__(self, idx: tf.Tensor) -> tf.Tensor:
@@ -130,9 +122,8 @@ class GPT(TFModel):
             )
         x = _layer_norm(x, v_["ln_f.g"], v_["ln_f.b"])
         cd = self.compute_dtype
-        return tf.matmul(
-            tf.cast(x, cd), tf.cast(v_["wte"], cd), transpose_b=True
-        )  # tied head: (B, T, V)
+        # the head is tied to wte: (B, T, V)
+        return tf.matmul(tf.cast(x, cd), tf.cast(v_["wte"], cd), transpose_b=True)
 
 
 class LSTMLM(TFModel):
