@@ -62,13 +62,18 @@ class Tolerances:
 # (fp32 measured 1.7e-7, 1.4e-8, 1.0e-6, 0.) The remaining differences are roundings the two
 # frameworks place differently (e.g. torch adds the bias inside its bf16 GEMM, TF after it; torch's
 # attention keeps the scores in fp32 before the softmax, TF rounds them to the compute dtype first).
+# Those were measured on a CPU with AVX-512 BF16, whose native bf16 dot products both frameworks
+# use. On a CPU without it (an AVX2 EPYC) the bf16 GEMMs are emulated, each framework rounding its
+# own way, and gpt-tiny's gradient norm differed by 4.4e-3 (bf16) and 4.3e-3 (bf16-pure):
+# about one bf16 ulp (2^-8 = 3.9e-3), the precision bf16 itself keeps. The bf16 levels' grad_norm
+# tolerance is therefore 1e-2, two to three ulps, not a figure only one kind of CPU meets.
 # tf32 and fp8 run only on GPUs (and fp8 only in PyTorch): no cross-framework tolerance here.
 TOLERANCES: dict[str, Tolerances] = {
     "fp32": Tolerances(initial_loss=1e-6, grad_norm=1e-5, grad_max_rel=1e-4, loss_after_steps=1e-3),
-    "bf16": Tolerances(initial_loss=2e-4, grad_norm=5e-4, grad_max_rel=5e-2, loss_after_steps=5e-4),
+    "bf16": Tolerances(initial_loss=2e-4, grad_norm=1e-2, grad_max_rel=5e-2, loss_after_steps=5e-4),
     "fp16": Tolerances(initial_loss=2e-5, grad_norm=3e-4, grad_max_rel=1e-2, loss_after_steps=1e-4),
     "bf16-pure": Tolerances(
-        initial_loss=2e-4, grad_norm=1e-3, grad_max_rel=1.5e-1, loss_after_steps=5e-4
+        initial_loss=2e-4, grad_norm=1e-2, grad_max_rel=1.5e-1, loss_after_steps=5e-4
     ),
 }
 

@@ -7,6 +7,8 @@ nn.Linear's is (out, in)), `.g` → `.weight`, `.b` → `.bias`.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -99,33 +101,43 @@ class LSTMLM(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.embed(idx)  # (B, T, d_embed)
-        if (
-            x.device.type == "cpu"
-            and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == torch.float16
-        ):
-            out = self._lstm_fp16_on_cpu(x)
-        else:
-            out, _ = self.lstm(x)  # (B, T, h); autocast casts it like a matmul
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            dtype = torch.get_autocast_dtype("cpu")
+            if not onednn_lstm_runs(dtype):
+                return self.head(self._lstm_native_on_cpu(x, dtype))
+        out, _ = self.lstm(x)  # (B, T, h); autocast casts it like a matmul
         return self.head(out)  # (B, T, V)
 
-    def _lstm_fp16_on_cpu(self, x: torch.Tensor) -> torch.Tensor:
-        """What autocast(float16) means for the LSTM, done by hand on the CPU: inputs and weights
-        cast to fp16 (differentiably: the gradients reach the fp32 master weights in fp32), the
-        recurrence run in fp16. Autocast itself would send it to oneDNN, whose CPU LSTM has no fp16
-        kernel ("could not create a primitive descriptor", torch 2.13); PyTorch's native CPU LSTM
-        has one."""
-        params = {name: p.to(torch.float16) for name, p in self.lstm.named_parameters()}
+    def _lstm_native_on_cpu(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """What autocast(dtype) means for the LSTM, done by hand on the CPU: inputs and weights
+        cast to `dtype` (differentiably: the gradients reach the fp32 master weights in fp32), the
+        recurrence run in `dtype`. Autocast itself would send it to oneDNN, whose CPU LSTM has no
+        fp16 kernel, and no bf16 kernel on CPUs without AVX-512 BF16 ("could not create a
+        primitive descriptor", torch 2.13); PyTorch's native CPU LSTM has both."""
+        params = {name: p.to(dtype) for name, p in self.lstm.named_parameters()}
         buffers = dict(self.lstm.named_buffers())
         # only `enabled` changes (None leaves alone the other oneDNN flags the defaults would set)
         no_onednn = torch.backends.mkldnn.flags(
             enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None
         )
         with torch.autocast("cpu", enabled=False), no_onednn:
-            out, _ = torch.func.functional_call(
-                self.lstm, {**params, **buffers}, (x.to(torch.float16),)
-            )
-        return out  # (B, T, h), float16
+            out, _ = torch.func.functional_call(self.lstm, {**params, **buffers}, (x.to(dtype),))
+        return out  # (B, T, h), in dtype
+
+
+@functools.cache
+def onednn_lstm_runs(dtype: torch.dtype) -> bool:
+    """Whether oneDNN's CPU LSTM has a `dtype` kernel on this CPU (probed once on a tiny LSTM):
+    never for fp16, for bf16 only where the CPU has AVX-512 BF16 or AMX."""
+    if dtype == torch.float16:
+        return False
+    probe = nn.LSTM(4, 4, batch_first=True)
+    try:
+        with torch.autocast("cpu", dtype=dtype), torch.no_grad():
+            probe(torch.zeros(1, 2, 4))
+    except RuntimeError:
+        return False
+    return True
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
