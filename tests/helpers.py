@@ -162,3 +162,42 @@ def write(path: Path, records: list[dict[str, Any]]) -> Path:
 
 
 STEADY = lognormal(60, 10_000.0, 0.02, seed=11)
+
+
+def runs_at(
+    run_tokens_per_s: list[float],
+    seed: int = 0,
+    step_sigma: float = 0.01,
+    steps: int = 30,
+    run_id: str = "r",
+    **record_kw: Any,
+) -> list[dict[str, Any]]:
+    """One ok record per run (repeat = 0, 1, …), run i's steps scattered (lognormal, step_sigma)
+    around its own speed run_tokens_per_s[i]: the steps of a run share its offset, as the steps of
+    one worker process do."""
+    rng = np.random.default_rng(seed)
+    return [
+        record(
+            list(speed * np.exp(step_sigma * rng.standard_normal(steps))),
+            repeat=i,
+            run_id=run_id,
+            **record_kw,
+        )
+        for i, speed in enumerate(run_tokens_per_s)
+    ]
+
+
+def runs(
+    n: int,
+    median_tokens_per_s: float,
+    run_sigma: float,
+    seed: int,
+    step_sigma: float = 0.01,
+    steps: int = 30,
+    **record_kw: Any,
+) -> list[dict[str, Any]]:
+    """n runs of one cell (repeat = 0..n-1), each with its own lognormal offset (run_sigma) around
+    median_tokens_per_s and per-step samples around that offset (see runs_at); record_kw (run_id,
+    cell_id, cell_hash, gpus, peak_bytes, …) go to every record."""
+    offsets = lognormal(n, median_tokens_per_s, run_sigma, seed)
+    return runs_at(offsets, seed + 10_000, step_sigma, steps, **record_kw)

@@ -52,6 +52,23 @@ def test_matrix_is_product_minus_exclusions(write_suite):
     assert len({c.hash for c in suite.cells}) == len(ids)
 
 
+def test_repeats_run_interleaved_across_cells(write_suite):
+    """Every cell's repeat 0, then every cell's repeat 1, ...: a drift of the machine during the
+    suite lands on every cell, not on the cell that happened to run last. A resumed run keeps the
+    order for what is left."""
+    from hlbench.run.plan import plan
+
+    suite = load_suite(
+        write_suite(GOOD.replace("optimizer:", "measurement: {repeats: 3}\noptimizer:"))
+    )
+    cells = [c.hash for c in suite.cells]
+    tasks = plan(suite, set())
+    assert [(t.cell.hash, t.repeat) for t in tasks] == [(h, r) for r in range(3) for h in cells]
+    done = {(cells[0], 0), (cells[1], 1)}
+    left = [(t.cell.hash, t.repeat) for t in plan(suite, done)]
+    assert left == [(h, r) for r in range(3) for h in cells if (h, r) not in done]
+
+
 def test_accumulation_holds_global_batch_by_default(write_suite):
     cell = next(
         c for c in load_suite(write_suite(GOOD)).cells if c.id == "gpt-tiny/torch/fp32/ga4/none"

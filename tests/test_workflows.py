@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from hlbench.cli import build_parser
+from hlbench.compare.metrics import METRICS
 from hlbench.compare.render import MD_MARKER
-from hlbench.compare.verdicts import METRICS
 from tests.helpers import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -209,7 +209,10 @@ def test_ci_gpu_suite_is_valid_and_gives_enough_samples():
     assert c.device == "cuda" and list(c.backends) == ["torch"]
     assert set(c.axes.precision) == {"fp32", "bf16"} and set(c.axes.accumulation) == {1, 4}
     m = c.measurement
-    assert m.steps * m.windows * m.repeats >= 50  # samples per cell for compare's test
+    from hlbench.compare.verdicts import DEFAULT_THRESHOLDS
+
+    # The run is compare's unit: enough repeats per cell for a test at the default alpha.
+    assert m.repeats >= DEFAULT_THRESHOLDS.runs_needed() == 5
     assert len(suite.cells) == 4
     # The workflow looks for the records under the suite's name.
     assert (

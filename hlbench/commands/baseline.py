@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 EPILOG = """\
@@ -12,6 +13,8 @@ baselines live in --dir, else $HLBENCH_BASELINES_DIR, else results/baselines; ea
 name is <suite>--<machine type>, e.g. ci-gpu--nvidia-h200, so each kind of runner has its own.
 
   hlbench baseline save results/ci-gpu/<run-id>.jsonl --note "accepted after #123"
+  hlbench compare --calibrate results/ci-gpu/ -o noise.json     # A/A runs of unchanged code
+  hlbench baseline save results/ci-gpu/<run-id>.jsonl --noise noise.json
   hlbench compare "$(hlbench baseline name CAND.jsonl --path)" CAND.jsonl
 """
 
@@ -30,6 +33,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     save.add_argument("records", type=Path, help="records file or run directory to promote")
     save.add_argument("--name", help="baseline name (default: <suite>--<machine type> of the run)")
     save.add_argument("--note", help="why this run was accepted (kept in baseline.json)")
+    save.add_argument(
+        "--run-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="the run to promote when RECORDS holds several (repeatable; 'all' pools them; "
+        "default: the latest)",
+    )
+    save.add_argument(
+        "--noise",
+        type=Path,
+        metavar="FILE",
+        help="store this runner's A/A noise floors with the baseline (the JSON written by "
+        "`hlbench compare --calibrate RUN RUN ... -o FILE`); compare then applies them",
+    )
     _dir(save)
     save.set_defaults(func=cmd_save)
 
@@ -66,8 +84,15 @@ def _dir(p: argparse.ArgumentParser) -> None:
 def cmd_save(args: argparse.Namespace) -> int:
     from hlbench.compare import baseline
 
-    path, meta = baseline.save(args.records, args.name, baseline.baselines_dir(args.dir), args.note)
+    directory = baseline.baselines_dir(args.dir)
+    path, meta = baseline.save(
+        args.records, args.name, directory, args.note, tuple(args.run_id), args.noise
+    )
+    if meta["picked"]:
+        print(f"note: {meta['picked']}", file=sys.stderr)
     print(f"baseline {meta['name']!r} ← {meta['source']} ({meta['cells_ok']} cell(s) ok) in {path}")
+    if meta["noise_runs"]:
+        print(f"noise floors from {len(meta['noise_runs'])} A/A run(s) stored with it")
     if meta["cells_not_ok"]:
         print(
             f"note: {len(meta['cells_not_ok'])} cell(s) without an ok record are not comparable "
@@ -98,19 +123,23 @@ def cmd_show(args: argparse.Namespace) -> int:
             c["cell_hash"],
             c["status"],
             c["repeats_ok"],
-            c["steps"],
             "—" if c["tokens_per_s_median"] is None else f"{c['tokens_per_s_median']:,.0f}",
+            _floor(c["tokens_per_s_noise_floor"]),
         ]
         for c in info["cells"]
     ]
     print(
         tabulate(
             rows,
-            headers=["cell", "hash", "status", "repeats ok", "steps", "tokens/s (median)"],
+            headers=["cell", "hash", "status", "runs ok", "tokens/s (median)", "noise floor"],
             disable_numparse=True,
         )
     )
     return 0
+
+
+def _floor(value: float | None) -> str:
+    return "— (not calibrated)" if value is None else f"±{value:.1%}"
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -5,29 +5,41 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from hlbench.compare.metrics import DEFAULT_METRIC, METRICS
 from hlbench.compare.verdicts import (
     DEFAULT_ALPHA,
-    DEFAULT_METRIC,
     DEFAULT_MIN_SAMPLES,
     DEFAULT_THRESHOLD,
     EXIT_INCOMPARABLE,
-    METRICS,
     NOT_AVAILABLE,
+    Thresholds,
 )
 from hlbench.errors import UsageError
 
-EPILOG = f"""\
-BASELINE and CANDIDATE are records files (results/<suite>/<run-id>.jsonl) or directories holding
-exactly one (a stored baseline: results/baselines/<name>/). Cells are matched by content hash.
+if TYPE_CHECKING:
+    from hlbench.compare.noise import Calibration
 
-verdict per cell and metric: change = candidate median / baseline median - 1; p = two-sided
-Mann-Whitney U on the raw samples (tokens/s and step time: one per measured step, windows and
-repeats pooled). regressed / improved: p < alpha and |change| > threshold; inconclusive: fewer than
---min-samples per side, or |change| > threshold without significance; unchanged otherwise.
-Per-run metrics (memory, energy, loss: one value per repeat) below --min-samples repeats are judged
-on the threshold alone (noted in the output). A cell ok in the baseline that failed (oom, timeout,
-error, crashed) in the candidate counts as regressed ("failed").
+EPILOG = f"""\
+BASELINE and CANDIDATE are records files (results/<suite>/<run-id>.jsonl) or directories of them
+(a stored baseline: results/baselines/<name>/). Cells are matched by content hash. An input that
+holds several runs uses its latest, and says so; --run-id picks runs (all: pool them).
+
+the run is the unit: each repeat of a cell (its own worker process) gives one estimate per metric
+(tokens/s = tokens over measured wall time, as in run/report/table; step time = the run's median
+step). change = median candidate / median baseline - 1. p = two-sided exact Mann-Whitney U over
+the runs, CI = its (1 - alpha) interval of the ratio. regressed / improved: the CI excludes no
+change, |change| > threshold and |change| > the runner's noise floor; unchanged: the CI, shifted by
+the noise floor, lies within +-threshold; inconclusive otherwise, or with too few runs for alpha
+(5 per side at 0.01, 4 at 0.05). Peak memory and excess loss (deterministic for a fixed cell) with
+too few runs are judged on the threshold alone (noted). A cell ok in the baseline that failed (oom,
+timeout, error, crashed) in the candidate counts as regressed ("failed").
+
+noise floor: `hlbench compare --calibrate RUN RUN [RUN ...]` over A/A runs of unchanged code
+reports, per cell and metric, the spread between identical suite runs and the smallest change
+this runner can resolve; -o FILE writes it, `hlbench baseline save ... --noise FILE` stores it,
+and compare applies it (a stored baseline's own, or --noise FILE).
 
 metrics: {", ".join(METRICS)}, or all.
 
@@ -37,8 +49,13 @@ exit status (when several apply, the first listed wins):
      also when no cell is common to both runs
   1  some cell regressed (or failed in the candidate)
   3  nothing regressed, but some verdict was inconclusive
-  0  nothing regressed and nothing inconclusive (unchanged or improved)
+  0  nothing regressed and nothing inconclusive (unchanged or improved); --calibrate: written
 """
+
+USAGE = (
+    "hlbench compare [options] BASELINE CANDIDATE\n"
+    "       hlbench compare --calibrate [options] RUN RUN [RUN ...]"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,12 +66,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Compare a CANDIDATE run against a BASELINE run, cell by cell and metric by "
         "metric.",
         epilog=EPILOG,
+        usage=USAGE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("baseline", type=Path, help="records file or run directory of the reference run")
     p.add_argument(
-        "candidate", type=Path, help="records file or run directory of the run under test"
+        "runs",
+        type=Path,
+        nargs="+",
+        metavar="RUN",
+        help="BASELINE then CANDIDATE (records files or run directories); with --calibrate, "
+        "two or more A/A runs of unchanged code (files, or directories holding several runs)",
     )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure this runner's noise from A/A runs instead of comparing: per cell and metric "
+        "the spread between identical runs and the noise floor (write it with -o FILE)",
+    )
+    p.add_argument(
+        "--noise",
+        type=Path,
+        metavar="FILE",
+        help="noise floors to apply (from --calibrate -o); default: those stored with a "
+        "baseline directory, if any",
+    )
+    p.add_argument(
+        "--run-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="use these runs of an input that holds several (repeatable; 'all' pools them; "
+        "default: the latest, with a note)",
+    )
+    _add_rule_options(p)
+    _add_output_options(p)
+    p.set_defaults(func=cmd_compare)
+
+
+def _add_rule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metric",
         action="append",
@@ -65,7 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--alpha",
         type=float,
         default=DEFAULT_ALPHA,
-        help=f"significance level of the Mann-Whitney U test (default {DEFAULT_ALPHA})",
+        help="significance level of the two-sided test over runs; the fewest runs per side it "
+        f"allows: 5 at 0.01, 4 at 0.05 (default {DEFAULT_ALPHA})",
     )
     p.add_argument(
         "--threshold",
@@ -78,8 +128,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--min-samples",
         type=int,
         default=DEFAULT_MIN_SAMPLES,
-        help=f"samples per side needed for a test (default {DEFAULT_MIN_SAMPLES})",
+        help="runs (repeats) per side needed for a test, at least; alpha may need more "
+        f"(default {DEFAULT_MIN_SAMPLES})",
     )
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force",
         action="store_true",
@@ -98,7 +152,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="write the report to FILE instead of stdout",
     )
-    p.set_defaults(func=cmd_compare)
 
 
 def _fraction(text: str) -> float:
@@ -127,42 +180,74 @@ def _metrics(names: list[str] | None) -> list[str]:
     return list(dict.fromkeys(names))  # keep order, drop repeats
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from hlbench.compare.comparability import differences, load_run
-    from hlbench.compare.render import RENDERERS, Report
-    from hlbench.compare.runs import compare_runs
-    from hlbench.compare.verdicts import Thresholds, exit_code
-
-    metrics = _metrics(args.metric)
+def _thresholds(args: argparse.Namespace) -> Thresholds:
     if not 0 < args.alpha < 1:
         raise UsageError(f"--alpha {args.alpha}: expected a probability in (0, 1), e.g. 0.01")
     if args.min_samples < 2:
         raise UsageError(f"--min-samples {args.min_samples}: expected at least 2")
-    thresholds = Thresholds(
-        alpha=args.alpha, threshold=args.threshold, min_samples=args.min_samples
+    return Thresholds(alpha=args.alpha, threshold=args.threshold, min_samples=args.min_samples)
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    metrics, thresholds = _metrics(args.metric), _thresholds(args)
+    if args.calibrate:
+        return _calibrate(args, metrics, thresholds)
+    if len(args.runs) != 2:
+        raise UsageError(
+            f"compare takes BASELINE and CANDIDATE, {len(args.runs)} path(s) given; to measure "
+            "the noise of several A/A runs use --calibrate"
+        )
+    return _compare(args, metrics, thresholds)
+
+
+def _compare(args: argparse.Namespace, metrics: list[str], thresholds: Thresholds) -> int:
+    from hlbench.compare import baseline as stored
+    from hlbench.compare import noise
+    from hlbench.compare.comparability import differences, load_run
+    from hlbench.compare.render import RENDERERS, Report
+    from hlbench.compare.runs import compare_runs
+    from hlbench.compare.verdicts import exit_code
+
+    base_path, cand_path = args.runs
+    baseline, candidate = load_run(base_path, args.run_id), load_run(cand_path, args.run_id)
+    notes = [run.note for run in (baseline, candidate) if run.note]
+    for note in notes:
+        print(f"hlbench: note: {note}", file=sys.stderr)
+    calibration = noise.load(args.noise) if args.noise else stored.noise_of(base_path)
+    floors = (
+        {(f.cell_hash, f.metric): f.noise_floor for f in calibration.floors}
+        if calibration
+        else None
     )
-    baseline, candidate = load_run(args.baseline), load_run(args.candidate)
     diff = differences(baseline, candidate)
 
     comparison, message = None, ""
     if diff.fatal and not args.force:
         code = EXIT_INCOMPARABLE
     else:
-        comparison = compare_runs(baseline.records, candidate.records, metrics, thresholds)
+        comparison = compare_runs(baseline.records, candidate.records, metrics, thresholds, floors)
         decisive = [v for v in comparison.verdicts() if v != NOT_AVAILABLE]
         if not comparison.results and not comparison.not_run:
             code, message = EXIT_INCOMPARABLE, "no cell is common to both runs (different suites?)"
         elif not decisive:  # a CI guard that compared nothing must not pass
-            code, message = (
-                EXIT_INCOMPARABLE,
-                (f"nothing to compare: no common cell has {', '.join(metrics)} on both sides"),
-            )
+            code = EXIT_INCOMPARABLE
+            message = f"nothing to compare: no common cell has {', '.join(metrics)} on both sides"
         else:
             code = exit_code(comparison.verdicts())
 
+    runs = (baseline.run_ids, candidate.run_ids)
+    noise_source = _noise_source(args.noise, base_path, calibration)
     report = Report(
-        str(args.baseline),
-        str(args.candidate),
+        str(base_path),
+        str(cand_path),
         metrics,
         thresholds,
         diff,
@@ -170,19 +255,42 @@ def cmd_compare(args: argparse.Namespace) -> int:
         comparison,
         code,
         message,
+        runs,
+        noise_source,
+        notes,
     )
-    text = RENDERERS[args.format](report)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    _write(RENDERERS[args.format](report), args.output)
     if code == EXIT_INCOMPARABLE:  # one line on stderr, as every exit-2 error of hlbench
-        why = (
-            message
-            or "the runs are not comparable: "
-            + "; ".join(diff.fatal)
-            + " (use --force to compare anyway)"
-        )
+        fatal = "; ".join(diff.fatal)
+        why = message or f"the runs are not comparable: {fatal} (use --force to compare anyway)"
         print(f"hlbench: error: {why}", file=sys.stderr)
     return code
+
+
+def _noise_source(
+    given: Path | None, baseline: Path, calibration: Calibration | None
+) -> str | None:
+    if calibration is None:
+        return None
+    return f"{given or baseline} ({len(calibration.run_ids)} A/A runs)"
+
+
+def _calibrate(args: argparse.Namespace, metrics: list[str], thresholds: Thresholds) -> int:
+    from hlbench.compare import noise
+    from hlbench.compare.comparability import load_run
+    from hlbench.compare.inputs import ALL_RUNS, split_runs
+    from hlbench.compare.render import render_noise
+
+    runs = []
+    for path in args.runs:  # every run of every input is one A/A run, unless --run-id narrows
+        runs += split_runs(load_run(path, args.run_id or [ALL_RUNS]))
+    calibration = noise.calibrate(runs, metrics, thresholds)
+    if not calibration.floors:
+        raise UsageError(
+            "--calibrate: no cell ran ok in two or more of these runs with "
+            f"{', '.join(metrics)}; give A/A runs of one suite"
+        )
+    if args.output and args.format == "text" and args.output.suffix == ".json":
+        args.format = "json"  # -o noise.json is the file `baseline save --noise` reads
+    _write(render_noise(calibration, args.format), args.output)
+    return 0

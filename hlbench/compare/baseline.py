@@ -6,6 +6,7 @@ Layout, under the baselines directory (`--dir`, else `$HLBENCH_BASELINES_DIR`, e
 
     <name>/records.jsonl     the run's current cell records (last per cell and repeat)
     <name>/baseline.json     what was saved, when, from where, and the run's environment
+    <name>/noise.json        optional: this runner's A/A noise floors (hlbench.compare.noise)
     <name>/history/<saved_at>/   earlier versions, moved aside when a new run is promoted
 
 A baseline directory holds exactly one records file, so `hlbench compare <dir>/<name> CANDIDATE`
@@ -25,9 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hlbench.compare import noise
 from hlbench.compare.comparability import Run, environment, load_run
-from hlbench.compare.runs import by_cell, metric_samples, statuses
-from hlbench.compare.verdicts import METRICS
+from hlbench.compare.metrics import METRICS, run_estimates
+from hlbench.compare.runs import by_cell, statuses
 from hlbench.errors import UsageError
 from hlbench.records import environment as env
 from hlbench.records import identity
@@ -72,14 +74,24 @@ def check_name(name: str) -> str:
 
 
 def save(
-    records: Path, name: str | None, directory: Path, note: str | None = None
+    records: Path,
+    name: str | None,
+    directory: Path,
+    note: str | None = None,
+    run_ids: tuple[str, ...] = (),
+    noise_file: Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Store RECORDS as baseline NAME (an earlier version moves to history/); (dir, metadata)."""
-    run = load_run(records)
+    """Store RECORDS (the runs `run_ids`, else its latest run) as baseline NAME, with the A/A
+    noise floors of `noise_file` when given; an earlier version moves to history/.
+    (dir, metadata); metadata["picked"] says which run was taken when RECORDS held several."""
+    run = load_run(records, run_ids)
+    calibration = noise.load(noise_file) if noise_file else None
     cells = by_cell(run.records)
     ok = [c for c in cells.values() if c.ok]
     if not ok:
         raise UsageError(f"{run.path}: no cell ran ok; such a run cannot be a baseline")
+    if calibration and not {f.cell_hash for f in calibration.floors} & set(cells):
+        raise UsageError(f"{noise_file}: its noise floors are of other cells than {run.path}'s")
     name = check_name(name or default_name(run))
     target = directory / name
     saved_at = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -97,6 +109,7 @@ def save(
         "cells_ok": len(ok),
         "cells_not_ok": sorted(c.cell_id for c in cells.values() if not c.ok),
         "note": note,
+        "noise_runs": calibration.run_ids if calibration else None,
     }
     staging = directory / f".{name}.saving"
     shutil.rmtree(staging, ignore_errors=True)
@@ -105,29 +118,36 @@ def save(
         for record in run.records:
             f.write(json.dumps(record, separators=(",", ":")) + "\n")
     (staging / META_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    if (
-        target.exists()
-    ):  # keep the previous acceptance for the record; a rename, so nothing is half-written
-        old = _read_meta(target)
-        history = staging / HISTORY_NAME
-        if (target / HISTORY_NAME).exists():
-            shutil.move(str(target / HISTORY_NAME), str(history))
-        history.mkdir(exist_ok=True)
-        stamp = str(old.get("saved_at") or "")
-        if not _NAME_RE.match(stamp) or not stamp.strip("."):  # a damaged or hostile baseline.json
-            stamp = "previous"
-        previous = history / stamp
-        for n in range(1, 1000):  # two promotions within one second: keep both
-            if not previous.exists():
-                break
-            previous = history / f"{stamp}-{n}"
-        previous.mkdir()
-        for item in (RECORDS_NAME, META_NAME):
-            if (target / item).exists():
-                shutil.move(str(target / item), str(previous / item))
-        shutil.rmtree(target)
+    if calibration:
+        text = json.dumps(calibration.to_json(), indent=2) + "\n"
+        (staging / noise.FILE_NAME).write_text(text, encoding="utf-8")
+    if target.exists():  # keep the previous acceptance; a rename, so nothing is half-written
+        _move_to_history(target, staging)
     staging.rename(target)
-    return target, meta
+    return target, {**meta, "picked": run.note}
+
+
+def _move_to_history(target: Path, staging: Path) -> None:
+    """The current version of a baseline (and its history) into the staged new version's
+    history/<saved_at>/."""
+    old = _read_meta(target)
+    history = staging / HISTORY_NAME
+    if (target / HISTORY_NAME).exists():
+        shutil.move(str(target / HISTORY_NAME), str(history))
+    history.mkdir(exist_ok=True)
+    stamp = str(old.get("saved_at") or "")
+    if not _NAME_RE.match(stamp) or not stamp.strip("."):  # a damaged or hostile baseline.json
+        stamp = "previous"
+    previous = history / stamp
+    for n in range(1, 1000):  # two promotions within one second: keep both
+        if not previous.exists():
+            break
+        previous = history / f"{stamp}-{n}"
+    previous.mkdir()
+    for item in (RECORDS_NAME, META_NAME, noise.FILE_NAME):
+        if (target / item).exists():
+            shutil.move(str(target / item), str(previous / item))
+    shutil.rmtree(target)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -171,16 +191,26 @@ def describe(name: str, directory: Path) -> dict[str, Any]:
     run = load_run(path / RECORDS_NAME)
     tokens = METRICS["tokens_per_s"]
     cells = []
+    calibration = noise.load(path / noise.FILE_NAME) if (path / noise.FILE_NAME).is_file() else None
     for cell in by_cell(run.records).values():
-        samples = metric_samples(cell.ok, tokens)
+        per_run = run_estimates(cell.ok, tokens)
+        floor = calibration.floor(cell.cell_hash, tokens.name) if calibration else None
         cells.append(
             {
                 "cell_id": cell.cell_id,
                 "cell_hash": cell.cell_hash,
                 "repeats_ok": len(cell.ok),
                 "status": "ok" if cell.ok else statuses(cell),
-                "tokens_per_s_median": statistics.median(samples) if samples else None,
-                "steps": len(samples),
+                "tokens_per_s_median": statistics.median(per_run) if per_run else None,
+                "tokens_per_s_noise_floor": floor,
             }
         )
     return {"path": str(path), **_read_meta(path), "cells": cells}
+
+
+def noise_of(baseline: Path) -> noise.Calibration | None:
+    """The noise floors stored with a baseline directory (or beside its records file), if any."""
+    folder = baseline if baseline.is_dir() else baseline.parent
+    if not (folder / META_NAME).is_file() or not (folder / noise.FILE_NAME).is_file():
+        return None
+    return noise.load(folder / noise.FILE_NAME)

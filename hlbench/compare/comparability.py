@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hlbench.errors import UsageError
+from hlbench.compare.inputs import Run, load_run, records_file
 from hlbench.records import environment as env
 from hlbench.records import identity
-from hlbench.records.shape import read_usable
+
+__all__ = ["Differences", "Run", "differences", "environment", "load_run", "records_file"]
 
 # Environment fields compared, in the order differences are reported.
 ENV_FIELDS = (
@@ -39,44 +39,6 @@ ENV_FIELDS = (
     "cudnn_version",
     "cpu_model",
 )
-
-
-@dataclass(frozen=True)
-class Run:
-    """The current cell records of one run, and where they came from."""
-
-    path: Path
-    records: list[dict[str, Any]]
-
-
-def records_file(path: Path) -> Path:
-    """A records file, or a run directory's single records file (at its top, else below it)."""
-    if path.is_file():
-        return path
-    if path.is_dir():
-        # Top level first: a stored baseline keeps older versions below it, in history/.
-        found = sorted(path.glob("*.jsonl")) or sorted(
-            p for p in path.rglob("*.jsonl") if not any(part.endswith(".logs") for part in p.parts)
-        )
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            raise UsageError(f"{path}: no records file (*.jsonl) in this directory")
-        names = ", ".join(str(p.relative_to(path)) for p in found[:3]) + (
-            " ..." if len(found) > 3 else ""
-        )
-        raise UsageError(f"{path}: {len(found)} records files ({names}); name one of them")
-    raise UsageError(f"{path}: no such records file or run directory")
-
-
-def load_run(path: Path) -> Run:
-    """A run's current cell records (hlbench.records.identity); a torn last line is ignored, and
-    so are malformed records (hlbench.records.shape, with a warning)."""
-    file = records_file(path)
-    records = identity.current_records(read_usable(file).records)
-    if not records:
-        raise UsageError(f"{file}: holds no cell records")
-    return Run(file, records)
 
 
 def _driver_major(version: Any) -> str | None:

@@ -5,10 +5,12 @@ JSON for tools. Only formatting lives here; the numbers come from `hlbench.compa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hlbench.compare.comparability import Differences
+from hlbench.compare.metrics import METRICS
+from hlbench.compare.noise import Calibration
 from hlbench.compare.runs import RunComparison
 from hlbench.compare.verdicts import (
     EXIT_INCOMPARABLE,
@@ -17,14 +19,14 @@ from hlbench.compare.verdicts import (
     FAILED,
     IMPROVED,
     INCONCLUSIVE,
-    METRICS,
     NOT_AVAILABLE,
     REGRESSED,
     UNCHANGED,
     Thresholds,
 )
 
-JSON_SCHEMA = "hlbench-compare/1"
+# /2: the run, not the step, is the unit (n counts runs); results carry a CI and the noise floor.
+JSON_SCHEMA = "hlbench-compare/2"
 # Rows are listed worst first, so a long table still opens with what matters.
 _SEVERITY = {FAILED: 0, REGRESSED: 1, INCONCLUSIVE: 2, IMPROVED: 3, UNCHANGED: 4, NOT_AVAILABLE: 5}
 # A marker that lets a CI job find and update its previous comment instead of adding another.
@@ -43,6 +45,9 @@ class Report:
     comparison: RunComparison | None
     exit_code: int
     message: str = ""  # why nothing was compared, when comparison is None
+    run_ids: tuple[list[str], list[str]] = ([], [])  # the runs used on each side
+    noise: str | None = None  # where the noise floors came from; None: no calibration
+    notes: list[str] = field(default_factory=list)  # which run an input's several were reduced to
 
     @property
     def verdict(self) -> str:
@@ -79,6 +84,10 @@ def _p(value: float | None) -> str:
     return "—" if value is None else f"{value:.2g}"
 
 
+def _ci(low: float | None, high: float | None) -> str:
+    return "—" if low is None or high is None else f"[{low:+.1%}, {high:+.1%}]"
+
+
 def _rows(comparison: RunComparison) -> list[list[str]]:
     ordered = sorted(
         enumerate(comparison.results), key=lambda ir: (_SEVERITY[ir[1].comparison.verdict], ir[0])
@@ -93,6 +102,7 @@ def _rows(comparison: RunComparison) -> list[list[str]]:
                 format_value(c.median_baseline, unit),
                 format_value(c.median_candidate, unit),
                 _change(c.change),
+                _ci(c.ci_low, c.ci_high),
                 _p(c.p_value),
                 f"{c.n_baseline}/{c.n_candidate}",
                 c.verdict,
@@ -102,7 +112,18 @@ def _rows(comparison: RunComparison) -> list[list[str]]:
     return rows
 
 
-HEADERS = ["cell", "metric", "baseline", "candidate", "change", "p", "n", "verdict", "note"]
+HEADERS = [
+    "cell",
+    "metric",
+    "baseline",
+    "candidate",
+    "change",
+    "CI",
+    "p",
+    "runs",
+    "verdict",
+    "note",
+]
 
 
 def _counts(comparison: RunComparison) -> str:
@@ -113,10 +134,17 @@ def _counts(comparison: RunComparison) -> str:
 
 def _settings(report: Report) -> str:
     t = report.thresholds
+    floor = (
+        f"noise floors from {report.noise}"
+        if report.noise
+        else ("no noise floor (measure one: hlbench compare --calibrate RUN RUN ...)")
+    )
     return (
-        f"metrics {', '.join(report.metrics)}; a change counts when p < {t.alpha:g} (Mann–Whitney "
-        f"U) and |change| > {t.threshold:.0%}; at least {t.min_samples} samples per side for a "
-        "test; change = candidate median / baseline median − 1"
+        f"metrics {', '.join(report.metrics)}; runs = worker processes per side, the independent "
+        f"samples (at least {t.runs_needed()} per side for a test at alpha {t.alpha:g}); a change "
+        f"counts when the {1 - t.alpha:.0%} CI over runs excludes no change and |change| > "
+        f"{t.threshold:.0%} and the noise floor; change = candidate median / baseline median − 1; "
+        + floor
     )
 
 
@@ -125,9 +153,10 @@ def render_text(report: Report) -> str:
 
     lines = [
         f"hlbench compare: {report.verdict} (exit {report.exit_code})",
-        f"baseline:  {report.baseline}",
-        f"candidate: {report.candidate}",
+        f"baseline:  {report.baseline}{_runs(report.run_ids[0])}",
+        f"candidate: {report.candidate}{_runs(report.run_ids[1])}",
     ]
+    lines += [f"note: {n}" for n in report.notes]
     lines += _difference_lines(report, prefix="")
     if report.message:
         lines += ["", report.message]
@@ -143,6 +172,12 @@ def render_text(report: Report) -> str:
         lines += _presence_lines(cmp, prefix="")
     lines += ["", _settings(report)]
     return "\n".join(lines) + "\n"
+
+
+def _runs(run_ids: list[str]) -> str:
+    if not run_ids:
+        return ""
+    return f"  (run {run_ids[0]})" if len(run_ids) == 1 else f"  ({len(run_ids)} runs pooled)"
 
 
 def _difference_lines(report: Report, prefix: str) -> list[str]:
@@ -182,7 +217,10 @@ def _md_escape(text: str) -> str:
 def render_markdown(report: Report) -> str:
     """For a pull-request comment or a job summary: headline first, table, then the fine print."""
     lines = [MD_MARKER, f"### hlbench compare: **{report.verdict}** (exit {report.exit_code})", ""]
-    lines.append(f"Baseline `{report.baseline}` → candidate `{report.candidate}`.")
+    sides = zip((report.baseline, report.candidate), report.run_ids)
+    base, cand = (f"`{path}` {_runs(ids).strip()}".rstrip() for path, ids in sides)
+    lines.append(f"Baseline {base} → candidate {cand}.")
+    lines += ["", *[f"Note: {_md_escape(n)}" for n in report.notes]] if report.notes else []
     lines += _difference_lines(report, prefix="")
     if report.message:
         lines += ["", report.message]
@@ -215,6 +253,11 @@ def to_json(report: Report) -> dict[str, Any]:
         "alpha": t.alpha,
         "threshold": t.threshold,
         "min_samples": t.min_samples,
+        "runs_needed": t.runs_needed(),
+        "baseline_run_ids": report.run_ids[0],
+        "candidate_run_ids": report.run_ids[1],
+        "noise": report.noise,
+        "notes": report.notes,
         "comparable": not report.differences.fatal,
         "forced": report.forced,
         "differences": report.differences.fatal,
@@ -238,3 +281,54 @@ def render_json(report: Report) -> str:
 
 
 RENDERERS = {"text": render_text, "md": render_markdown, "json": render_json}
+
+
+def render_noise(calibration: Calibration, fmt: str) -> str:
+    """`compare --calibrate`: per cell and metric, how far identical runs land apart."""
+    if fmt == "json":
+        return json.dumps(calibration.to_json(), indent=2, allow_nan=False) + "\n"
+    from tabulate import tabulate
+
+    rows = []
+    for f in calibration.floors:
+        unit = METRICS[f.metric].unit
+        estimates = ", ".join(format_value(e, unit) for e in f.estimates)
+        false_alarms = f.aa_verdicts.get(REGRESSED, 0) + f.aa_verdicts.get(IMPROVED, 0)
+        pairs = sum(f.aa_verdicts.values())
+        rows.append(
+            [
+                f.cell_id,
+                METRICS[f.metric].label,
+                "/".join(map(str, f.repeats)),
+                estimates,
+                f"{f.spread:.1%}",
+                f"{f.largest_change:.1%}",
+                f"±{f.noise_floor:.1%}",
+                f"{false_alarms}/{pairs}",
+                "not within 100%" if f.resolvable_change is None else f"{f.resolvable_change:.1%}",
+            ]
+        )
+    headers = [
+        "cell",
+        "metric",
+        "repeats",
+        "per-run estimates",
+        "spread",
+        "largest A/A change",
+        "noise floor",
+        "A/A false alarms",
+        "smallest detectable regression",
+    ]
+    fmt_name = "github" if fmt == "md" else "simple"
+    table = tabulate(rows, headers=headers, disable_numparse=True, tablefmt=fmt_name)
+    n = len(calibration.run_ids)
+    return (
+        f"hlbench compare --calibrate: {n} A/A runs ({', '.join(calibration.run_ids)})\n\n"
+        f"{table}\n\nspread: standard deviation of the runs' log estimates; noise floor: the "
+        "largest A/A change or the change identical runs exceed with probability "
+        f"{calibration.alpha:g}, whichever is larger; A/A false alarms: pairs of these runs that "
+        "compare, without a floor, called regressed or improved; smallest detectable regression: "
+        "the change for the worse that compare, with the floor, calls regressed in 90% of these "
+        "pairs once added to one side. Store it: hlbench baseline save "
+        "RECORDS --noise FILE (write FILE with -o FILE.json).\n"
+    )

@@ -1,25 +1,27 @@
-"""Runs compared cell by cell: current records grouped by cell (matched by content hash), each
-metric's samples pooled over the ok repeats, and a verdict per cell and metric
-(hlbench.compare.verdicts). Records are read through hlbench.records."""
+"""Runs compared cell by cell: current records grouped by cell (matched by content hash), one
+estimate per ok repeat (worker process) and metric (hlbench.compare.metrics), and a verdict per
+cell and metric over those estimates (hlbench.compare.verdicts). Records are read through
+hlbench.records."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hlbench.compare.metrics import DEFAULT_METRIC, METRICS, Metric, run_estimates
 from hlbench.compare.verdicts import (
-    DEFAULT_METRIC,
     DEFAULT_THRESHOLDS,
     FAILED,
-    METRICS,
     NOT_AVAILABLE,
     Comparison,
-    Metric,
     Thresholds,
     compare_samples,
 )
 from hlbench.records import identity
+
+# A runner's noise floor per (cell hash, metric), from A/A runs (hlbench.compare.noise).
+Floors = Mapping[tuple[str, str], float]
 
 
 @dataclass(frozen=True)
@@ -46,14 +48,6 @@ def by_cell(records: Iterable[dict[str, Any]]) -> dict[str, CellRecords]:
     return {
         h: CellRecords(h, g["id"], g["ok"], g["failed"], g["skipped"]) for h, g in groups.items()
     }
-
-
-def metric_samples(records: Sequence[dict[str, Any]], metric: Metric) -> list[float]:
-    """All samples of `metric` over the `ok` records of one cell (windows and repeats pooled)."""
-    out: list[float] = []
-    for record in records:
-        out.extend(metric.samples(record) or [])
-    return out
 
 
 @dataclass(frozen=True)
@@ -100,6 +94,7 @@ def compare_runs(
     candidate: Iterable[dict[str, Any]],
     metrics: Sequence[str] = (DEFAULT_METRIC,),
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    floors: Floors | None = None,
 ) -> RunComparison:
     """Every cell present on both sides (by content hash) × every metric."""
     base, cand = by_cell(baseline), by_cell(candidate)
@@ -114,41 +109,35 @@ def compare_runs(
             not_run.append((b.cell_id, h, why))
             continue
         for name in metrics:
-            results.append(
-                CellResult(h, b.cell_id, name, compare_cell(b, c, METRICS[name], thresholds))
-            )
+            floor = (floors or {}).get((h, name))
+            comparison = compare_cell(b, c, METRICS[name], thresholds, floor)
+            results.append(CellResult(h, b.cell_id, name, comparison))
     only_b = [(g.cell_id, h) for h, g in base.items() if h not in cand]
     only_c = [(g.cell_id, h) for h, g in cand.items() if h not in base]
     return RunComparison(results, only_b, only_c, not_run)
 
 
 def compare_cell(
-    b: CellRecords, c: CellRecords, metric: Metric, thresholds: Thresholds
+    b: CellRecords,
+    c: CellRecords,
+    metric: Metric,
+    thresholds: Thresholds,
+    noise_floor: float | None = None,
 ) -> Comparison:
     """One metric of one cell: statistics when both sides ran ok, else what kept a side from it."""
     if b.ok and c.ok:
         return compare_samples(
-            metric_samples(b.ok, metric),
-            metric_samples(c.ok, metric),
+            run_estimates(b.ok, metric),
+            run_estimates(c.ok, metric),
             metric.higher_is_better,
             thresholds,
-            metric.per_step,
+            metric.deterministic,
+            noise_floor,
         )
-    if (
-        b.ok
-    ):  # a cell ok in the baseline that failed in the candidate regressed; skipped: no verdict
+    empty = dict(median_baseline=None, median_candidate=None, change=None, p_value=None)
+    if b.ok:  # ok in the baseline, failed in the candidate: regressed; skipped: no verdict
         verdict = FAILED if c.failed else NOT_AVAILABLE
-        n_baseline = len(metric_samples(b.ok, metric)) if c.failed else 0
-        return Comparison(
-            verdict, n_baseline, 0, None, None, None, None, f"candidate {_status_summary(c)}"
-        )
-    return Comparison(
-        NOT_AVAILABLE,
-        0,
-        len(metric_samples(c.ok, metric)),
-        None,
-        None,
-        None,
-        None,
-        f"baseline {_status_summary(b)}",
-    )
+        n_baseline = len(run_estimates(b.ok, metric)) if c.failed else 0
+        return Comparison(verdict, n_baseline, 0, note=f"candidate {_status_summary(c)}", **empty)
+    n_candidate = len(run_estimates(c.ok, metric))
+    return Comparison(NOT_AVAILABLE, 0, n_candidate, note=f"baseline {_status_summary(b)}", **empty)

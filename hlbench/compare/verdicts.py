@@ -1,40 +1,40 @@
-"""A/B statistics for `hlbench compare`: the metrics, a test, a verdict per cell and metric.
+"""The verdict for one cell and one metric, from one estimate per run on each side.
 
-Pure functions on lists of numbers and record dicts: no files, no framework, so every rule below is
-unit-tested on synthetic samples. A metric's samples are drawn from a record through
-hlbench.records (the fields every reader shares); runs are matched cell by cell in
-hlbench.compare.runs.
+Pure functions on lists of numbers: no files, no framework, so every rule below is unit-tested on
+synthetic samples. The estimates come from hlbench.compare.metrics (one per worker process: the run
+is the unit, never a step); runs are matched cell by cell in hlbench.compare.runs.
 
-The rule (asv / pyperf style): a change counts only when it is both **significant** and **large**.
+The rule. With x = the baseline's run estimates and y = the candidate's (all positive):
 
-- change = median(candidate) / median(baseline) − 1 (relative change of medians; robust to the
-  stray slow step that a GC pause or a clock ramp adds);
-- p = two-sided Mann–Whitney U on the raw samples (rank-based: no normality assumed);
-- `regressed` / `improved`: p < alpha **and** |change| > threshold, in the metric's bad / good
-  direction (tokens/s: bigger is better; step time, memory, energy, excess loss: smaller is better);
-- `inconclusive`: either side has fewer than `min_samples` samples, or |change| > threshold but
-  p ≥ alpha (the spread is too wide to tell a real change from noise);
-- `unchanged`: otherwise (a change within the threshold, even a significant one, is not reported as
-  a change: a 1% difference that noise-free timers can "prove" is not what CI should fail on).
+- change = median(y) / median(x) − 1, the figure shown;
+- p = two-sided exact Mann–Whitney U over the runs, and CI = the matching (1 − alpha) interval of
+  the ratio y / x (Hodges–Lehmann on log values; hlbench.compare.stats). n vs m runs that cannot
+  reach alpha at all (fewer than 5 per side at alpha 0.01) give no test: `inconclusive`;
+- the noise floor f: the change between suite runs that identical code shows on this runner (from
+  A/A runs, stored with the baseline; hlbench.compare.noise). Repeats inside one suite run do not
+  see a drift of the machine between the baseline's run and the candidate's; the floor does;
+- `regressed` / `improved`: the CI excludes no change **and** |change| > threshold **and**
+  |change| > f, in the metric's bad / good direction (tokens/s: bigger is better; step time,
+  memory, energy, excess loss: smaller is better);
+- `unchanged`: the CI, even shifted by ±f, lies within ±threshold (no change of the threshold's
+  size is plausible);
+- `inconclusive`: anything else, with the reason: too few runs, a CI too wide to rule out a change
+  of the threshold's size, or a change "below this runner's noise floor".
 
-Per-step metrics (tokens/s, step time) have one sample per measured optimizer step, pooled over
-windows and repeats. Per-run metrics (peak memory, excess loss, energy/token) have one sample per
-repeat, so a test is usually impossible (1 vs 1). For them, below `min_samples` the verdict is
-**threshold-only**, marked in its note: these values are (near-)deterministic for a fixed cell (the
-allocator's peak is exact; the fp32 loss is reproducible), so a change past the threshold is taken
-as real — unless the repeats of either side already spread wider than the threshold, which makes it
-`inconclusive`.
+Deterministic per-run figures (peak memory, excess loss of a fixed seed; see metrics) below the
+runs a test needs are judged on the threshold alone, marked in the note, unless the repeats of a
+side already spread wider than the threshold (`inconclusive`).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hlbench.records import fields, memory
+from hlbench.compare import stats
 
 # Verdicts, in the order a summary lists them.
 REGRESSED, IMPROVED, INCONCLUSIVE, UNCHANGED = "regressed", "improved", "inconclusive", "unchanged"
@@ -46,77 +46,20 @@ NOT_AVAILABLE = "not available"
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_THRESHOLD = 0.05
-# Fewer samples than this on either side: no test. With 10 vs 10 the smallest two-sided Mann–Whitney
-# p is about 1e-5, so alpha = 0.01 is reachable with room; with 5 vs 5 it is 0.008, barely.
-DEFAULT_MIN_SAMPLES = 10
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One comparable quantity and how to draw its samples from an `ok` record."""
-
-    name: str  # the --metric value and JSON key
-    label: str  # column header
-    unit: str
-    higher_is_better: bool
-    per_step: bool  # one sample per measured step (True) or one per repeat (False)
-    samples: Callable[[dict[str, Any]], list[float] | None]  # None: not in this record
-
-
-def _samples(value: float | None) -> list[float] | None:
-    """One sample per repeat: a per-run figure, None when the record lacks it."""
-    return None if value is None or math.isnan(value) else [value]
-
-
-def _step_times_s(record: dict[str, Any]) -> list[float] | None:
-    return fields.step_times_s(record) or None
-
-
-def _peak_memory_bytes(record: dict[str, Any]) -> list[float] | None:
-    """The framework allocator's peak (host RSS and NVML's figures measure other things)."""
-    return _samples(memory.allocator_peak_bytes(record))
-
-
-def _host_peak_rss_bytes(record: dict[str, Any]) -> list[float] | None:
-    return _samples(memory.host_peak_rss_bytes(record))
-
-
-def _energy_j_per_token(record: dict[str, Any]) -> list[float] | None:
-    """Energy per token over the measured windows, from the telemetry writer's derived figures
-    (NVML's GPU energy, else RAPL's CPU package): "not available" without an energy counter."""
-    return _samples(fields.energy_per_token_j(record))
-
-
-def _excess_eval_loss_nats(record: dict[str, Any]) -> list[float] | None:
-    return _samples(fields.excess_eval_loss_nats(record))
-
-
-METRICS: dict[str, Metric] = {
-    m.name: m
-    for m in (
-        Metric("tokens_per_s", "tokens/s", "tokens/s", True, True, fields.step_tokens_per_s),
-        Metric("step_time_s", "step time", "s", False, True, _step_times_s),
-        Metric("peak_memory_bytes", "peak memory", "B", False, False, _peak_memory_bytes),
-        Metric("host_peak_rss_bytes", "host peak RSS", "B", False, False, _host_peak_rss_bytes),
-        Metric("energy_j_per_token", "energy/token", "J/token", False, False, _energy_j_per_token),
-        Metric(
-            "excess_eval_loss_nats",
-            "excess eval loss",
-            "nats",
-            False,
-            False,
-            _excess_eval_loss_nats,
-        ),
-    )
-}
-DEFAULT_METRIC = "tokens_per_s"
+# Runs per side below which no test is made even where alpha would allow one (a test over two runs
+# at a loose alpha says little); alpha itself usually asks for more (5 per side at 0.01).
+DEFAULT_MIN_SAMPLES = 3
 
 
 @dataclass(frozen=True)
 class Thresholds:
     alpha: float = DEFAULT_ALPHA  # significance level of the two-sided test
     threshold: float = DEFAULT_THRESHOLD  # smallest relative change that counts (0.05 = 5%)
-    min_samples: int = DEFAULT_MIN_SAMPLES  # per side, for a test
+    min_samples: int = DEFAULT_MIN_SAMPLES  # runs per side, at least, for a test
+
+    def runs_needed(self) -> int:
+        """Runs per side (equal sides) that can give a verdict on a timing metric."""
+        return max(self.min_samples, stats.fewest_runs(self.alpha))
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -127,26 +70,19 @@ class Comparison:
     """The outcome for one cell and one metric."""
 
     verdict: str
-    n_baseline: int
+    n_baseline: int  # runs (worker processes) on each side: the independent samples
     n_candidate: int
-    median_baseline: float | None
+    median_baseline: float | None  # median of the runs' estimates
     median_candidate: float | None
     change: float | None  # relative: candidate / baseline − 1
-    p_value: float | None  # two-sided Mann–Whitney U; None when no test was made
+    p_value: float | None  # two-sided exact Mann–Whitney U over runs; None when no test was made
     note: str  # why, in a few words
+    ci_low: float | None = None  # (1 − alpha) interval of the relative change, before the floor
+    ci_high: float | None = None
+    noise_floor: float | None = None  # the runner's A/A floor applied (relative), None: none known
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def mann_whitney_p(baseline: Sequence[float], candidate: Sequence[float]) -> float:
-    """Two-sided Mann–Whitney U p-value; 1.0 when every sample is equal (no evidence of change)."""
-    from scipy.stats import mannwhitneyu  # imported here: `hlbench --help` stays fast
-
-    if len(set(baseline) | set(candidate)) == 1:
-        return 1.0  # all ties: scipy would return nan
-    p = float(mannwhitneyu(candidate, baseline, alternative="two-sided").pvalue)
-    return 1.0 if math.isnan(p) else p
 
 
 def relative_spread(samples: Sequence[float]) -> float:
@@ -160,73 +96,84 @@ def compare_samples(
     candidate: Sequence[float] | None,
     higher_is_better: bool,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    per_step: bool = True,
+    deterministic: bool = False,
+    noise_floor: float | None = None,
 ) -> Comparison:
-    """The verdict for one metric of one cell (see the module docstring for the rule)."""
+    """The verdict for one metric of one cell from per-run estimates (see the module docstring)."""
     base, cand = list(baseline or []), list(candidate or [])
+    sides = (len(base), len(cand), _median(base), _median(cand))
     if not base or not cand:
         where = "in the candidate" if base else "in the baseline" if cand else "on either side"
-        return Comparison(
-            NOT_AVAILABLE,
-            len(base),
-            len(cand),
-            _median(base),
-            _median(cand),
-            None,
-            None,
-            f"not recorded {where}",
-        )
-    med_b, med_c = statistics.median(base), statistics.median(cand)
+        return Comparison(NOT_AVAILABLE, *sides, None, None, f"not recorded {where}")
+    if min(base) <= 0 or min(cand) <= 0:  # a ratio needs positive values (excess loss can be ≤ 0)
+        note = "no relative change: a value is not positive"
+        return Comparison(INCONCLUSIVE, *sides, None, None, note)
+    change = sides[3] / sides[2] - 1.0
+    n_b, n_c = len(base), len(cand)
+    if min(n_b, n_c) >= thresholds.min_samples and stats.can_reach(n_b, n_c, thresholds.alpha):
+        tested = _tested(base, cand, change, higher_is_better, thresholds, noise_floor)
+        verdict, note, p, ci = tested
+        return Comparison(verdict, *sides, change, p, note, *ci, noise_floor)
+    if deterministic:
+        verdict, note = _threshold_only(base, cand, change, higher_is_better, thresholds)
+        return Comparison(verdict, *sides, change, None, note)
+    note = (
+        f"too few runs for a test at alpha {thresholds.alpha:g} ({n_b} vs {n_c}; "
+        f"need {thresholds.runs_needed()} per side)"
+    )
+    return Comparison(INCONCLUSIVE, *sides, change, None, note)
 
-    def outcome(verdict: str, change: float | None, p: float | None, note: str) -> Comparison:
-        return Comparison(verdict, len(base), len(cand), med_b, med_c, change, p, note)
 
-    # a relative change needs a positive reference (excess loss can be ≤ 0)
-    if med_b <= 0 or med_c < 0:
-        return outcome(
-            INCONCLUSIVE, None, None, "no relative change: the baseline median is not positive"
-        )
-    change = med_c / med_b - 1.0
-    n_b, n_c, need = len(base), len(cand), thresholds.min_samples
-    if n_b >= need and n_c >= need:
-        p = mann_whitney_p(base, cand)
-        verdict, note = _tested(change, p, higher_is_better, thresholds)
-        return outcome(verdict, change, p, note)
-    if per_step:
-        return outcome(
-            INCONCLUSIVE, change, None, f"too few samples ({n_b} vs {n_c}; need {need} per side)"
-        )
-    # a per-run metric: threshold-only, unless the repeats already disagree
+def _threshold_only(
+    base: list[float], cand: list[float], change: float, higher_is_better: bool, t: Thresholds
+) -> tuple[str, str]:
+    """A deterministic figure with too few runs for a test: the threshold decides, unless the
+    repeats already disagree."""
     spread = max(relative_spread(base), relative_spread(cand))
-    if spread > thresholds.threshold:
-        return outcome(
-            INCONCLUSIVE,
-            change,
-            None,
-            f"repeats spread {spread:.1%} > threshold; too few for a test",
-        )
-    large = abs(change) > thresholds.threshold
-    verdict = _direction(change, higher_is_better) if large else UNCHANGED
-    return outcome(verdict, change, None, f"threshold only ({n_b} vs {n_c} runs, no test)")
+    if spread > t.threshold:
+        return INCONCLUSIVE, f"repeats spread {spread:.1%} > threshold; too few for a test"
+    verdict = _direction(change, higher_is_better) if abs(change) > t.threshold else UNCHANGED
+    return verdict, f"threshold only ({len(base)} vs {len(cand)} runs, no test)"
+
+
+def _tested(
+    base: list[float],
+    cand: list[float],
+    change: float,
+    higher_is_better: bool,
+    t: Thresholds,
+    noise_floor: float | None,
+) -> tuple[str, str, float, tuple[float, float]]:
+    """A test over runs: the CI of the ratio against no change, the threshold and the noise
+    floor. (verdict, note, p, (CI low, CI high) as relative changes)."""
+    log_b, log_c = [math.log(v) for v in base], [math.log(v) for v in cand]
+    p = stats.p_value(log_b, log_c)
+    lo, hi = stats.interval(log_b, log_c, t.alpha) or (-math.inf, math.inf)
+    ci = (math.expm1(lo), math.expm1(hi))
+    floor, threshold = noise_floor or 0.0, f"{t.threshold:.0%}"
+    shown = f"CI [{ci[0]:+.1%}, {ci[1]:+.1%}]"
+    limit, drift = math.log1p(t.threshold), math.log1p(floor)
+    significant, large = lo > 0 or hi < 0, abs(change) > t.threshold
+    if significant and large and abs(change) > floor:
+        note = f"{shown} excludes no change, |change| > {threshold}"
+        note += f" and the noise floor {floor:.1%}" if noise_floor else ""
+        return _direction(change, higher_is_better), note, p, ci
+    if lo - drift > -limit and hi + drift < limit:  # even shifted by the floor: within threshold
+        note = shown + (f" ± noise floor {floor:.1%}" if noise_floor else "")
+        return UNCHANGED, f"{note} within ±{threshold}", p, ci
+    if significant and large:
+        note = f"{change:+.1%} is below this runner's noise floor ({floor:.1%})"
+    elif large:
+        note = f"|change| > {threshold} but {shown} includes no change"
+    elif floor >= t.threshold:
+        note = f"this runner's noise floor ({floor:.1%}) is above the {threshold} threshold"
+    else:
+        note = f"{shown} reaches past ±{threshold}: too noisy to tell"
+    return INCONCLUSIVE, note, p, ci
 
 
 def _direction(change: float, higher_is_better: bool) -> str:
     return REGRESSED if (change < 0) == higher_is_better else IMPROVED
-
-
-def _tested(
-    change: float, p: float, higher_is_better: bool, thresholds: Thresholds
-) -> tuple[str, str]:
-    """Verdict and note from a test: a change counts only when significant and large."""
-    large, significant = abs(change) > thresholds.threshold, p < thresholds.alpha
-    alpha, threshold = f"{thresholds.alpha:g}", f"{thresholds.threshold:.0%}"
-    if large and significant:
-        return _direction(change, higher_is_better), f"p < {alpha} and |change| > {threshold}"
-    if large:
-        return INCONCLUSIVE, f"|change| > {threshold} but p ≥ {alpha}: spread too wide"
-    if significant:
-        return UNCHANGED, f"significant but within {threshold}"
-    return UNCHANGED, "within threshold, not significant"
 
 
 def _median(samples: Sequence[float]) -> float | None:

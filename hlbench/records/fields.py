@@ -62,14 +62,9 @@ def tokens_per_step(record: Record) -> int | None:
     )
 
 
-def step_tokens_per_s(record: Record) -> list[float] | None:
-    """Tokens/s of each measured step; None without steps or a tokens-per-step figure."""
-    tokens, steps = lookup(record, "metrics", "tokens_per_step"), step_times_s(record)
-    return [tokens / t for t in steps] if tokens and steps else None
-
-
 def tokens_per_s(record: Record) -> float | None:
-    """Tokens per step × measured steps / the windows' wall time (the writer's throughput)."""
+    """Tokens per step × measured steps / the windows' wall time: the one tokens/s every tool
+    shows and compare decides on (a median of per-step tokens/s would be another number)."""
     return _metric(record, "tokens_per_s")
 
 

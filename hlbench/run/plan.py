@@ -34,7 +34,10 @@ class Task:
 
 
 def plan(suite: Suite, done: set[tuple[str, int]]) -> list[Task]:
-    """Every (cell, repeat) of the suite without an `ok` record in `done`."""
+    """Every (cell, repeat) of the suite without an `ok` record in `done`, interleaved: every
+    cell's repeat 0, then every cell's repeat 1, ... A slow drift of the machine (a neighbour, heat,
+    clocks) then spreads over all cells' repeats instead of landing on the cells that ran last, and
+    each cell's repeats sample the whole span of the run (compare's test is over repeats)."""
     return [
         Task(cell, r)
         for r in range(suite.config.measurement.repeats)
