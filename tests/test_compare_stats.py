@@ -323,3 +323,17 @@ def test_a_directory_of_records_files_is_one_input(tmp_path):
     pooled = load_run(folder, ["all"])
     assert pooled.run_ids == ["first", "second"] and pooled.note == ""
     assert [len(r) for r in split_runs(pooled)] == [5, 5]
+
+
+def test_tokens_per_s_is_the_records_own_figure_or_the_same_definition():
+    from hlbench.compare.metrics import METRICS
+    from tests.helpers import record
+
+    estimate = METRICS["tokens_per_s"].estimate
+    rec = record([1000.0] * 9 + [500.0])  # one slow step: 1/10 of the steps take twice as long
+    recorded = rec["metrics"]["tokens_per_s"]
+    assert estimate(rec) == recorded == pytest.approx(1000.0 * 10 / 11)  # not a per-step median
+    rec["metrics"]["tokens_per_s"] = 1234.0
+    assert estimate(rec) == 1234.0  # the record's own number, as run/report/table show it
+    del rec["metrics"]["tokens_per_s"]
+    assert estimate(rec) == pytest.approx(recorded)  # derived the same way where absent

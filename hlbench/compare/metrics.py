@@ -43,7 +43,14 @@ def _finite(value: float | None) -> float | None:
 
 
 def _tokens_per_s(record: dict[str, Any]) -> float | None:
-    return _finite(fields.tokens_per_s(record))
+    """The record's tokens/s; for a record that lacks it, the same definition from its parts
+    (tokens measured over the windows' wall time, else over the sum of its step times)."""
+    recorded = _finite(fields.tokens_per_s(record))
+    if recorded is not None:
+        return recorded
+    tokens = fields.tokens_measured(record)
+    wall_s = fields.measured_wall_s(record) or sum(fields.step_times_s(record))
+    return _finite(tokens / wall_s) if tokens and wall_s else None
 
 
 def _step_time_s(record: dict[str, Any]) -> float | None:
