@@ -224,15 +224,34 @@ def calibration_lines(runs: list[StudyRun], repeats: int) -> list[str]:
     return [*lines, ""]
 
 
-def disturbed(runs: list[StudyRun], factor: float = 1.5) -> list[int]:
-    """Runs whose wall time exceeds `factor` × the median of their role's: another process
-    competed for the cores while they ran (the manifest's load average says so too)."""
-    out = []
+def ok_records(run: StudyRun) -> list[dict[str, Any]]:
+    return [r for r in run.records if r.get("status") == "ok"]
+
+
+def disturbed(runs: list[StudyRun], factor: float = 1.5, slow: float = 3.0) -> list[int]:
+    """Runs another process competed with for the cores: a wall time over `factor` × the median of
+    their kind's, or a repeat of some cell `slow` times slower than that cell's median repeat (on
+    2 cores only a competing process makes one worker several times slower; the manifest's load
+    average says so too)."""
+    out = set()
     for role in ("A", "S"):
         walls = [r.wall_s for r in runs if r.role == role]
         if walls:
             limit = factor * statistics.median(walls)
-            out += [i for i, r in enumerate(runs) if r.role == role and r.wall_s > limit]
+            out |= {i for i, r in enumerate(runs) if r.role == role and r.wall_s > limit}
+    typical = {}
+    for h in {rec["cell_hash"] for run in runs for rec in run.records}:
+        typical[h] = statistics.median(
+            rec["metrics"]["tokens_per_s"]
+            for run in runs
+            for rec in run.records
+            if rec["cell_hash"] == h
+        )
+    for i, run in enumerate(runs):
+        if any(
+            rec["metrics"]["tokens_per_s"] * slow < typical[rec["cell_hash"]] for rec in run.records
+        ):
+            out.add(i)
     return sorted(out)
 
 
@@ -246,8 +265,9 @@ def summarize(folder: Path) -> list[str]:
         lines += [
             f"#### {folder.name} without the runs another process slowed",
             "",
-            f"Run(s) {shown} took over 1.5× the median wall time of their kind: another process "
-            "competed for the cores. The same analysis without them:",
+            f"Run(s) {shown} took over 1.5× the median wall time of their kind, or held a repeat "
+            "over 3× slower than its cell's median: another process competed for the cores. The "
+            "same analysis without them:",
             "",
             *summary_of(folder, manifest, kept)[2:],
         ]
@@ -257,7 +277,7 @@ def summarize(folder: Path) -> list[str]:
 def summary_of(folder: Path, manifest: dict[str, Any], runs: list[StudyRun]) -> list[str]:
     repeats = max(int(r.get("repeat") or 0) for run in runs for r in run.records) + 1
     a_runs = [r for r in runs if r.role == "A"]
-    tokens = [r["metrics"]["tokens_per_s"] for run in a_runs for r in run.records]
+    tokens = [r["metrics"]["tokens_per_s"] for run in a_runs for r in ok_records(run)]
     lines = [
         f"### {folder.name}: `{manifest['suite']}`",
         "",
