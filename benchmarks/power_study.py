@@ -172,31 +172,31 @@ def judge_pairs(runs: list[StudyRun], repeats: int | None) -> dict[str, dict[str
 
 
 def judge_pooled(
-    runs: list[StudyRun], group: int, repeats: int | None
+    runs: list[StudyRun], group: int, repeats: int | None, most: int = 120
 ) -> dict[str, dict[str, Counter]]:
     """As judge_pairs, each side made of `group` suite runs pooled (every repeat is its own worker
     process, so a side of g runs has g × repeats independent samples, spread over more time than
-    one run's: what more repeats would buy, with the drift between runs included)."""
+    one run's: what more repeats would buy, with the drift between runs included). At most `most`
+    comparisons of each kind, drawn evenly from all the ways to pick the sides."""
     a = [first_repeats(r.records, repeats) for r in runs if r.role == "A"]
     s = [first_repeats(r.records, repeats) for r in runs if r.role == "S"]
     out = {k: {"no floor": Counter(), "floor": Counter()} for k in ("A/A", "S/A")}
+    aa, sa = [], []
+    for base in itertools.combinations(range(len(a)), group):
+        rest = [i for i in range(len(a)) if i not in base]
+        aa += [(base, cand) for cand in itertools.combinations(rest, group) if cand > base]
+        sa += [(base, slow) for slow in itertools.combinations(range(len(s)), group)]
 
     def pool(indices: tuple[int, ...], source: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         return [record for i in indices for record in source[i]]
 
-    for base in itertools.combinations(range(len(a)), group):
-        rest = [i for i in range(len(a)) if i not in base]
-        for cand in itertools.combinations(rest, group):
-            if cand < base:
-                continue  # each unordered pair of sides once
-            others = [a[i] for i in rest if i not in cand]
-            plain, floored = verdicts(pool(base, a), pool(cand, a), others)
-            out["A/A"]["no floor"].update(plain)
-            out["A/A"]["floor"].update(floored)
-        for slow in itertools.combinations(range(len(s)), group):
-            plain, floored = verdicts(pool(base, a), pool(slow, s), [a[i] for i in rest])
-            out["S/A"]["no floor"].update(plain)
-            out["S/A"]["floor"].update(floored)
+    for kind, pairs, cand_source in (("A/A", aa, a), ("S/A", sa, s)):
+        for base, cand in pairs[:: max(1, len(pairs) // most)][:most]:
+            used = set(base) | (set(cand) if kind == "A/A" else set())
+            others = [x for i, x in enumerate(a) if i not in used]
+            plain, floored = verdicts(pool(base, a), pool(cand, cand_source), others)
+            out[kind]["no floor"].update(plain)
+            out[kind]["floor"].update(floored)
     return out
 
 
