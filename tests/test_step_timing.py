@@ -122,3 +122,22 @@ def test_cuda_event_timing_syncs_once_per_window_and_times_every_step():
         assert "sync" not in inside  # no sync between a window's steps
         after = dev.log[dev.log.index(f"step{last}") + 1 :]
         assert after[:2] == ["record", "sync"]  # the last step's event, then the window's one sync
+
+
+def test_the_gpu_overhead_benchmark_says_so_and_exits_0_without_cuda():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(repo)}
+    proc = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "gpu_overhead.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "no CUDA device" in proc.stderr and "nothing measured" in proc.stderr
