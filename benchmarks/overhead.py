@@ -70,8 +70,8 @@ measurement:
   warmup_steps: {warmup}
   steps: {steps}
   windows: 1
-  budget_s: 1.0e9
-  timeout_s: 1.0e9
+  budget_s: 1.0e6
+  timeout_s: 1.0e6
   eval_batches: 1
 """
 # eval_batches is 1, not 0: a suite accepts 0, but hlbench.worker.inputs.eval_batches passes n=0 to
