@@ -171,6 +171,35 @@ def judge_pairs(runs: list[StudyRun], repeats: int | None) -> dict[str, dict[str
     return out
 
 
+def judge_pooled(
+    runs: list[StudyRun], group: int, repeats: int | None
+) -> dict[str, dict[str, Counter]]:
+    """As judge_pairs, each side made of `group` suite runs pooled (every repeat is its own worker
+    process, so a side of g runs has g × repeats independent samples, spread over more time than
+    one run's: what more repeats would buy, with the drift between runs included)."""
+    a = [first_repeats(r.records, repeats) for r in runs if r.role == "A"]
+    s = [first_repeats(r.records, repeats) for r in runs if r.role == "S"]
+    out = {k: {"no floor": Counter(), "floor": Counter()} for k in ("A/A", "S/A")}
+
+    def pool(indices: tuple[int, ...], source: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        return [record for i in indices for record in source[i]]
+
+    for base in itertools.combinations(range(len(a)), group):
+        rest = [i for i in range(len(a)) if i not in base]
+        for cand in itertools.combinations(rest, group):
+            if cand < base:
+                continue  # each unordered pair of sides once
+            others = [a[i] for i in rest if i not in cand]
+            plain, floored = verdicts(pool(base, a), pool(cand, a), others)
+            out["A/A"]["no floor"].update(plain)
+            out["A/A"]["floor"].update(floored)
+        for slow in itertools.combinations(range(len(s)), group):
+            plain, floored = verdicts(pool(base, a), pool(slow, s), [a[i] for i in rest])
+            out["S/A"]["no floor"].update(plain)
+            out["S/A"]["floor"].update(floored)
+    return out
+
+
 def calibration_lines(runs: list[StudyRun], repeats: int) -> list[str]:
     """What `compare --calibrate` says over all A runs: per cell the spread, the floor and the
     smallest regression compare then detects in 90% of A/A pairs."""
@@ -195,11 +224,60 @@ def calibration_lines(runs: list[StudyRun], repeats: int) -> list[str]:
     return [*lines, ""]
 
 
+def ok_records(run: StudyRun) -> list[dict[str, Any]]:
+    return [r for r in run.records if r.get("status") == "ok"]
+
+
+def disturbed(runs: list[StudyRun], factor: float = 1.5, slow: float = 3.0) -> list[int]:
+    """Runs another process competed with for the cores: a wall time over `factor` × the median of
+    their kind's, or a repeat of some cell `slow` times slower than that cell's median repeat (on
+    2 cores only a competing process makes one worker several times slower; the manifest's load
+    average says so too)."""
+    out = set()
+    for role in ("A", "S"):
+        walls = [r.wall_s for r in runs if r.role == role]
+        if walls:
+            limit = factor * statistics.median(walls)
+            out |= {i for i, r in enumerate(runs) if r.role == role and r.wall_s > limit}
+    typical = {}
+    for h in {rec["cell_hash"] for run in runs for rec in run.records}:
+        typical[h] = statistics.median(
+            rec["metrics"]["tokens_per_s"]
+            for run in runs
+            for rec in run.records
+            if rec["cell_hash"] == h
+        )
+    for i, run in enumerate(runs):
+        if any(
+            rec["metrics"]["tokens_per_s"] * slow < typical[rec["cell_hash"]] for rec in run.records
+        ):
+            out.add(i)
+    return sorted(out)
+
+
 def summarize(folder: Path) -> list[str]:
     manifest, runs = load_study(folder)
+    lines = summary_of(folder, manifest, runs)
+    slow = disturbed(runs)
+    if slow:
+        shown = ", ".join(f"{i + 1} ({runs[i].role}, {runs[i].wall_s:.0f} s)" for i in slow)
+        kept = [r for i, r in enumerate(runs) if i not in slow]
+        lines += [
+            f"#### {folder.name} without the runs another process slowed",
+            "",
+            f"Run(s) {shown} took over 1.5× the median wall time of their kind, or held a repeat "
+            "over 3× slower than its cell's median: another process competed for the cores. The "
+            "same analysis without them:",
+            "",
+            *summary_of(folder, manifest, kept)[2:],
+        ]
+    return lines
+
+
+def summary_of(folder: Path, manifest: dict[str, Any], runs: list[StudyRun]) -> list[str]:
     repeats = max(int(r.get("repeat") or 0) for run in runs for r in run.records) + 1
     a_runs = [r for r in runs if r.role == "A"]
-    tokens = [r["metrics"]["tokens_per_s"] for run in a_runs for r in run.records]
+    tokens = [r["metrics"]["tokens_per_s"] for run in a_runs for r in ok_records(run)]
     lines = [
         f"### {folder.name}: `{manifest['suite']}`",
         "",
@@ -216,7 +294,13 @@ def summarize(folder: Path) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for judged in sorted({min(5, repeats), repeats}):
-        lines += verdict_rows(judge_pairs(runs, judged), judged)
+        lines += verdict_rows(judge_pairs(runs, judged), str(judged))
+    n_a = sum(r.role == "A" for r in runs)
+    for group in (2, 3):
+        for judged in sorted({min(5, repeats), repeats}):
+            if n_a >= 2 * group:  # enough A runs for two disjoint sides
+                shown = f"{group * judged} ({group} runs × {judged} pooled)"
+                lines += verdict_rows(judge_pooled(runs, group, judged), shown)
     loads = [max(r.load_1min) for r in runs if r.load_1min]
     if loads:
         lines += [
@@ -230,7 +314,7 @@ def summarize(folder: Path) -> list[str]:
     return lines
 
 
-def verdict_rows(table: dict[str, dict[str, Counter]], judged: int) -> list[str]:
+def verdict_rows(table: dict[str, dict[str, Counter]], judged: str) -> list[str]:
     rows = []
     for kind, by_floor in table.items():
         for floor, counts in by_floor.items():

@@ -337,3 +337,19 @@ def test_tokens_per_s_is_the_records_own_figure_or_the_same_definition():
     assert estimate(rec) == 1234.0  # the record's own number, as run/report/table show it
     del rec["metrics"]["tokens_per_s"]
     assert estimate(rec) == pytest.approx(recorded)  # derived the same way where absent
+
+
+def test_the_floor_counts_only_the_drift_the_repeats_do_not_explain():
+    t = Thresholds()
+    # Four suite runs of one process-noisy cell, no drift between them: each run's median differs
+    # from the others only as much as 8 scattered repeats predict, so the floor stays small.
+    steady = [lognormal(8, 10_000.0, 0.08, seed=k) for k in range(4)]
+    still = noise._floor("h", "c", "tokens_per_s", steady, t, resolvable=False)
+    # The same scatter, the runs shifted by -10%, 0, +10%, +20%: drift the repeats cannot explain.
+    shifted = [[v * f for v in run] for run, f in zip(steady, (0.9, 1.0, 1.1, 1.2))]
+    moved = noise._floor("h", "c", "tokens_per_s", shifted, t, resolvable=False)
+    assert still.drift < 0.5 * still.spread and moved.drift > 0.08
+    assert moved.noise_floor > 0.25 > still.noise_floor
+    # One repeat per run: nothing to tell scatter from drift, so all the spread is drift.
+    single = noise._floor("h", "c", "tokens_per_s", [r[:1] for r in shifted], t, resolvable=False)
+    assert single.drift == pytest.approx(single.spread)

@@ -6,12 +6,17 @@ candidate's (a neighbour on a shared host, a warmer room, another kernel version
 `hlbench compare --calibrate RUN RUN [RUN ...]` measures that from runs of unchanged code: per cell
 and metric,
 
-- each suite run's estimate = the median of its repeats' estimates (hlbench.compare.metrics);
-- spread = the standard deviation of the log estimates between suite runs (≈ a relative spread);
+- each suite run's estimate m = the median of its repeats' estimates (hlbench.compare.metrics);
+- spread = the standard deviation of log m between suite runs (≈ a relative spread);
 - largest change = the largest |m_j / m_i − 1| over all pairs of suite runs;
-- noise floor = max(largest change, expm1(z · √2 · spread)), z the two-sided normal quantile of the
-  calibration's alpha: a change between two suite runs that identical code would exceed less often
-  than alpha (√2: both sides of a comparison carry the noise);
+- drift = the part of that spread the repeats do not explain: √max(0, spread² − v), v the variance
+  the median of a run's repeats has from their own scatter alone (π/2 · s²/n, s² the variance of
+  a run's log estimates, n its repeats; the mean over runs). compare's interval over repeats
+  already carries the scatter; counting it again would only blunt the test;
+- noise floor = expm1(z · √2 · drift), z the two-sided normal quantile of the calibration's alpha:
+  a shift between two suite runs that identical code exceeds less often than alpha (√2: both sides
+  of a comparison drift). 0 when the runs differ no more than their repeats predict; a run with a
+  single repeat has no scatter to explain anything, so all its spread counts as drift;
 - the verdicts compare itself gives each A/A pair without a floor (what would have false-alarmed);
 - resolvable change = the smallest change for the worse that compare, with this floor, calls
   `regressed` in ≥ 90% of the A/A pairs once the candidate side is moved by it: the smallest
@@ -54,8 +59,9 @@ class Floor:
     spread: float  # sd of the log estimates
     largest_change: float
     noise_floor: float
+    drift: float  # sd of log m the repeats' scatter does not explain
     aa_verdicts: dict[str, int]  # compare's verdicts on the A/A pairs, without a floor
-    resolvable_change: float | None = None  # smallest change regressed in ≥ 90% of shifted pairs
+    resolvable_change: float | None  # smallest change regressed in ≥ 90% of shifted pairs
 
 
 @dataclass(frozen=True)
@@ -110,15 +116,15 @@ def _floor(
 ) -> Floor:
     metric = METRICS[name]
     estimates = [statistics.median(e) for e in per_run]
-    logs = [math.log(m) for m in estimates]
-    spread = statistics.stdev(logs)
-    largest = max(abs(b / a - 1) for a, b in itertools.permutations(estimates, 2))
-    z = statistics.NormalDist().inv_cdf(1 - thresholds.alpha / 2)
+    spread = statistics.stdev(math.log(m) for m in estimates)
+    drift = _drift(per_run, spread)
+    floor = math.expm1(
+        statistics.NormalDist().inv_cdf(1 - thresholds.alpha / 2) * math.sqrt(2) * drift
+    )
     verdicts = Counter(
         compare_samples(a, b, metric.higher_is_better, thresholds, metric.deterministic).verdict
         for a, b in itertools.combinations(per_run, 2)
     )
-    floor = max(largest, math.expm1(z * math.sqrt(2) * spread))
     return Floor(
         cell_hash,
         cell_id,
@@ -126,13 +132,25 @@ def _floor(
         [len(e) for e in per_run],
         estimates,
         spread,
-        largest,
+        max(abs(b / a - 1) for a, b in itertools.permutations(estimates, 2)),
         floor,
+        drift,
         dict(verdicts),
         resolvable_change(per_run, metric.higher_is_better, thresholds, floor)
         if resolvable
         else None,
     )
+
+
+def _drift(per_run: list[list[float]], spread: float) -> float:
+    """The sd of the suite runs' log medians beyond what their repeats' own scatter predicts."""
+    scattered = [e for e in per_run if len(e) >= 2]
+    if len(scattered) < len(per_run):  # a run without repeats explains nothing: all is drift
+        return spread
+    median_variance = statistics.fmean(
+        math.pi / 2 * statistics.variance(math.log(v) for v in e) / len(e) for e in scattered
+    )
+    return math.sqrt(max(0.0, spread**2 - median_variance))
 
 
 def resolvable_change(

@@ -302,6 +302,7 @@ def render_noise(calibration: Calibration, fmt: str) -> str:
                 "/".join(map(str, f.repeats)),
                 estimates,
                 f"{f.spread:.1%}",
+                f"{f.drift:.1%}",
                 f"{f.largest_change:.1%}",
                 f"±{f.noise_floor:.1%}",
                 f"{false_alarms}/{pairs}",
@@ -314,6 +315,7 @@ def render_noise(calibration: Calibration, fmt: str) -> str:
         "repeats",
         "per-run estimates",
         "spread",
+        "drift",
         "largest A/A change",
         "noise floor",
         "A/A false alarms",
@@ -324,11 +326,12 @@ def render_noise(calibration: Calibration, fmt: str) -> str:
     n = len(calibration.run_ids)
     return (
         f"hlbench compare --calibrate: {n} A/A runs ({', '.join(calibration.run_ids)})\n\n"
-        f"{table}\n\nspread: standard deviation of the runs' log estimates; noise floor: the "
-        "largest A/A change or the change identical runs exceed with probability "
-        f"{calibration.alpha:g}, whichever is larger; A/A false alarms: pairs of these runs that "
-        "compare, without a floor, called regressed or improved; smallest detectable regression: "
-        "the change for the worse that compare, with the floor, calls regressed in 90% of these "
-        "pairs once added to one side. Store it: hlbench baseline save "
-        "RECORDS --noise FILE (write FILE with -o FILE.json).\n"
+        f"{table}\n\nspread: standard deviation of the runs' log estimates (each the median of its "
+        "repeats); drift: the part of it the repeats' own scatter does not explain; noise floor: "
+        "the change between two runs that drift alone exceeds with probability "
+        f"{calibration.alpha:g} (0: the runs differ no more than their repeats predict); A/A false "
+        "alarms: pairs of these runs that compare, without a floor, called regressed or improved; "
+        "smallest detectable regression: the change for the worse that compare, with the floor, "
+        "calls regressed in 90% of these pairs once added to one side. Store it: hlbench "
+        "baseline save RECORDS --noise FILE (write FILE with -o FILE.json).\n"
     )
