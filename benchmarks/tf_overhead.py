@@ -63,8 +63,8 @@ measurement:
   warmup_steps: {warmup}
   steps: {steps}
   windows: 1
-  budget_s: 1.0e9
-  timeout_s: 1.0e9
+  budget_s: 1.0e6
+  timeout_s: 1.0e6
   eval_batches: 1
 """
 

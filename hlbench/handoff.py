@@ -18,7 +18,6 @@ CELL_FILE = "cell.json"
 RESULT_FILE = "result.json"
 RANK_ENV = "HLBENCH_RANK"  # a process's rank when no launcher sets RANK (TF multi_worker)
 PROFILE_DIR_ENV = "HLBENCH_PROFILE_DIR"  # set for a worker when profiling is on: where traces go
-CALIBRATION_CACHE_ENV = "HLBENCH_CALIBRATION_CACHE"  # the run's shared CPU-peak calibrations
 # the pid of `hlbench run`, set for every process of a cell: a worker whose parent is gone exits
 PARENT_PID_ENV = "HLBENCH_PARENT_PID"
 

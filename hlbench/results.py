@@ -152,6 +152,7 @@ BASE_COLUMNS: list[str] = [
     *("final_train_loss_nats", "eval_loss_nats", "entropy_floor_nats"),  # quality
     *("excess_train_loss_nats", "excess_eval_loss_nats"),
     *("energy_j", "energy_per_token_j", "flops_per_token", "peak_flops_per_s", "mfu"),  # efficiency
+    *("mfu_dtype", "mfu_flag", "technique_event_count", "technique_event_s", "technique"),
     *("n_params", "sparsity", "loss_scale", "overflow_skipped_steps"),  # techniques
     *PROFILE_COLUMNS,  # the profiling pass (None without profiling; hlbench.profiling)
     *("throttled", "device_name", "driver_version", "framework_version"),  # environment
@@ -279,15 +280,22 @@ def _efficiency(record: dict[str, Any]) -> dict[str, Any]:
         "flops_per_token": f.flops_per_token(record),
         "peak_flops_per_s": f.mfu_peak_flops(record),
         "mfu": f.mfu(record),
+        "mfu_dtype": f.mfu_dtype(record),
+        "mfu_flag": f.mfu_flag(record),
     }
 
 
 def _techniques(record: dict[str, Any]) -> dict[str, Any]:
+    events = f.technique_events(record)
     return {
         "n_params": f.n_params(record),
         "sparsity": f.sparsity(record),
         "loss_scale": f.loss_scale(record),
         "overflow_skipped_steps": f.overflow_skipped_steps(record),
+        # events a technique ran between steps (pruning), off the clock: count and seconds
+        "technique_event_count": len(events),
+        "technique_event_s": sum(s for _, s in events),
+        "technique": ", ".join(sorted({t for t, _ in events})) or None,
     }
 
 

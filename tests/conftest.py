@@ -31,3 +31,12 @@ def fault_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     )
     monkeypatch.setenv("HLBENCH_TEST_PIDFILE", str(tmp_path / "pids"))
     return dict(os.environ)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _calibration_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or write the user's CPU-peak cache (hlbench.telemetry.calibration): one
+    temporary cache for the session, inherited by every CLI and worker process."""
+    from hlbench.telemetry.calibration import CACHE_DIR_ENV
+
+    os.environ[CACHE_DIR_ENV] = str(tmp_path_factory.mktemp("hlbench-cache"))

@@ -143,3 +143,59 @@ def test_shrunk_model_has_fewer_parameters_and_the_masked_models_loss(cells, bac
         0.5
     )  # half the kernels removed
     assert record["backend_info"]["flops_per_token"] < spec.flops_per_token(16)
+
+
+def _tied_weights() -> dict[str, np.ndarray]:
+    """Kernels whose |w| take few distinct values, so many weights tie at the threshold."""
+    rng = np.random.default_rng(0)
+    shapes = {"a.w": (6, 10), "b.w": (10, 4), "c.w": (4, 8)}
+    return {n: (rng.integers(-3, 4, size=s) * 0.25).astype(np.float32) for n, s in shapes.items()}
+
+
+def _argsort_masks(weights, names, sparsity):
+    """The reference rule: a stable argsort of |w| over the concatenation, the k first pruned."""
+    flat = np.concatenate([np.abs(weights[n]).ravel() for n in names])
+    keep = np.ones(flat.size, dtype=bool)
+    keep[np.argsort(flat, kind="stable")[: int(round(sparsity * flat.size))]] = False
+    return np.split(keep, np.cumsum([weights[n].size for n in names])[:-1])
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.37, 0.5, 0.8, 0.99])
+def test_magnitude_masks_on_every_path_match_the_stable_argsort_rule_ties_included(sparsity):
+    from hlbench.backends.tf.prune import magnitude_keep as tf_keep
+    from hlbench.backends.torch.prune import magnitude_keep as torch_keep
+
+    weights, names = _tied_weights(), ["a.w", "b.w", "c.w"]
+    expected = _argsort_masks(weights, names, sparsity)
+    numpy_masks = P.magnitude_masks(weights, names, sparsity)
+    # torch holds linear kernels transposed: a transposed view must select in the neutral order
+    torch_views = [torch.from_numpy(weights[n].T.copy()).t() for n in names]
+    torch_masks = torch_keep(torch_views, sparsity)
+    tf_masks = tf_keep([tf.constant(weights[n]) for n in names], sparsity)
+    for i, n in enumerate(names):
+        want = expected[i].reshape(weights[n].shape)
+        assert np.array_equal(numpy_masks[n], want), n
+        assert np.array_equal(torch_masks[i].numpy(), want), n
+        assert np.array_equal(tf_masks[i].numpy(), want), n
+
+
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_a_slow_pruning_event_is_recorded_apart_and_in_no_step_time(cells, backend, monkeypatch):
+    delay_s = 1.5  # far above a gpt-tiny step, even on a busy machine
+    monkeypatch.setenv("HLBENCH_TEST_PRUNE_EVENT_DELAY_S", str(delay_s))
+    result = run_cell(cells[f"gpt-tiny/{backend}/fp32/ga1/gradual"], BACKENDS[backend]())
+    timing = result["timing"]
+    events = timing["technique_events"]
+    assert [e["step"] for e in events] == [0, 2, 4, 6]  # warmup 0-1, measured 2-7
+    assert all(e["technique"] == "pruning" and e["s"] >= delay_s for e in events)
+    # the first warmup step traces the TensorFlow step (seconds): the other one and every measured
+    steps = timing["warmup_step_times_s"][1:] + [
+        t for w in timing["window_step_times_s"] for t in w
+    ]
+    assert max(steps) < delay_s, steps
+    # each window holds an event (before steps 4 and 6): its time is not in the window's either
+    walls = timing["window_wall_s"]
+    assert all(
+        abs(wall - sum(w)) < 0.01 * wall for wall, w in zip(walls, timing["window_step_times_s"])
+    )
+    assert result["backend_info"]["pruning"]["sparsity_global"] == pytest.approx(0.8, abs=0.005)

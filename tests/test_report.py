@@ -351,3 +351,24 @@ def test_profiled_records_get_a_profiling_section(tmp_path: Path) -> None:
     ]  # matmul share of the torch fp32 cells
     assert (tmp_path / "p_plots" / "profile-phases.png").stat().st_size > 1000
     assert "## Profiling" not in render([DATA / "records.jsonl"], tmp_path / "c.md")
+
+
+def test_technique_events_and_withheld_mfu_are_shown_as_such(tmp_path: Path) -> None:
+    records = [json.loads(line) for line in (DATA / "records.jsonl").read_text().splitlines()]
+    pruned = next(r for r in records if r["cell_id"] == "gpt-tiny/torch/fp32/ga1/magnitude")
+    pruned["timing"]["technique_events"] = [
+        {"technique": "pruning", "step": s, "s": 0.9} for s in range(0, 24, 2)
+    ]
+    dense = next(r for r in records if r["cell_id"] == "gpt-tiny/torch/fp32/ga1/none")
+    dense["metrics"].update(
+        mfu=None, mfu_flag="calibration problem: MFU would be 101% of the best peak"
+    )
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (pruned, dense)))
+    text = render([path], tmp_path / "r.md", draw_plots=False)
+    assert (
+        "- gpt-tiny/torch/fp32/ga1/magnitude: pruning events: 12 × 0.9 s, not in tokens/s" in text
+    )
+    assert "## MFU not reported: calibration problems" in text
+    assert "- gpt-tiny/torch/fp32/ga1/none: ⚠ calibration problem: MFU would be 101%" in text
+    assert "101.0%" not in text

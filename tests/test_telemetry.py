@@ -71,8 +71,11 @@ def test_host_samples_fall_inside_the_measured_windows(write_suite, fault_env, t
     assert derived["host_rss_peak_bytes"] > 10_000_000
     assert derived["host_cpu_util_mean_pct"] is not None
     # MFU on a CPU: the fault backend's framework is NumPy, so the calibration is NumPy's fp32 GEMM
+    # (the machine's best so far: another framework's, when a test calibrated one before)
     metrics = record["metrics"]
-    assert metrics["mfu_peak_source"].startswith("calibration: numpy float32 GEMM")
+    assert metrics["mfu_peak_source"].startswith("calibration: ")
+    assert metrics["mfu_dtype_peak_source"].startswith("calibration: numpy ")
+    assert metrics["mfu_dtype_peak_flops"] <= metrics["mfu_peak_flops"]
     assert metrics["mfu"] == pytest.approx(
         metrics["tokens_per_s"]
         * record["backend_info"]["flops_per_token"]
@@ -303,3 +306,117 @@ def test_flops_per_token_formula_matches_torch_flop_counter(size):
         model(idx).sum().backward()
     measured = counter.get_total_flops() / T
     assert spec.flops_per_token(T) == pytest.approx(measured, rel=0.02)
+
+
+# --- MFU peaks: one CPU peak per machine, cached; the best GPU peak; no MFU above 100% ----------
+
+
+class FakeGemm:
+    """A GEMM timer at a fixed rate per dtype; counts the products it was asked to time."""
+
+    def __init__(self, rates: dict[str, float]) -> None:
+        self.rates, self.calls = rates, []
+
+    def __call__(self, dtype, shape, reps):
+        self.calls.append((dtype, tuple(shape)))
+        m, k, n = shape
+        return 2.0 * m * k * n / self.rates[dtype], "2"
+
+
+RATES = {"float32": 50e9, "bfloat16": 120e9, "float16": 10e9}
+
+
+def test_cpu_peak_is_cached_per_machine_and_reused_across_runs(tmp_path, monkeypatch):
+    from hlbench.telemetry import calibration as C
+
+    monkeypatch.setenv(C.CACHE_DIR_ENV, str(tmp_path))
+    timer = FakeGemm(RATES)
+    best, own = C.cpu_peaks("torch", "torch 2.13.0", "2", timer, [[64, 32, 16]])
+    assert best.flops == pytest.approx(120e9) and "bfloat16" in best.source  # best of the dtypes
+    assert {d: p.flops for d, p in own.items()} == pytest.approx(RATES)
+    timed = {(d, s[1:]) for d, s in timer.calls}  # every dtype over the squares and the workload's
+    assert timed >= {(d, (k, n)) for d in C.DTYPES for _, k, n in [*C.SQUARES, [64, 32, 16]]}
+    assert (tmp_path / C.CACHE_FILE).is_file()
+    # a later run (another process: the cache is the file) measures nothing and divides by the same
+    again, _ = C.cpu_peaks("torch", "torch 2.13.0", "2", FakeGemm(RATES), [[64, 32, 16]])
+    assert again == best
+    # a new workload times only its own new shapes
+    newer = FakeGemm(RATES)
+    C.cpu_peaks("torch", "torch 2.13.0", "2", newer, [[64, 32, 16], [8, 8, 8]])
+    assert {(d, s) for d, s in newer.calls if s != (1, 1, 1)} == {(d, (8, 8, 8)) for d in C.DTYPES}
+
+
+def test_a_framework_version_change_calibrates_afresh(tmp_path, monkeypatch):
+    from hlbench.telemetry import calibration as C
+
+    monkeypatch.setenv(C.CACHE_DIR_ENV, str(tmp_path))
+    C.cpu_peaks("torch", "torch 2.13.0", "2", FakeGemm(RATES), [])
+    upgraded = FakeGemm({d: r * 2 for d, r in RATES.items()})
+    best, own = C.cpu_peaks("torch", "torch 2.14.0", "2", upgraded, [])
+    assert len(upgraded.calls) >= 3 * len(C.SQUARES)  # nothing reused from the old version
+    assert own["float32"].flops == pytest.approx(100e9) and "2.14.0" in own["float32"].source
+    assert best.flops == pytest.approx(240e9)
+    # another framework on the same machine shares the machine's best peak
+    tf_best, tf_own = C.cpu_peaks("tensorflow", "tensorflow 2.21.0", "2", FakeGemm(RATES), [])
+    assert tf_best.flops == pytest.approx(240e9)
+    assert tf_own["bfloat16"].flops == pytest.approx(120e9)
+
+
+def test_the_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    from hlbench.telemetry import calibration as C
+
+    monkeypatch.delenv(C.CACHE_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert C.cache_dir() == tmp_path / "hlbench"
+    monkeypatch.setenv(C.CACHE_DIR_ENV, str(tmp_path / "mine"))
+    assert C.cache_dir() == tmp_path / "mine"
+
+
+def test_workload_shapes_are_its_matmuls_trimmed_to_short_products():
+    from hlbench.telemetry.calibration import MAX_GEMM_FLOPS, workload_shapes
+    from hlbench.workloads import get_spec
+
+    spec = get_spec("gpt", "gpt2-124m")
+    assert workload_shapes(spec.param_shapes(), 32) == [
+        [32, 768, spec.vocab_size],  # the tied head
+        [32, 768, 2304],  # c_attn
+        [32, 768, 768],  # c_proj
+        [32, 768, 3072],  # c_fc
+        [32, 3072, 768],  # mlp c_proj
+    ]
+    shapes = workload_shapes(spec.param_shapes(), 8 * 1024)
+    assert [s[1:] for s in shapes] == [s[1:] for s in workload_shapes(spec.param_shapes(), 32)]
+    assert all(2 * m * k * n <= MAX_GEMM_FLOPS and m < 8192 for m, k, n in shapes)
+
+
+def test_gpu_mfu_is_against_the_best_precision_and_the_dtype_peak_is_beside_it():
+    from hlbench.telemetry.mfu import mfu_metrics
+
+    gpus = [{"index": 0, "name": "NVIDIA H100 80GB HBM3"}]
+    m = mfu_metrics("torch", "bf16", "cuda:0", gpus, 1e6, 1e8)  # 1e14 FLOP/s achieved
+    assert m["mfu_peak_flops"] == pytest.approx(1978.9e12) and "fp8" in m["mfu_peak_source"]
+    assert m["mfu"] == pytest.approx(1e14 / 1978.9e12)
+    assert m["mfu_dtype"] == pytest.approx(1e14 / 989.4e12) and m["mfu_flag"] is None
+
+
+def test_an_mfu_above_one_is_flagged_as_a_calibration_problem_not_reported(monkeypatch):
+    from hlbench.telemetry import mfu as M
+
+    gpus = [{"index": 0, "name": "NVIDIA A100-SXM4-80GB"}]
+    m = M.mfu_metrics("torch", "bf16", "cuda:0", gpus, 1e7, 1e8)  # 1e15 > 312 TFLOP/s
+    assert m["mfu"] is None and m["mfu_dtype"] is None
+    assert m["mfu_flag"].startswith("calibration problem") and "321%" in m["mfu_flag"]
+    assert "calibration problem" in m["mfu_reason"]
+    # on a CPU as well: a calibration slower than the training's own matmuls
+    slow = FakeGemm({"float32": 1e6, "bfloat16": 1e6, "float16": 1e6})
+    monkeypatch.setattr(M, "cpu_timer", lambda framework: (slow, "torch 0", "1"))
+    monkeypatch.setattr(M, "cpu_peaks", _no_cache_peaks)
+    cpu = M.mfu_metrics("torch", "fp32", "cpu", [], 1e3, 1e6)
+    assert cpu["mfu"] is None and cpu["mfu_flag"].startswith("calibration problem")
+
+
+def _no_cache_peaks(framework, version, threads, timer, shapes):
+    from hlbench.telemetry.calibration import Peak
+
+    peak = Peak(1e6, "calibration: fake")
+    return peak, {"float32": peak}

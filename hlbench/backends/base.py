@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from hlbench.backends.timers import StepTimer
 from hlbench.cell import Cell
 from hlbench.data import Batch
-from hlbench.techniques import oom
+from hlbench.techniques import oom, pruning
 from hlbench.techniques.precision import Level
 from hlbench.workloads import ModelSpec
 
@@ -56,6 +57,18 @@ class Trainer(ABC):
         moments by the masks now, and their gradients at every later step, so pruned weights stay
         exactly zero. A later call replaces the masks of the parameters it names."""
         raise NotImplementedError(f"{type(self).__name__} does not implement pruning")
+
+    def prune_magnitude(self, names: list[str], sparsity: float) -> None:
+        """A global magnitude pruning event over `names` (hlbench.techniques.pruning.
+        magnitude_masks's rule, ties included), applied as apply_masks would. This default
+        computes the masks in NumPy from `weights()`; a backend overrides it to select on its
+        device (no host copy, no host sort)."""
+        self.apply_masks(pruning.magnitude_masks(self.weights(), names, sparsity))
+
+    def step_timer(self) -> StepTimer | None:
+        """How the measured steps are timed on this trainer's device (hlbench.backends.timers);
+        None: a device sync and a host clock read after every step (right for CPUs)."""
+        return None
 
     def weights(self) -> dict[str, np.ndarray]:
         """The current parameters as float32 NumPy arrays, neutral names and layouts (parity

@@ -240,6 +240,29 @@ def mfu_peak_flops(record: Record) -> float | None:
     return _metric(record, "mfu_peak_flops")
 
 
+def mfu_dtype(record: Record) -> float | None:
+    """MFU against the peak of the cell's own precision (the second figure beside `mfu`)."""
+    return _metric(record, "mfu_dtype")
+
+
+def mfu_flag(record: Record) -> str | None:
+    """Why MFU is not reported although it was computed: above 100%, a calibration problem."""
+    flag = lookup(record, "metrics", "mfu_flag")
+    return flag if isinstance(flag, str) else None
+
+
+def technique_events(record: Record) -> list[tuple[str, float]]:
+    """(technique, seconds) of every event a technique ran between steps, off the clock."""
+    events = _timing(record).get("technique_events")
+    if not isinstance(events, list):
+        return []
+    return [
+        (str(e.get("technique")), float(e["s"]))
+        for e in events
+        if isinstance(e, dict) and number(e.get("s")) is not None
+    ]
+
+
 def n_params(record: Record) -> int | None:
     return lookup(record, "backend_info", "n_params")
 

@@ -54,6 +54,7 @@ def render(
         *relative.effects(effects, notes),
         *relative.frameworks(ratios, cells, parity),
         *relative.scaling(cells),
+        *markdown.off_the_clock(df),
         *markdown.failures(df, list(cells["cell_id"])),
         *markdown.stability(cells),
         *markdown.profiling(df, profile_plot, plot_dir),

@@ -92,6 +92,7 @@ MEDIAN_COLUMNS = (
     "excess_eval_loss_nats",
     "energy_per_token_j",
     "mfu",
+    "mfu_dtype",
     "sparsity",
 )
 # Pooled samples (NumPy arrays; empty for a cell without an ok repeat).

@@ -155,12 +155,20 @@ def _memory(c: Any) -> str:
     )
 
 
+def _mfu(c: Any) -> str:
+    """MFU against the device's best peak, then against the cell's precision's own peak."""
+    own = c.get("mfu_dtype")
+    return fmt.percent(c["mfu"]) + ("" if fmt.missing(own) else f" ({fmt.percent(own)})")
+
+
 def matrix(cells: pd.DataFrame) -> list[str]:
     lines = [
         "## Results per workload and backend",
         "",
         "Medians over ok repeats; step time in ms, median [25th–75th percentile] of all measured "
-        f"steps; {fmt.MISSING} = not measured or no ok run; ⚠ = see the stability warnings.",
+        f"steps; {fmt.MISSING} = not measured or no ok run; ⚠ = see the stability warnings. MFU "
+        "is against the device's best dense peak over all precisions (so precisions compare), in "
+        "parentheses against the cell's own precision's peak.",
         "",
     ]
     variants = variant_axes(cells)
@@ -184,7 +192,7 @@ def matrix(cells: pd.DataFrame) -> list[str]:
                     _step_time(c),
                     _memory(c),
                     fmt.joules(c["energy_per_token_j"]),
-                    fmt.percent(c["mfu"]),
+                    _mfu(c),
                     fmt.nats(c["excess_eval_loss_nats"]),
                 ]
                 for _, c in sub.iterrows()
@@ -200,10 +208,36 @@ def matrix(cells: pd.DataFrame) -> list[str]:
                     "step time (ms)",
                     "peak memory",
                     "energy/token",
-                    "MFU",
+                    "MFU (own precision)",
                     "excess loss (nats)",
                 ],
             )
+    return lines
+
+
+def off_the_clock(df: pd.DataFrame) -> list[str]:
+    """Technique events (pruning) that ran between steps, and MFU figures withheld as calibration
+    problems: per cell over its ok records; nothing when there are none."""
+    ok = df[df["ok"]] if "ok" in df else df.iloc[0:0]
+    lines: list[str] = []
+    events = ok[ok.get("technique_event_count", pd.Series(0, index=ok.index)).fillna(0) > 0]
+    if not events.empty:
+        lines += ["## Technique events", ""]
+        for cell_id, group in events.groupby("cell_id", sort=False):
+            n = int(group["technique_event_count"].median())
+            each_s = float(group["technique_event_s"].sum() / group["technique_event_count"].sum())
+            technique = group["technique"].iloc[0]
+            lines.append(
+                f"- {cell_id}: {technique} events: {n} × {each_s:.2g} s, not in tokens/s "
+                "(run between steps, off the clock)"
+            )
+        lines.append("")
+    flagged = ok[ok["mfu_flag"].notna()] if "mfu_flag" in ok else ok.iloc[0:0]
+    if not flagged.empty:
+        lines += ["## MFU not reported: calibration problems", ""]
+        for cell_id, group in flagged.groupby("cell_id", sort=False):
+            lines.append(f"- {cell_id}: ⚠ {group['mfu_flag'].iloc[0]}")
+        lines.append("")
     return lines
 
 

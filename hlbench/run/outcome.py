@@ -16,7 +16,7 @@ from typing import Any
 
 from hlbench.backends import get_spec
 from hlbench.env import host_environment
-from hlbench.handoff import CALIBRATION_CACHE_ENV, CELL_FILE, PROFILE_DIR_ENV, RESULT_FILE
+from hlbench.handoff import CELL_FILE, PROFILE_DIR_ENV, RESULT_FILE
 from hlbench.records import SCHEMA_VERSION
 from hlbench.run.blame import group_failure, rank_results
 from hlbench.run.launch import (
@@ -198,9 +198,8 @@ def _timed_out(task: Task, n_processes: int) -> dict[str, Any]:
 
 
 def _worker_env(options: RunOptions, task: Task) -> dict[str, str]:
-    # one CPU GEMM calibration per (framework, precision) per run, shared by its workers (MFU)
-    env = {CALIBRATION_CACHE_ENV: str(options.calibration_cache)}
-    # profiling is the runner's decision, never inherited ("" means off)
+    # The CPU peak for MFU is calibrated once per machine and cached in the user's cache
+    # (hlbench.telemetry.calibration; HLBENCH_CACHE_DIR, inherited, moves it). Profiling is the
+    # runner's decision, never inherited ("" means off).
     profile_dir = options.profile_dir(task)
-    env[PROFILE_DIR_ENV] = str(profile_dir.resolve()) if profile_dir is not None else ""
-    return env
+    return {PROFILE_DIR_ENV: str(profile_dir.resolve()) if profile_dir is not None else ""}

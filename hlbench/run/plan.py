@@ -136,8 +136,3 @@ class RunOptions:
     def profile_dir(self, task: Task) -> Path | None:
         """Profiler traces: <run-id>.profile/<cell_hash>-r<repeat>/; None when profiling is off."""
         return self.logs_dir.with_suffix(".profile") / task.key if self.profile else None
-
-    @property
-    def calibration_cache(self) -> Path:
-        """One CPU GEMM calibration per (framework, precision) per run, shared by its workers."""
-        return self.logs_dir.with_suffix(".calibration.json")

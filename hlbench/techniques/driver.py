@@ -2,10 +2,12 @@
 
 The training loop (hlbench.worker.train) calls `prepare` before building the trainer (a structured
 `shrink` changes the architecture and the weights the backend loads), `before_step(i, trainer)`
-before every optimizer step, and `report(trainer)` at the end. Masks come from
-hlbench.techniques.pruning, computed from the trainer's current weights in the neutral layout, so
-every backend prunes the same weights; the trainer applies them (Trainer.apply_masks). The trainer
-is duck-typed here: this module does not import the backends.
+between optimizer steps where `due(i)` (off the clock), and `report(trainer)` at the end. Masks
+follow hlbench.techniques.pruning's definitions on the trainer's current weights in the neutral
+layout, so every backend prunes the same weights: magnitude masks are computed on the trainer's
+device (Trainer.prune_magnitude: the framework's kthvalue / top-k, the same tie rule), the others
+in NumPy and applied by the trainer (Trainer.apply_masks). The trainer is duck-typed here: this
+module does not import the backends.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from hlbench.cell import Cell, ModelRef
 from hlbench.errors import SkipCell
 from hlbench.techniques import pruning as P
+from hlbench.techniques import test_hooks
 from hlbench.workloads import ModelSpec
 
 
@@ -34,6 +37,7 @@ class PruningRun:
         self.n_params_before = spec.n_params
         self.events = set(self.config.event_steps(cell.measurement.warmup_steps))
         self.event_s: list[float] = []
+        self.event_delay_s = test_hooks.prune_event_delay_s()
         self.shapes: dict[str, int] | None = None
 
     @property
@@ -68,14 +72,25 @@ class PruningRun:
     def spec_before(self) -> ModelSpec:
         return self.full_spec
 
+    def due(self, step: int) -> bool:
+        """Whether a pruning event comes before optimizer step `step`."""
+        return step in self.events
+
     def before_step(self, step: int, trainer: Any) -> None:
+        """The event due before `step`, if any: masks computed and applied. The loop runs it
+        between steps, off the clock (hlbench.worker.measure.Events)."""
         if step not in self.events:
             return
         t0 = time.perf_counter()
-        masks = P.compute_masks(
-            self.spec, trainer.weights(), self.config, self.config.sparsity_at(step)
-        )
-        trainer.apply_masks(masks)
+        sparsity = self.config.sparsity_at(step)
+        if self.config.method == "magnitude":  # on the trainer's device where it can
+            trainer.prune_magnitude(P.prunable(self.spec), sparsity)
+        else:
+            trainer.apply_masks(
+                P.compute_masks(self.spec, trainer.weights(), self.config, sparsity)
+            )
+        if self.event_delay_s:  # test-only (hlbench.techniques.test_hooks)
+            time.sleep(self.event_delay_s)
         self.event_s.append(time.perf_counter() - t0)
 
     def report(self, trainer: Any) -> dict[str, Any] | None:
@@ -100,7 +115,8 @@ class PruningRun:
             # masks: zeros stored in dense kernels (no speedup expected from dense matmuls);
             # shrink: a smaller dense model; semi-structured: sparse kernels (CUDA only)
             "execution": execution,
-            # host time of each pruning event (mask computation and application)
+            # wall time of each pruning event (mask computation and application), outside the
+            # timed steps (the loop's synced figures: timing.technique_events)
             "event_s": self.event_s,
         }
 

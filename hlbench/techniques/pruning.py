@@ -150,12 +150,22 @@ def maskable(spec: ModelSpec, config: PruningConfig) -> list[str]:
 def magnitude_masks(
     weights: dict[str, np.ndarray], names: Sequence[str], sparsity: float
 ) -> dict[str, np.ndarray]:
-    """Global unstructured masks: exactly round(sparsity · n) weights pruned over all `names`."""
+    """Global unstructured masks: exactly round(sparsity · n) weights pruned over all `names`, the
+    smallest |w| of their concatenation (neutral layouts, in `names` order); among weights equal
+    to the k-th smallest, the first ones in that order (a stable argsort's choice).
+
+    Computed with a selection, not a sort: the threshold t is the k-th smallest |w|; everything
+    below it is pruned, then the first ties at t until k are. Backends that compute masks on their
+    device (Trainer.prune_magnitude) follow exactly this rule."""
     flat = np.concatenate([np.abs(weights[n].astype(np.float32)).ravel() for n in names])
     k = int(round(sparsity * flat.size))
     keep = np.ones(flat.size, dtype=bool)
     if k:
-        keep[np.argsort(flat, kind="stable")[:k]] = False  # stable: ties broken by position
+        threshold = np.partition(flat, k - 1)[k - 1]
+        below = flat < threshold
+        ties = flat == threshold
+        need = k - int(below.sum())  # ≥ 1: the threshold itself is among the k smallest
+        keep = ~(below | (ties & (np.cumsum(ties) <= need)))
     masks, offset = {}, 0
     for n in names:
         size = weights[n].size

@@ -12,6 +12,8 @@ it imports no framework, so the worker, parity, the backends and techniques.prec
 - HLBENCH_TEST_PRECISION_MISMATCH=1 (anything but empty or 0): the backend labels the cell with its
   precision but does not apply the compute dtype (fp32 compute for the reduced levels, bf16 for
   fp32), so the first step's check must fail the cell as `error`;
+- HLBENCH_TEST_PRUNE_EVENT_DELAY_S=SECONDS: a sleep inside every pruning event (after its masks are
+  applied), so the tests can prove that events stay out of the measured step and window times;
 - HLBENCH_TEST_NONFINITE_STEP=k: the gradients of optimizer step k (0-based count of train_step
   calls) are made non-finite after backward, so fp16's loss scaling must skip that step.
 """
@@ -29,6 +31,7 @@ KILL_RANK_ENV = "HLBENCH_TEST_KILL_RANK"
 PARITY_PERTURB_ENV = "HLBENCH_TEST_PARITY_PERTURB"
 PRECISION_MISMATCH_ENV = "HLBENCH_TEST_PRECISION_MISMATCH"
 NONFINITE_STEP_ENV = "HLBENCH_TEST_NONFINITE_STEP"
+PRUNE_EVENT_DELAY_ENV = "HLBENCH_TEST_PRUNE_EVENT_DELAY_S"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,11 @@ class KillSpec:
 def step_delay_s() -> float:
     """Seconds to sleep in every timed step; 0.0 (no delay) when unset or empty."""
     return float(os.environ.get(STEP_DELAY_ENV, "0") or 0)
+
+
+def prune_event_delay_s() -> float:
+    """Seconds to sleep in every pruning event; 0.0 (no delay) when unset or empty."""
+    return float(os.environ.get(PRUNE_EVENT_DELAY_ENV, "0") or 0)
 
 
 def kill_rank() -> KillSpec | None:

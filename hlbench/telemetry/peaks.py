@@ -1,5 +1,5 @@
-"""Peak FLOP/s for MFU: a table of dense peaks per NVIDIA GPU model and precision, and on a CPU a
-short GEMM calibration with the cell's own framework and dtype.
+"""Peak FLOP/s for MFU: a table of dense peaks per NVIDIA GPU model and precision, and the GEMM
+timers a CPU calibration uses (hlbench.telemetry.calibration: one peak per machine, cached).
 
 MFU = tokens/s × FLOPs per token ÷ peak FLOP/s. FLOPs per token = 6·N + 12·L·d·T for `gpt` (N =
 every parameter taking part in a matmul: all but the position embedding, the tied wte counted once
@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import re
 import time
+from typing import Any
 
 import numpy as np
 
@@ -84,40 +85,63 @@ def gpu_peak(name: str | None, precision: str) -> tuple[float | None, str]:
     return None, f"{name} is not in hlbench's GPU peak table (hlbench.telemetry.peaks)"
 
 
-def numpy_gemm_best_time_s(n: int, reps: int = GEMM_REPS) -> float:
-    """The best time of `reps` float32 n×n matrix products in NumPy, after one untimed product."""
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+def gpu_best_peak(name: str | None) -> tuple[float | None, str]:
+    """The GPU's best dense peak over every precision in the table (what MFU divides by, so that
+    precisions compare), and its source."""
+    if not name:
+        return None, "the GPU's name is unknown"
+    for pattern, peaks in GPU_PEAKS_TFLOPS:
+        if re.search(pattern, name, flags=re.IGNORECASE):
+            column = max(peaks, key=peaks.__getitem__)
+            return peaks[column] * TFLOPS, f"table: {name} {column} dense {peaks[column]:g} TFLOP/s"
+    return None, f"{name} is not in hlbench's GPU peak table (hlbench.telemetry.peaks)"
+
+
+def numpy_gemm_best_time_s(
+    dtype: str, shape: tuple[int, int, int], reps: int = GEMM_REPS
+) -> tuple[float, str]:
+    """The best time of `reps` (m, k) × (k, n) products in NumPy, after one untimed product."""
+    m, k, n = shape
+    a = np.random.default_rng(0).standard_normal((m, k), dtype=np.float32).astype(dtype)
+    b = np.random.default_rng(1).standard_normal((k, n), dtype=np.float32).astype(dtype)
     a @ b
     best_s = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
         a @ b
         best_s = min(best_s, time.perf_counter() - t0)
-    return best_s
+    return best_s, "BLAS default"
+
+
+def cpu_timer(framework: str) -> tuple[Any, str, str] | None:
+    """(GEMM timer, framework version, threads) for a CPU calibration in `framework`, or None.
+    NumPy times float32 only (its float16 products are not BLAS; it has no bfloat16)."""
+    if framework == "numpy":
+
+        def numpy_timer(dtype: str, shape: tuple[int, int, int], reps: int) -> tuple[float, str]:
+            if dtype != "float32":
+                return float("inf"), "BLAS default"  # not calibrated: a rate of 0
+            return numpy_gemm_best_time_s(dtype, shape, reps)
+
+        return numpy_timer, f"numpy {np.__version__}", "BLAS default"
+    if framework not in GEMM_TIMERS:
+        return None
+    module = importlib.import_module(GEMM_TIMERS[framework])
+    return module.gemm_best_time_s, module.framework_version(), module.threads()
 
 
 def cpu_gemm_flops(framework: str, precision: str, n: int = GEMM_N) -> tuple[float | None, str]:
-    """The best of a few n×n GEMMs in `framework` ("torch", "tensorflow" or "numpy") and the
-    precision's dtype on the CPU, as FLOP/s — the attainable peak MFU divides by on a CPU."""
+    """One n×n GEMM rate in `framework` and the precision's dtype (`hlbench env`'s figure; MFU
+    uses the cached per-machine peak of hlbench.telemetry.calibration)."""
     dtype = GEMM_DTYPE.get(precision)
-    if dtype is None:
-        return None, f"no CPU GEMM for precision {precision}"
-    if framework == "numpy":
-        if dtype != "float32":
-            return None, "NumPy has no bf16/fp16 GEMM worth calibrating"
-        best_s, threads = numpy_gemm_best_time_s(n), "BLAS default"
-    elif framework in GEMM_TIMERS:
-        timer = importlib.import_module(GEMM_TIMERS[framework])
-        best_s, threads = timer.gemm_best_time_s(dtype, n, GEMM_REPS)
-    else:
-        return None, f"no CPU GEMM calibration for framework {framework!r}"
-    flops = 2.0 * n**3
-    source = (
-        f"calibration: {framework} {dtype} GEMM {n}³ on the CPU ({threads} threads), "
-        f"best of {GEMM_REPS}"
-    )
-    return flops / best_s, source
+    timer = cpu_timer(framework)
+    if dtype is None or timer is None:
+        return None, f"no CPU GEMM for {framework} {precision}"
+    best_s, threads = timer[0](dtype, (n, n, n), GEMM_REPS)
+    if best_s == float("inf"):
+        return None, f"no {framework} {dtype} GEMM worth calibrating"
+    source = f"calibration: {framework} {dtype} GEMM {n}³ on the CPU ({threads} threads)"
+    return 2.0 * n**3 / best_s, source + f", best of {GEMM_REPS}"
 
 
 def mfu(

@@ -92,9 +92,12 @@ def _shutdown(backend: Any) -> None:
 
 def _mfu(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
     """MFU after the measured windows (a CPU calibration must not run while they are timed)."""
+    from hlbench.telemetry.calibration import workload_shapes
     from hlbench.telemetry.mfu import mfu_metrics
+    from hlbench.workloads import model_spec
 
     info = result["backend_info"]
+    rows = cell.workload.micro_batch * cell.workload.seq_len
     return mfu_metrics(
         get_spec(cell.backend).framework,
         cell.axes["precision"],
@@ -102,6 +105,7 @@ def _mfu(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
         (result["framework_env"] or {}).get("gpus", []),
         _tokens_per_s_per_device(cell, result),
         info.get("flops_per_token"),
+        workload_shapes(model_spec(cell).param_shapes(), rows),
     )
 
 

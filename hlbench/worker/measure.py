@@ -1,8 +1,16 @@
-"""The timed loop: warmup as startup, then measured windows, each step ended by a device sync.
+"""The timed loop: warmup as startup, then measured windows; technique events between steps, off
+the clock.
 
-Framework-neutral: the backend supplies `step(i)` (one optimizer step on batch i) and `sync()`
-(block until the device is idle). Every clock read follows a sync, so a step's time is the time its
-work took, not the time its kernels took to be queued.
+Framework-neutral: the backend supplies `step(i)` (one optimizer step on batch i), `sync()` (block
+until the device is idle) and a StepTimer (hlbench.backends.timers) for the per-step times. Every
+clock read that ends a timed region follows a sync, so a window's time is the time its work took,
+not the time its kernels took to be queued. On a CPU the timer syncs and reads the clock after
+every step (the sync is a no-op); on CUDA it records a device event per step and the window syncs
+once, at its end.
+
+Events (a gradual pruning event before step i): run between two steps with the timed segment
+closed around them (a sync before, a sync after), so their time is in `technique_events`, never in
+a step time or a window's wall time.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from hlbench.backends.timers import HostTimer, StepTimer
 
 
 @dataclass
@@ -24,6 +34,9 @@ class Timing:
     window_monotonic_s: list[list[float]] = field(default_factory=list)
     budget_hit: bool = False
     steps_planned: int = 0
+    step_time_source: str = HostTimer.source
+    # work a technique did between steps, off the clock: {"technique", "step", "s"} per event
+    technique_events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def step_times_s(self) -> list[float]:
@@ -63,6 +76,19 @@ class TimingPlan:
         return self.warmup_steps + self.windows * self.steps
 
 
+@dataclass(frozen=True)
+class Events:
+    """Work a technique does before some steps (`due(i)`, then `run(i)`), outside every timed
+    region."""
+
+    technique: str = ""
+    due: Callable[[int], bool] = lambda i: False
+    run: Callable[[int], None] = lambda i: None
+
+
+NO_EVENTS = Events()
+
+
 def run_timed(
     step: Callable[[int], None],
     sync: Callable[[], None],
@@ -70,20 +96,26 @@ def run_timed(
     on_window_start: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.perf_counter,
     agree: Callable[[bool], bool] | None = None,
+    timer: StepTimer | None = None,
+    events: Events = NO_EVENTS,
 ) -> Timing:
     """Run the plan's warmup, then its windows, stopping early past its budget.
 
     Step indices run on from the warmup (0 … warmup_steps-1, then the measured ones), so each
     optimizer step sees its own batch. At least one measured step always runs, so a record always
-    has a figure.
+    has a figure. `timer`: how measured steps are timed (default: a sync and a clock read after
+    each). `events`: run before the steps they are due at, off the clock.
 
     `agree` (data-parallel cells): makes the budget decision collective — given this rank's "over
     budget", it returns whether any rank is. Every rank must then run the same steps (one that
     stopped alone would leave the others waiting in an all-reduce), so the budget is checked only
     between windows, outside the timed region, with one small collective per window.
     """
-    timing = Timing(steps_planned=plan.windows * plan.steps)
+    timer = timer or HostTimer(sync, clock)
+    timing = Timing(steps_planned=plan.windows * plan.steps, step_time_source=timer.source)
+    loop = _Loop(step, sync, clock, timer, events, timing)
     for i in range(plan.warmup_steps):
+        loop.event(i)
         t0 = clock()
         step(i)
         sync()
@@ -97,26 +129,65 @@ def run_timed(
         if over:
             timing.budget_hit = True
             break
+        loop.event(index)  # due at the window's first step: before the window (and its peak reset)
         on_window_start()
-        sync()
-        times: list[float] = []
-        start, start_monotonic = clock(), time.monotonic()
-        end = start
-        for _ in range(plan.steps):
-            if agree is None and spent_s >= plan.budget_s and (times or timing.window_step_times_s):
+        budget_s = None if agree is not None else plan.budget_s - spent_s
+        index, wall_s = loop.window(index, plan.steps, budget_s)
+        spent_s += wall_s
+    return timing
+
+
+@dataclass
+class _Loop:
+    step: Callable[[int], None]
+    sync: Callable[[], None]
+    clock: Callable[[], float]
+    timer: StepTimer
+    events: Events
+    timing: Timing
+
+    def event(self, i: int) -> None:
+        """The technique's event due before step i, if any: synced and timed on its own."""
+        if not self.events.due(i):
+            return
+        t0 = self.clock()
+        self.events.run(i)
+        self.sync()
+        self.timing.technique_events.append(
+            {"technique": self.events.technique, "step": i, "s": self.clock() - t0}
+        )
+
+    def window(self, index: int, steps: int, budget_s: float | None) -> tuple[int, float]:
+        """One measured window of up to `steps` steps from `index`; returns the next index and the
+        window's wall time (its segments', events excluded). `budget_s`: the time left, checked
+        before each step on the host clock (no sync; None: only between windows)."""
+        timing, clock, timer = self.timing, self.clock, self.timer
+        self.sync()
+        start_monotonic = time.monotonic()
+        segment_start, wall_s, n = clock(), 0.0, 0
+        timer.begin()
+        for _ in range(steps):
+            if n and self.events.due(index):  # close the segment around the event
+                self.sync()
+                timer.end()
+                wall_s += clock() - segment_start
+                self.event(index)
+                segment_start = clock()
+                timer.begin()
+            measured = n or timing.window_step_times_s  # at least one step always runs
+            if budget_s is not None and measured and wall_s + clock() - segment_start >= budget_s:
                 timing.budget_hit = True
                 break
-            t0 = clock()
-            step(index)
-            sync()
-            end = clock()
-            times.append(end - t0)
-            spent_s += end - t0
-            index += 1
-        timing.window_step_times_s.append(times)
-        timing.window_wall_s.append(end - start)
+            self.step(index)
+            timer.lap()
+            n, index = n + 1, index + 1
+        self.sync()
+        timer.end()
+        wall_s += clock() - segment_start
+        timing.window_step_times_s.append(timer.read())
+        timing.window_wall_s.append(wall_s)
         timing.window_monotonic_s.append([start_monotonic, time.monotonic()])
-    return timing
+        return index, wall_s
 
 
 def step_stats(step_times_s: list[float]) -> dict[str, float | None]:

@@ -40,6 +40,12 @@ def slowest_timing(per_rank: list[dict[str, Any]]) -> Timing:
         window_monotonic_s=chief["window_monotonic_s"],  # this node's clock, for its telemetry
         budget_hit=any(t["budget_hit"] for t in timings),
         steps_planned=chief["steps_planned"],
+        step_time_source=chief["step_time_source"],
+        # every rank runs the same events (the same schedule); the slowest rank's time for each
+        technique_events=[
+            {**events[0], "s": max(e["s"] for e in events)}
+            for events in zip(*(t["technique_events"] for t in timings))
+        ],
     )
 
 

@@ -26,7 +26,7 @@ from hlbench.techniques import precision, test_hooks
 from hlbench.techniques.driver import PruningRun
 from hlbench.worker import ranks
 from hlbench.worker.inputs import corpus_for, eval_batches, timed_train_batches, train_batches
-from hlbench.worker.measure import Timing, TimingPlan, run_timed, step_stats
+from hlbench.worker.measure import Events, Timing, TimingPlan, run_timed, step_stats
 from hlbench.workloads import ModelSpec, model_spec
 
 
@@ -167,29 +167,32 @@ def measure(
 ) -> tuple[Timing, list[Any]]:
     """Warmup and the measured windows; returns their timing and the raw per-step losses."""
     losses: list[Any] = []
-    first_measured = plan.warmup_steps
     pruning = inputs.pruning
 
     def optimizer_step(i: int) -> None:
         losses.append(trainer.train_step(inputs.batches[i]))
 
-    train = test_hooks.wrap_step(optimizer_step, trainer.rank)  # itself, unless a test hook is set
-
-    def step(i: int) -> None:
-        if i != first_measured:  # a pruning event before the first measured step runs untimed
-            pruning.before_step(i, trainer)
-        train(i)
-
+    step = test_hooks.wrap_step(optimizer_step, trainer.rank)  # itself, unless a test hook is set
+    # pruning events run between steps, outside every timed region (timing.technique_events)
+    events = Events("pruning", pruning.due, lambda i: pruning.before_step(i, trainer))
     peak_reset = [False]
 
     def on_window_start() -> None:
         if not peak_reset[0]:  # one peak over all measured windows, warmup excluded
-            pruning.before_step(first_measured, trainer)  # e.g. oneshot after the warmup
             trainer.reset_peak_memory()
             peak_reset[0] = True
 
     agree = (lambda over: any(trainer.all_gather_objects(over))) if cell.launch else None
-    return run_timed(step, trainer.sync, plan, on_window_start, agree=agree), losses
+    timing = run_timed(
+        step,
+        trainer.sync,
+        plan,
+        on_window_start,
+        agree=agree,
+        timer=trainer.step_timer(),
+        events=events,
+    )
+    return timing, losses
 
 
 def combine_ranks(

@@ -43,7 +43,9 @@ from hlbench.backends.tf.losses import token_loss_sum
 from hlbench.backends.tf.models import build_model
 from hlbench.backends.tf.optim import AdamW, DynamicLossScale, clip_by_global_norm
 from hlbench.backends.tf.phases import PhaseProfiling
+from hlbench.backends.tf.prune import magnitude_keep
 from hlbench.backends.tf.trace import trace_steps
+from hlbench.backends.timers import StepTimer, WindowTimer
 from hlbench.cell import Cell
 from hlbench.data import Batch
 from hlbench.techniques import precision, test_hooks
@@ -157,9 +159,7 @@ class TFTrainer(PhaseProfiling, Trainer):
             with tf.GradientTape() as tape:
                 micro_sum = self._micro_loss(x, y)
                 scaled = micro_sum / n_tokens
-                if (
-                    self.loss_scale is not None
-                ):  # fp16: gradients of the scaled loss, unscaled later
+                if self.loss_scale is not None:  # fp16: the scaled loss's (unscaled later)
                     scaled = scaled * self.loss_scale.scale
             grads = tape.gradient(scaled, self.params)
             # Embedding lookups give IndexedSlices; dense, as PyTorch's nn.Embedding gradient is by
@@ -281,13 +281,31 @@ class TFTrainer(PhaseProfiling, Trainer):
     def apply_masks(self, masks: dict[str, np.ndarray]) -> None:
         with tf.device(self.device):
             for name, mask in masks.items():
-                if name not in self.mask_vars:
-                    raise ValueError(f"{name} is not maskable under this cell's pruning settings")
-                i = self.names.index(name)
-                keep = tf.constant(mask, dtype=_dtype(self.params[i]))
-                for var in (self.params[i], self.optimizer.m[i], self.optimizer.v[i]):
-                    var.assign(var * keep)
-                self.mask_vars[name].assign(keep)
+                i = self._maskable(name)
+                self._mask(name, i, tf.constant(mask, dtype=_dtype(self.params[i])))
+
+    def prune_magnitude(self, names: list[str], sparsity: float) -> None:
+        """The masks selected on this trainer's device (hlbench.backends.tf.prune)."""
+        with tf.device(self.device):
+            indices = [self._maskable(n) for n in names]
+            keeps = magnitude_keep([self.params[i] for i in indices], sparsity)
+            for name, i, keep in zip(names, indices, keeps):
+                self._mask(name, i, tf.cast(keep, _dtype(self.params[i])))
+
+    def _maskable(self, name: str) -> int:  # its index
+        if name not in self.mask_vars:
+            raise ValueError(f"{name} is not maskable under this cell's pruning settings")
+        return self.names.index(name)
+
+    def _mask(self, name: str, i: int, keep: tf.Tensor) -> None:
+        """Parameter i and its moments multiplied by `keep` now, its gradient at every step."""
+        for var in (self.params[i], self.optimizer.m[i], self.optimizer.v[i]):
+            var.assign(var * keep)
+        self.mask_vars[name].assign(keep)
+
+    def step_timer(self) -> StepTimer | None:
+        """GPU: no per-step sync, segment means (TensorFlow has no device event timer)."""
+        return WindowTimer() if self.device.startswith("/GPU") else None
 
     def weights(self) -> dict[str, np.ndarray]:
         return {
@@ -368,12 +386,9 @@ class TFTrainer(PhaseProfiling, Trainer):
 
 def _loss_scale() -> DynamicLossScale:
     """fp16's dynamic loss scale with GradScaler's constants (hlbench.techniques.precision)."""
-    return DynamicLossScale(
-        precision.LOSS_SCALE_INIT,
-        precision.LOSS_SCALE_GROWTH_FACTOR,
-        precision.LOSS_SCALE_BACKOFF_FACTOR,
-        precision.LOSS_SCALE_GROWTH_INTERVAL,
-    )
+    p = precision
+    factors = (p.LOSS_SCALE_GROWTH_FACTOR, p.LOSS_SCALE_BACKOFF_FACTOR)
+    return DynamicLossScale(p.LOSS_SCALE_INIT, *factors, p.LOSS_SCALE_GROWTH_INTERVAL)
 
 
 def _dtype(variable: Any) -> tf.DType:

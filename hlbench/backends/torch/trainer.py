@@ -32,9 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from hlbench.backends.base import Trainer
+from hlbench.backends.timers import StepTimer
 from hlbench.backends.torch import amp, distribute, optim
 from hlbench.backends.torch.models import build_model, load_weights, parameter_map
 from hlbench.backends.torch.observe import DtypeObserver
+from hlbench.backends.torch.prune import magnitude_keep
+from hlbench.backends.torch.timing import EventTimer
 from hlbench.cell import Cell
 from hlbench.data import IGNORE_INDEX, Batch
 from hlbench.profiling.phases import PhaseTimer
@@ -227,13 +230,32 @@ class TorchTrainer(Trainer):
             param, transposed = self.param_map[name]
             keep = torch.from_numpy(np.ascontiguousarray(mask.T if transposed else mask))
             # FSDP: this rank's shard of the mask
-            keep = distribute.shard_like(param, keep.to(device=param.device, dtype=param.dtype))
-            param.mul_(keep)
-            state = self.optimizer.state.get(param, {})
-            for key in optim.MOMENT_KEYS:  # absent before the first step
-                if key in state:
-                    state[key].mul_(keep)
-            self.masks[param] = keep
+            self._mask(param, distribute.shard_like(param, keep.to(param.device, param.dtype)))
+
+    @torch.no_grad()
+    def prune_magnitude(self, names: list[str], sparsity: float) -> None:
+        """The masks selected on the parameters' device (hlbench.backends.torch.prune); FSDP's
+        sharded parameters take the NumPy path over the full tensors."""
+        if self.strategy == "fsdp":
+            return super().prune_magnitude(names, sparsity)
+        entries = [self.param_map[n] for n in names]
+        neutral = [p.t() if transposed else p for p, transposed in entries]
+        for (param, transposed), keep in zip(entries, magnitude_keep(neutral, sparsity)):
+            self._mask(param, (keep.t() if transposed else keep).to(param.dtype))
+
+    def _mask(self, param: torch.nn.Parameter, keep: torch.Tensor) -> None:
+        """The parameter and its AdamW moments multiplied by `keep` now, its gradient at every
+        later step."""
+        param.mul_(keep)
+        state = self.optimizer.state.get(param, {})
+        for key in optim.MOMENT_KEYS:  # absent before the first step
+            if key in state:
+                state[key].mul_(keep)
+        self.masks[param] = keep.contiguous()
+
+    def step_timer(self) -> StepTimer | None:
+        """CUDA: an event per step, one sync per window (hlbench.backends.torch.timing)."""
+        return EventTimer() if self.device.type == "cuda" else None
 
     def weights(self) -> dict[str, np.ndarray]:
         out = {}
