@@ -14,7 +14,8 @@ HLBENCH_TEST_STEP_DELAY_S (a sleep inside every timed step), sized as `--slowdow
 step time of the first A run. What ran is written to <results>/<suite>/manifest.json.
 
 `analyze` judges every A/A pair and every (A baseline, S candidate) pair with compare's own rule
-(hlbench.compare), on the first 5 repeats of each run and on all of them, without and with a noise
+(hlbench.comparison),
+on the first 5 repeats of each run and on all of them, without and with a noise
 floor. A pair's floor is calibrated on the *other* A runs only, never on the two runs compared, as
 a baseline's stored floor comes from A/A runs made before the candidate existed. It prints and
 writes the share of A/A pairs called `regressed` or `improved` (false alarms), the share of S
@@ -118,7 +119,7 @@ class StudyRun:
 
 
 def load_study(folder: Path) -> tuple[dict[str, Any], list[StudyRun]]:
-    from hlbench.compare.inputs import load_run
+    from hlbench.comparison.inputs import load_run
 
     manifest = json.loads((folder / "manifest.json").read_text())
     runs = [
@@ -138,9 +139,9 @@ def verdicts(
     base: list[dict[str, Any]], cand: list[dict[str, Any]], others: list[list[dict[str, Any]]]
 ) -> tuple[list[str], list[str]]:
     """compare's verdicts per cell on tokens/s: without a floor, and with one from `others`."""
-    from hlbench.compare.noise import calibrate
-    from hlbench.compare.runs import compare_runs
-    from hlbench.compare.verdicts import DEFAULT_THRESHOLDS
+    from hlbench.comparison.noise import calibrate
+    from hlbench.comparison.runs import compare_runs
+    from hlbench.comparison.verdicts import DEFAULT_THRESHOLDS
 
     metrics = ["tokens_per_s"]
     plain = compare_runs(base, cand, metrics).verdicts()
@@ -203,8 +204,8 @@ def judge_pooled(
 def calibration_lines(runs: list[StudyRun], repeats: int) -> list[str]:
     """What `compare --calibrate` says over all A runs: per cell the spread, the floor and the
     smallest regression compare then detects in 90% of A/A pairs."""
-    from hlbench.compare.noise import calibrate
-    from hlbench.compare.verdicts import DEFAULT_THRESHOLDS
+    from hlbench.comparison.noise import calibrate
+    from hlbench.comparison.verdicts import DEFAULT_THRESHOLDS
 
     a = [first_repeats(r.records, repeats) for r in runs if r.role == "A"]
     cal = calibrate(a, ["tokens_per_s"], DEFAULT_THRESHOLDS)

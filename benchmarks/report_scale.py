@@ -33,8 +33,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=35)
     args = parser.parse_args()
 
-    from hlbench.report import render, write_report
-    from hlbench.report.cells import summarize
+    from hlbench.reporting import render, write_report
+    from hlbench.reporting.cells import summarize
     from hlbench.results import load
 
     with tempfile.TemporaryDirectory(prefix="hlbench-scale-") as tmp:

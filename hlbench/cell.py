@@ -235,7 +235,7 @@ def launch_label(launch: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Launch:
-    """Data-parallel training over several ranks (hlbench.run.launch), resolved for a cell's
+    """Data-parallel training over several ranks (hlbench.sweep.launch), resolved for a cell's
     backend. Where the ranks meet (hosts, ports) is not part of it."""
 
     strategy: str  # ddp | fsdp | mirrored | multi_worker

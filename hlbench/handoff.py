@@ -1,4 +1,4 @@
-"""What the parent (hlbench.run) and the child (hlbench.worker) agree on, and nothing else: the
+"""What the parent (hlbench.sweep) and the child (hlbench.worker) agree on, and nothing else: the
 files
 a cell is handed over and answered in, the environment variables the parent sets for a worker, and
 how a worker knows its rank. Both sides import this module; neither imports the other.

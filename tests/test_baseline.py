@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hlbench.cli import main
-from hlbench.compare import baseline
-from hlbench.compare.comparability import load_run, records_file
+from hlbench.comparison import baseline
+from hlbench.comparison.comparability import load_run, records_file
 from tests.helpers import A100, H200, STEADY, lognormal, record, runs, write
 
 

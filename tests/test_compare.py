@@ -22,10 +22,10 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from hlbench.cli import main
-from hlbench.compare.comparability import environment, environment_differences
-from hlbench.compare.metrics import METRICS
-from hlbench.compare.runs import compare_runs
-from hlbench.compare.verdicts import (
+from hlbench.comparison.comparability import environment, environment_differences
+from hlbench.comparison.metrics import METRICS
+from hlbench.comparison.runs import compare_runs
+from hlbench.comparison.verdicts import (
     EXIT_INCOMPARABLE,
     EXIT_INCONCLUSIVE,
     EXIT_OK,

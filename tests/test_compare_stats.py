@@ -13,10 +13,10 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from hlbench.cli import main
-from hlbench.compare import noise, stats
-from hlbench.compare.inputs import load_run, split_runs
-from hlbench.compare.runs import compare_runs
-from hlbench.compare.verdicts import (
+from hlbench.comparison import noise, stats
+from hlbench.comparison.inputs import load_run, split_runs
+from hlbench.comparison.runs import compare_runs
+from hlbench.comparison.verdicts import (
     EXIT_OK,
     EXIT_REGRESSED,
     INCONCLUSIVE,
@@ -326,7 +326,7 @@ def test_a_directory_of_records_files_is_one_input(tmp_path):
 
 
 def test_tokens_per_s_is_the_records_own_figure_or_the_same_definition():
-    from hlbench.compare.metrics import METRICS
+    from hlbench.comparison.metrics import METRICS
     from tests.helpers import record
 
     estimate = METRICS["tokens_per_s"].estimate

@@ -441,7 +441,7 @@ def test_tf_multi_worker_rank_killed_is_one_crashed_record_and_no_orphans(write_
 
 def test_report_sets_data_parallel_cells_beside_their_single_process_twins(tmp_path):
     """The committed CPU records (reports/records/data-parallel): no training needed."""
-    from hlbench.report import render
+    from hlbench.reporting import render
     from hlbench.results import load
     from tests.helpers import REPO
 
@@ -482,7 +482,7 @@ def test_tf_multi_worker_rank_out_of_memory_reports_at_once(write_suite, tmp_pat
 
 
 def test_more_ranks_than_gpus_is_skipped_before_anything_starts(write_suite, monkeypatch):
-    from hlbench.run.launch import too_few_gpus
+    from hlbench.sweep.launch import too_few_gpus
 
     (cell,) = load_suite(
         write_suite(TORCH_SUITE.replace("device: cpu", "device: auto") + LAUNCHER % (29500, "ddp"))

@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from hlbench.records import read_records
-from hlbench.run import memwatch
-from hlbench.run.blame import died
+from hlbench.sweep import memwatch
+from hlbench.sweep.blame import died
 from hlbench.techniques import test_hooks
 from hlbench.techniques.oom import is_oom
 from hlbench.worker.train import NonFiniteLoss, check_finite

@@ -116,10 +116,10 @@ def test_framework_imports_only_in_backends():
 @pytest.mark.parametrize(
     "importer, forbidden",
     [
-        ("hlbench.worker", "hlbench.run"),  # the child never imports the parent
-        ("hlbench.run", "hlbench.worker"),  # nor the parent the child
+        ("hlbench.worker", "hlbench.sweep"),  # the child never imports the parent
+        ("hlbench.sweep", "hlbench.worker"),  # nor the parent the child
         ("hlbench.backends", "hlbench.worker"),  # backends never import the loop
-        ("hlbench.backends", "hlbench.run"),
+        ("hlbench.backends", "hlbench.sweep"),
         ("hlbench.techniques", "hlbench.backends"),  # techniques are framework-neutral
     ],
 )

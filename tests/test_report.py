@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from hlbench.cli import main
-from hlbench.report import render, write_report
-from hlbench.report.frontier import nice_ceiling, non_dominated
-from hlbench.report.stats import bootstrap_medians
+from hlbench.reporting import render, write_report
+from hlbench.reporting.frontier import nice_ceiling, non_dominated
+from hlbench.reporting.stats import bootstrap_medians
 
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = {

@@ -165,7 +165,7 @@ def test_directory_expands_to_its_records_files() -> None:
 
 def test_loading_and_reporting_import_no_framework() -> None:
     code = (
-        "import sys; from pathlib import Path; import tempfile\nfrom hlbench.report import "
+        "import sys; from pathlib import Path; import tempfile\nfrom hlbench.reporting import "
         "write_report\nfrom hlbench.cli import "
         f"build_parser\nwrite_report([Path({str(DATA / 'troubled.jsonl')!r})], "
         "Path(tempfile.mkdtemp()) / 'r.md')\nbad = [m for m in ('torch', 'tensorflow', 'jax') if "

@@ -174,7 +174,7 @@ def test_unwritable_records_file_is_refused_before_any_cell(
 
 def _disk_fills_after(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """append_record writes n records, then the disk is full: a torn line and ENOSPC."""
-    from hlbench.run import runner
+    from hlbench.sweep import runner
 
     written = []
 
@@ -212,9 +212,9 @@ def test_full_disk_mid_run_stops_the_suite_resumably(
 
 
 def test_run_tasks_raises_records_write_error(write_suite, fault_env, tmp_path, monkeypatch):
-    from hlbench.run.plan import RunOptions, plan
-    from hlbench.run.runner import RecordsWriteError, run_tasks
     from hlbench.suite import load_suite
+    from hlbench.sweep.plan import RunOptions, plan
+    from hlbench.sweep.runner import RecordsWriteError, run_tasks
 
     suite = load_suite(write_suite(ONE_CELL))
     records_path = tmp_path / "results" / "io" / "run.jsonl"

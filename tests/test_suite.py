@@ -56,7 +56,7 @@ def test_repeats_run_interleaved_across_cells(write_suite):
     """Every cell's repeat 0, then every cell's repeat 1, ...: a drift of the machine during the
     suite lands on every cell, not on the cell that happened to run last. A resumed run keeps the
     order for what is left."""
-    from hlbench.run.plan import plan
+    from hlbench.sweep.plan import plan
 
     suite = load_suite(
         write_suite(GOOD.replace("optimizer:", "measurement: {repeats: 3}\noptimizer:"))

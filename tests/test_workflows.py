@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from hlbench.cli import build_parser
-from hlbench.compare.metrics import METRICS
-from hlbench.compare.render import MD_MARKER
+from hlbench.comparison.metrics import METRICS
+from hlbench.comparison.render import MD_MARKER
 from tests.helpers import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -128,7 +128,7 @@ def test_labels_are_documented_and_known_to_actionlint():
 
 
 def test_documented_exit_codes_match_the_code():
-    from hlbench.compare.verdicts import (
+    from hlbench.comparison.verdicts import (
         EXIT_INCOMPARABLE,
         EXIT_INCONCLUSIVE,
         EXIT_OK,
@@ -209,7 +209,7 @@ def test_ci_gpu_suite_is_valid_and_gives_enough_samples():
     assert c.device == "cuda" and list(c.backends) == ["torch"]
     assert set(c.axes.precision) == {"fp32", "bf16"} and set(c.axes.accumulation) == {1, 4}
     m = c.measurement
-    from hlbench.compare.verdicts import DEFAULT_THRESHOLDS
+    from hlbench.comparison.verdicts import DEFAULT_THRESHOLDS
 
     # The run is compare's unit: enough repeats per cell for a test at the default alpha.
     assert m.repeats >= DEFAULT_THRESHOLDS.runs_needed() == 5

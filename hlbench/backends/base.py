@@ -24,7 +24,7 @@ from hlbench.workloads import ModelSpec
 class Trainer(ABC):
     """One model + optimizer on one device, trained one optimizer step at a time.
 
-    Data parallel (a cell with `launch`, hlbench.run.launch): every rank builds the same trainer
+    Data parallel (a cell with `launch`, hlbench.sweep.launch): every rank builds the same trainer
     from the same weights and is given the same global batches; the trainer trains its own rows of
     each batch (hlbench.data.Batch.shard) and combines gradients across ranks, so the optimization
     is the

@@ -82,7 +82,7 @@ def _dir(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    from hlbench.compare import baseline
+    from hlbench.comparison import baseline
 
     directory = baseline.baselines_dir(args.dir)
     path, meta = baseline.save(
@@ -104,7 +104,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from hlbench.compare import baseline
+    from hlbench.comparison import baseline
 
     info = baseline.describe(args.name, baseline.baselines_dir(args.dir))
     if args.format == "json":
@@ -143,7 +143,7 @@ def _floor(value: float | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from hlbench.compare import baseline
+    from hlbench.comparison import baseline
 
     directory = baseline.baselines_dir(args.dir)
     names = baseline.list_names(directory)
@@ -155,8 +155,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_name(args: argparse.Namespace) -> int:
-    from hlbench.compare import baseline
-    from hlbench.compare.comparability import load_run
+    from hlbench.comparison import baseline
+    from hlbench.comparison.comparability import load_run
 
     name = baseline.default_name(load_run(args.records))
     print(baseline.baselines_dir(args.dir) / name if args.path else name)

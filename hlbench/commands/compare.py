@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hlbench.compare.metrics import DEFAULT_METRIC, METRICS
-from hlbench.compare.verdicts import (
+from hlbench.comparison.metrics import DEFAULT_METRIC, METRICS
+from hlbench.comparison.verdicts import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_SAMPLES,
     DEFAULT_THRESHOLD,
@@ -19,7 +19,7 @@ from hlbench.compare.verdicts import (
 from hlbench.errors import UsageError
 
 if TYPE_CHECKING:
-    from hlbench.compare.noise import Calibration
+    from hlbench.comparison.noise import Calibration
 
 EPILOG = f"""\
 BASELINE and CANDIDATE are records files (results/<suite>/<run-id>.jsonl) or directories of them
@@ -209,12 +209,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace, metrics: list[str], thresholds: Thresholds) -> int:
-    from hlbench.compare import baseline as stored
-    from hlbench.compare import noise
-    from hlbench.compare.comparability import differences, load_run
-    from hlbench.compare.render import RENDERERS, Report
-    from hlbench.compare.runs import compare_runs
-    from hlbench.compare.verdicts import exit_code
+    from hlbench.comparison import baseline as stored
+    from hlbench.comparison import noise
+    from hlbench.comparison.comparability import differences, load_run
+    from hlbench.comparison.render import RENDERERS, Report
+    from hlbench.comparison.runs import compare_runs
+    from hlbench.comparison.verdicts import exit_code
 
     base_path, cand_path = args.runs
     baseline, candidate = load_run(base_path, args.run_id), load_run(cand_path, args.run_id)
@@ -276,10 +276,10 @@ def _noise_source(
 
 
 def _calibrate(args: argparse.Namespace, metrics: list[str], thresholds: Thresholds) -> int:
-    from hlbench.compare import noise
-    from hlbench.compare.comparability import load_run
-    from hlbench.compare.inputs import ALL_RUNS, split_runs
-    from hlbench.compare.render import render_noise
+    from hlbench.comparison import noise
+    from hlbench.comparison.comparability import load_run
+    from hlbench.comparison.inputs import ALL_RUNS, split_runs
+    from hlbench.comparison.render import render_noise
 
     runs = []
     for path in args.runs:  # every run of every input is one A/A run, unless --run-id narrows

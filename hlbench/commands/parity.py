@@ -117,7 +117,7 @@ def _selected(suite: Any, all_axes: bool) -> list[Any]:
 def cmd_parity(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from hlbench.run.runner import new_run_id
+    from hlbench.sweep.runner import new_run_id
 
     suite, steps, groups = _plan(args)
     run_id = new_run_id()

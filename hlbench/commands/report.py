@@ -61,8 +61,8 @@ def default_output(results: list[Path]) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hlbench.report import write_report
-    from hlbench.report.tolerance import DEFAULT_TOLERANCE_NATS
+    from hlbench.reporting import write_report
+    from hlbench.reporting.tolerance import DEFAULT_TOLERANCE_NATS
 
     out = args.output or default_output(args.results)
     if out.suffix != ".md":

@@ -115,8 +115,8 @@ def _add_how_to_run(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     # Imported here so `hlbench --help` stays fast.
-    from hlbench.run import runner
-    from hlbench.run.plan import plan
+    from hlbench.sweep import runner
+    from hlbench.sweep.plan import plan
 
     suite = _selected_suite(args)
     devices = _check_placement(args, suite)
@@ -198,8 +198,8 @@ def _records_file(args: argparse.Namespace, suite: Any) -> tuple[Path, str, set[
     """The records file, the run id and the (cell hash, repeat) pairs already ok: a new file under
     --results-dir, or the --resume file (whose stem is the run id it continues; it must hold this
     suite's records)."""
-    from hlbench.run.plan import completed
-    from hlbench.run.runner import new_run_id
+    from hlbench.sweep.plan import completed
+    from hlbench.sweep.runner import new_run_id
 
     if args.resume:
         records_path = args.resume
@@ -219,9 +219,9 @@ def _run(
     devices: list[str] | None,
 ) -> list[dict[str, Any]]:
     """Run the tasks behind a progress bar (closed however the run ends)."""
-    from hlbench.run.plan import RunOptions
-    from hlbench.run.progress import Progress
-    from hlbench.run.runner import run_tasks
+    from hlbench.sweep.plan import RunOptions
+    from hlbench.sweep.progress import Progress
+    from hlbench.sweep.runner import run_tasks
 
     progress = Progress(tasks, enabled=not args.quiet)
     telemetry = None  # the suite's settings
@@ -257,7 +257,7 @@ def _summarize(
     """Where the records are, and the report written now or the command that writes it."""
     print(f"records: {records_path}")
     if args.report:
-        from hlbench.report import write_report
+        from hlbench.reporting import write_report
 
         out = args.report
         if args.report == Path("auto"):

@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from hlbench.report import tables
+    from hlbench.reporting import tables
     from hlbench.results import load
 
     df = load(args.results)

@@ -175,7 +175,7 @@ class Telemetry(StrictModel):
 
 
 class Launcher(StrictModel):
-    """Data-parallel training of every cell over several ranks (hlbench.run.launch): PyTorch cells
+    """Data-parallel training of every cell over several ranks (hlbench.sweep.launch): PyTorch cells
     through torchrun (torch.distributed.run) with DDP or FSDP, TensorFlow cells through
     tf.distribute. The batch a workload names keeps its meaning: with `hold: global` it is the
     global batch, split over world_size × accumulation micro-batches; with `hold: micro` each

@@ -1,11 +1,11 @@
 """Child side of a cell: `python -m hlbench.worker CELL_JSON RESULT_JSON`.
 
-A fresh interpreter per cell (spawned by hlbench.run.runner), so no framework state, allocator
+A fresh interpreter per cell (spawned by hlbench.sweep.runner), so no framework state, allocator
 cache or compiled graph leaks from one cell into the next. It imports exactly one framework, the
 cell's. Every Python-level outcome (ok, skipped, oom, error) is written to RESULT_JSON; a worker
 that dies without writing it is classified by the parent (crashed, timeout).
 
-Data-parallel cells (hlbench.run.launch): every rank runs this module; each writes its own outcome
+Data-parallel cells (hlbench.sweep.launch): every rank runs this module; each writes its own outcome
 to RESULT_JSON's `.rank<R>` sibling and rank 0 writes RESULT_JSON itself, with all ranks' figures
 combined (hlbench.worker.train). A rank that fails in Python exits 1 after writing its outcome, so
 that the launcher stops the group at once instead of leaving its peers blocked in a collective

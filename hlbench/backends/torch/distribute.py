@@ -1,5 +1,5 @@
 """Data parallel for the PyTorch trainer (a cell with `launch`, started by torchrun;
-hlbench.run.launch).
+hlbench.sweep.launch).
 
 `join_process_group` joins the process group (NCCL on GPUs, gloo on CPUs; its timeout is the cell's
 timeout_s), each rank uses cuda:LOCAL_RANK or the CPU, and the model is wrapped after its weights

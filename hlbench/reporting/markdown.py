@@ -1,8 +1,8 @@
 """Markdown assembly: one function per report section, each returning its lines; the sections of
-relative figures (effects, frameworks, scaling) are in hlbench.report.relative.
+relative figures (effects, frameworks, scaling) are in hlbench.reporting.relative.
 
-Everything here is text from already-computed numbers (hlbench.report.cells/frontier/findings), in
-a fixed order with fixed number formats: the same records give byte-identical markdown.
+Everything here is text from already-computed numbers (hlbench.reporting.cells/frontier/findings),
+in a fixed order with fixed number formats: the same records give byte-identical markdown.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from hlbench.report import formatting as fmt
-from hlbench.report.cells import MIN_STEPS, UNSTABLE_CV, stability_warnings, variant_axes
-from hlbench.report.frontier import Frontier
+from hlbench.reporting import formatting as fmt
+from hlbench.reporting.cells import MIN_STEPS, UNSTABLE_CV, stability_warnings, variant_axes
+from hlbench.reporting.frontier import Frontier
 
 
 def _cell_text(value: Any) -> str:
@@ -283,7 +283,7 @@ def plots(links: list[tuple[str, str | None, str]], plot_dir: str) -> list[str]:
 
 def profiling(df: pd.DataFrame, plot: str | None, plot_dir: str) -> list[str]:
     """Phase shares per cell, operator-category shares per backend and precision (if profiled)."""
-    from hlbench.report.profiling import category_rows, phase_rows, profiled
+    from hlbench.reporting.profiling import category_rows, phase_rows, profiled
 
     cells = profiled(df)
     if cells.empty:

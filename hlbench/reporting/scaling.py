@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from hlbench.report import formatting as fmt
-from hlbench.report.cells import CORE_AXES, variant_axes
+from hlbench.reporting import formatting as fmt
+from hlbench.reporting.cells import CORE_AXES, variant_axes
 
 HEADERS = [
     "cell",

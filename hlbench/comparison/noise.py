@@ -6,7 +6,7 @@ candidate's (a neighbour on a shared host, a warmer room, another kernel version
 `hlbench compare --calibrate RUN RUN [RUN ...]` measures that from runs of unchanged code: per cell
 and metric,
 
-- each suite run's estimate m = the median of its repeats' estimates (hlbench.compare.metrics);
+- each suite run's estimate m = the median of its repeats' estimates (hlbench.comparison.metrics);
 - spread = the standard deviation of log m between suite runs (≈ a relative spread);
 - largest change = the largest |m_j / m_i − 1| over all pairs of suite runs;
 - drift = the part of that spread the repeats do not explain: √max(0, spread² − v), v the variance
@@ -23,7 +23,7 @@ and metric,
   slowdown this runner resolves with the suite's repeats.
 
 The result is JSON (`SCHEMA`); `hlbench baseline save --noise FILE` stores it with a baseline, and
-compare applies the floors it holds (hlbench.compare.verdicts).
+compare applies the floors it holds (hlbench.comparison.verdicts).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hlbench.compare.metrics import METRICS, run_estimates
-from hlbench.compare.runs import by_cell
-from hlbench.compare.verdicts import REGRESSED, Thresholds, compare_samples
+from hlbench.comparison.metrics import METRICS, run_estimates
+from hlbench.comparison.runs import by_cell
+from hlbench.comparison.verdicts import REGRESSED, Thresholds, compare_samples
 from hlbench.errors import UsageError
 
 SCHEMA = "hlbench-noise/1"

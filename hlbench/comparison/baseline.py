@@ -6,7 +6,7 @@ Layout, under the baselines directory (`--dir`, else `$HLBENCH_BASELINES_DIR`, e
 
     <name>/records.jsonl     the run's current cell records (last per cell and repeat)
     <name>/baseline.json     what was saved, when, from where, and the run's environment
-    <name>/noise.json        optional: this runner's A/A noise floors (hlbench.compare.noise)
+    <name>/noise.json        optional: this runner's A/A noise floors (hlbench.comparison.noise)
     <name>/history/<saved_at>/   earlier versions, moved aside when a new run is promoted
 
 A baseline directory holds exactly one records file, so `hlbench compare <dir>/<name> CANDIDATE`
@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hlbench.compare import noise
-from hlbench.compare.comparability import Run, environment, load_run
-from hlbench.compare.metrics import METRICS, run_estimates
-from hlbench.compare.runs import by_cell, statuses
+from hlbench.comparison import noise
+from hlbench.comparison.comparability import Run, environment, load_run
+from hlbench.comparison.metrics import METRICS, run_estimates
+from hlbench.comparison.runs import by_cell, statuses
 from hlbench.errors import UsageError
 from hlbench.records import environment as env
 from hlbench.records import identity

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hlbench.cell import Cell
-from hlbench.run.launch import Rendezvous
+from hlbench.sweep.launch import Rendezvous
 
 LOG_TAIL_LINES = 20
 
@@ -64,7 +64,7 @@ def group_failure(
     oom_evidence: str | None = None,
 ) -> dict[str, Any]:
     """The record's outcome for a group that did not end with a result (`text`: the cell's log;
-    `oom_evidence`: why a SIGKILL was plausibly the kernel's OOM killer, hlbench.run.memwatch).
+    `oom_evidence`: why a SIGKILL was plausibly the kernel's OOM killer, hlbench.sweep.memwatch).
 
     Causes before consequences: a rank that died without a word (no outcome file: a signal, a hard
     exit), unless it was only stopped by the launcher (torchrun's SIGTERM to the survivors); else

@@ -16,10 +16,10 @@ from typing import Any
 
 from hlbench.errors import UsageError
 from hlbench.records import append_record
-from hlbench.run.launch import Rendezvous
-from hlbench.run.outcome import Placement, task_record
-from hlbench.run.plan import RunOptions, Task
 from hlbench.suite import Suite
+from hlbench.sweep.launch import Rendezvous
+from hlbench.sweep.outcome import Placement, task_record
+from hlbench.sweep.plan import RunOptions, Task
 
 # Runs one task on the given GPU (--devices) or where its cell says; stops when the event is set.
 RunOne = Callable[[Task, str | None, threading.Event | None], None]

@@ -39,7 +39,7 @@ from typing import Any
 import psutil
 
 from hlbench.handoff import PARENT_PID_ENV, RANK_ENV, WORKER_MODULE, cuda_visible_devices
-from hlbench.run.memwatch import MemoryWatch
+from hlbench.sweep.memwatch import MemoryWatch
 
 TORCHRUN_MODULE = "torch.distributed.run"
 ORPHAN_GUARD_MODULE = "hlbench.worker.orphan"  # runs torchrun's agent so that it dies with us

@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from hlbench.report import stats
-from hlbench.report.cells import BASELINE_AXES, CORE_AXES, is_baseline, variant_axes
+from hlbench.reporting import stats
+from hlbench.reporting.cells import BASELINE_AXES, CORE_AXES, is_baseline, variant_axes
 
 # Peak RSS moves by allocator slack and page granularity from run to run; below 2% it is not a
 # saving.

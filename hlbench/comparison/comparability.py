@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hlbench.compare.inputs import Run, load_run, records_file
+from hlbench.comparison.inputs import Run, load_run, records_file
 from hlbench.records import environment as env
 from hlbench.records import identity
 

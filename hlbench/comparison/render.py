@@ -1,5 +1,5 @@
 """Rendering of `hlbench compare`: plain text for terminals, markdown for pull-request comments,
-JSON for tools. Only formatting lives here; the numbers come from `hlbench.compare.verdicts`.
+JSON for tools. Only formatting lives here; the numbers come from `hlbench.comparison.verdicts`.
 """
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hlbench.compare.comparability import Differences
-from hlbench.compare.metrics import METRICS
-from hlbench.compare.noise import Calibration
-from hlbench.compare.runs import RunComparison
-from hlbench.compare.verdicts import (
+from hlbench.comparison.comparability import Differences
+from hlbench.comparison.metrics import METRICS
+from hlbench.comparison.noise import Calibration
+from hlbench.comparison.runs import RunComparison
+from hlbench.comparison.verdicts import (
     EXIT_INCOMPARABLE,
     EXIT_INCONCLUSIVE,
     EXIT_REGRESSED,

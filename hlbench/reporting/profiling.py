@@ -15,7 +15,7 @@ import pandas as pd
 
 from hlbench.profiling.categories import CATEGORIES
 from hlbench.profiling.phases import PHASES
-from hlbench.report import formatting as fmt
+from hlbench.reporting import formatting as fmt
 
 PHASE_COLUMNS = [f"phase_{p}_share" for p in PHASES]
 CATEGORY_COLUMNS = [f"category_{c}_share" for c in CATEGORIES]
@@ -70,7 +70,7 @@ def stacked_phases(cells: pd.DataFrame, out_dir: Path) -> str | None:
     """One horizontal stacked bar of phase shares per profiled cell."""
     if cells.empty:
         return None
-    from hlbench.report.plots import PNG_METADATA, pyplot
+    from hlbench.reporting.plots import PNG_METADATA, pyplot
 
     plt = pyplot()
     phases = [

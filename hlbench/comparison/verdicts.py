@@ -1,17 +1,17 @@
 """The verdict for one cell and one metric, from one estimate per run on each side.
 
 Pure functions on lists of numbers: no files, no framework, so every rule below is unit-tested on
-synthetic samples. The estimates come from hlbench.compare.metrics (one per worker process: the run
-is the unit, never a step); runs are matched cell by cell in hlbench.compare.runs.
+synthetic samples. The estimates come from hlbench.comparison.metrics (one per worker process:
+the run is the unit, never a step); runs are matched cell by cell in hlbench.comparison.runs.
 
 The rule. With x = the baseline's run estimates and y = the candidate's (all positive):
 
 - change = median(y) / median(x) − 1, the figure shown;
 - p = two-sided exact Mann–Whitney U over the runs, and CI = the matching (1 − alpha) interval of
-  the ratio y / x (Hodges–Lehmann on log values; hlbench.compare.stats). n vs m runs that cannot
+  the ratio y / x (Hodges–Lehmann on log values; hlbench.comparison.stats). n vs m runs that cannot
   reach alpha at all (fewer than 5 per side at alpha 0.01) give no test: `inconclusive`;
 - the noise floor f: the change between suite runs that identical code shows on this runner (from
-  A/A runs, stored with the baseline; hlbench.compare.noise). Repeats inside one suite run do not
+  A/A runs, stored with the baseline; hlbench.comparison.noise). Repeats inside one suite run do not
   see a drift of the machine between the baseline's run and the candidate's; the floor does;
 - `regressed` / `improved`: the CI excludes no change **and** |change| > threshold **and**
   |change| > f, in the metric's bad / good direction (tokens/s: bigger is better; step time,
@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hlbench.compare import stats
+from hlbench.comparison import stats
 
 # Verdicts, in the order a summary lists them.
 REGRESSED, IMPROVED, INCONCLUSIVE, UNCHANGED = "regressed", "improved", "inconclusive", "unchanged"

@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from hlbench.report import formatting as fmt
-from hlbench.report.cells import stability_warnings
-from hlbench.report.effects import Comparison, Effect, reference_backend
-from hlbench.report.frontier import Frontier
-from hlbench.report.scaling import scaling_findings
+from hlbench.reporting import formatting as fmt
+from hlbench.reporting.cells import stability_warnings
+from hlbench.reporting.effects import Comparison, Effect, reference_backend
+from hlbench.reporting.frontier import Frontier
+from hlbench.reporting.scaling import scaling_findings
 
 # A speedup under this is "no speedup" even when statistically resolved: nobody prunes for 3%.
 MEANINGFUL_SPEEDUP = 1.05

@@ -18,8 +18,9 @@ from hlbench.backends import get_spec
 from hlbench.env import host_environment
 from hlbench.handoff import CELL_FILE, PROFILE_DIR_ENV, RESULT_FILE
 from hlbench.records import SCHEMA_VERSION
-from hlbench.run.blame import group_failure, rank_results
-from hlbench.run.launch import (
+from hlbench.suite import Suite
+from hlbench.sweep.blame import group_failure, rank_results
+from hlbench.sweep.launch import (
     GroupTimeout,
     ProcessGroup,
     Rendezvous,
@@ -27,8 +28,7 @@ from hlbench.run.launch import (
     local_gpus,
     too_few_gpus,
 )
-from hlbench.run.plan import RunOptions, Task
-from hlbench.suite import Suite
+from hlbench.sweep.plan import RunOptions, Task
 from hlbench.telemetry.collect import Collector
 
 

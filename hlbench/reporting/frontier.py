@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hlbench.report.cells import is_baseline
-from hlbench.report.tolerance import DEFAULT_TOLERANCE_NATS
+from hlbench.reporting.cells import is_baseline
+from hlbench.reporting.tolerance import DEFAULT_TOLERANCE_NATS
 
 BUDGET_QUANTILES = (0.25, 0.5, 0.75, 1.0)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hlbench.report.tolerance import DEFAULT_TOLERANCE_NATS
+from hlbench.reporting.tolerance import DEFAULT_TOLERANCE_NATS
 
 
 def render(
@@ -23,11 +23,11 @@ def render(
     draw_plots: bool = True,
 ) -> str:
     """The report's markdown; plots (when drawn) go to `<out_md stem>_plots/` beside it."""
-    from hlbench.report import markdown, plots, relative
-    from hlbench.report.cells import summarize
-    from hlbench.report.effects import baseline_effects, framework_ratios
-    from hlbench.report.findings import findings
-    from hlbench.report.frontier import frontiers
+    from hlbench.reporting import markdown, plots, relative
+    from hlbench.reporting.cells import summarize
+    from hlbench.reporting.effects import baseline_effects, framework_ratios
+    from hlbench.reporting.findings import findings
+    from hlbench.reporting.frontier import frontiers
     from hlbench.results import load_all
 
     results = load_all(paths)
@@ -98,7 +98,7 @@ def _draw(cells, out_dir: Path, plots) -> list[tuple[str, str | None, str]]:  # 
 
 
 def _profile_plot(df, out_dir: Path) -> str | None:  # type: ignore[no-untyped-def]
-    from hlbench.report.profiling import profiled, stacked_phases
+    from hlbench.reporting.profiling import profiled, stacked_phases
 
     cells = profiled(df)
     return stacked_phases(cells, out_dir) if len(cells) else None

@@ -1,6 +1,6 @@
 """Markdown sections of relative figures: effects against the baseline, frameworks side by side
-(with the parity checks), and data-parallel scaling. Text only, from hlbench.report.effects and
-hlbench.report.scaling, in fixed formats.
+(with the parity checks), and data-parallel scaling. Text only, from hlbench.reporting.effects and
+hlbench.reporting.scaling, in fixed formats.
 """
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ from typing import Any
 
 import pandas as pd
 
-from hlbench.report import formatting as fmt
-from hlbench.report.cells import CORE_AXES, variant_axes
-from hlbench.report.effects import (
+from hlbench.reporting import formatting as fmt
+from hlbench.reporting.cells import CORE_AXES, variant_axes
+from hlbench.reporting.effects import (
     LOSS_NOISE_NATS,
     MEMORY_NOISE_FRACTION,
     Comparison,
     Effect,
     reference_backend,
 )
-from hlbench.report.markdown import table
+from hlbench.reporting.markdown import table
 
 
 def _effect(e: Effect, fmt_value: Any, fmt_bound: Any = None) -> str:
@@ -169,7 +169,7 @@ def _parity(parity: pd.DataFrame) -> list[str]:
 
 def scaling(cells: pd.DataFrame) -> list[str]:
     """Data-parallel cells against their one-process twins (reports with a `launcher:` run only)."""
-    from hlbench.report.scaling import HEADERS, scaling_rows
+    from hlbench.reporting.scaling import HEADERS, scaling_rows
 
     rows = scaling_rows(cells)
     if not rows:

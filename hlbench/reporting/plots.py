@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hlbench.report import formatting as fmt
-from hlbench.report.cells import BASELINE_AXES
+from hlbench.reporting import formatting as fmt
+from hlbench.reporting.cells import BASELINE_AXES
 
 MAX_SERIES = 12
 PNG_METADATA = {"Software": None}  # no matplotlib version stamp: the same data gives the same bytes

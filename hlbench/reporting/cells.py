@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hlbench.axes import PRECISIONS, PRUNING_METHODS
-from hlbench.report import stats
+from hlbench.reporting import stats
 
 CORE_AXES = ("precision", "accumulation", "pruning")
 BASELINE_AXES = {"precision": "fp32", "accumulation": 1, "pruning": "none"}

@@ -1,6 +1,6 @@
 """Runs compared cell by cell: current records grouped by cell (matched by content hash), one
-estimate per ok repeat (worker process) and metric (hlbench.compare.metrics), and a verdict per
-cell and metric over those estimates (hlbench.compare.verdicts). Records are read through
+estimate per ok repeat (worker process) and metric (hlbench.comparison.metrics), and a verdict per
+cell and metric over those estimates (hlbench.comparison.verdicts). Records are read through
 hlbench.records."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hlbench.compare.metrics import DEFAULT_METRIC, METRICS, Metric, run_estimates
-from hlbench.compare.verdicts import (
+from hlbench.comparison.metrics import DEFAULT_METRIC, METRICS, Metric, run_estimates
+from hlbench.comparison.verdicts import (
     DEFAULT_THRESHOLDS,
     FAILED,
     NOT_AVAILABLE,
@@ -20,7 +20,7 @@ from hlbench.compare.verdicts import (
 )
 from hlbench.records import identity
 
-# A runner's noise floor per (cell hash, metric), from A/A runs (hlbench.compare.noise).
+# A runner's noise floor per (cell hash, metric), from A/A runs (hlbench.comparison.noise).
 Floors = Mapping[tuple[str, str], float]
 
 

@@ -19,7 +19,7 @@ _LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_b
 
 
 class MemoryWatch:
-    """Samples of one process group's memory (hlbench.run.launch.ProcessGroup takes them as it
+    """Samples of one process group's memory (hlbench.sweep.launch.ProcessGroup takes them as it
     polls), then `oom_kill_evidence` once it has ended."""
 
     def __init__(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from hlbench.errors import UsageError
-from hlbench.report import formatting as fmt
+from hlbench.reporting import formatting as fmt
 from hlbench.results import RAW_COLUMNS
 
 DEFAULT_METRIC = "tokens_per_s"

@@ -8,7 +8,7 @@ from typing import Any
 from tabulate import tabulate
 from tqdm import tqdm
 
-from hlbench.run.plan import Task
+from hlbench.sweep.plan import Task
 
 
 class Progress:
