@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from hlbench.axes import AXES
 from hlbench.workloads.gpt import GPTSpec
+from hlbench.workloads.llama import LlamaSpec
 from hlbench.workloads.lstm import LSTMSpec
 
 HASH_CHARS = 16  # 64 bits of sha256: collisions are irrelevant at suite scale, ids stay readable
@@ -46,7 +47,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any]) -> T:
 # Field order of each model's spec: a ModelRef lists its keys as the spec's `to_dict` does.
 SPEC_FIELDS: dict[str, tuple[str, ...]] = {
     model: tuple(f.name for f in dataclasses.fields(spec_type))
-    for model, spec_type in (("gpt", GPTSpec), ("lstm", LSTMSpec))
+    for model, spec_type in (("gpt", GPTSpec), ("lstm", LSTMSpec), ("llama", LlamaSpec))
 }
 
 
@@ -63,13 +64,18 @@ class ModelRef:
     size: str
     vocab_size: int
     n_layer: int | None = None
-    n_head: int | None = None  # gpt
-    d_model: int | None = None  # gpt
-    n_positions: int | None = None  # gpt
-    n_head_kept: int | None = None  # gpt, after a structured shrink
-    d_mlp: int | None = None  # gpt, after a structured shrink
+    n_head: int | None = None  # gpt, llama
+    d_model: int | None = None  # gpt, llama
+    n_positions: int | None = None  # gpt, llama
+    n_head_kept: int | None = None  # gpt, llama, after a structured shrink
+    d_mlp: int | None = None  # gpt, llama, after a structured shrink
     d_embed: int | None = None  # lstm
     d_hidden: int | None = None  # lstm
+    n_kv_head: int | None = None  # llama
+    d_ff: int | None = None  # llama
+    rope_theta: float | None = None  # llama
+    norm_eps: float | None = None  # llama
+    tie_embeddings: bool | None = None  # llama
 
     def __post_init__(self) -> None:
         if self.model not in SPEC_FIELDS:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from hlbench.workloads import MODELS, GPTSpec, LSTMSpec, get_spec
+from hlbench.workloads import MODELS, GPTSpec, LlamaSpec, LSTMSpec, get_spec
 
 ALL_SPECS = [(m, s) for m, presets in MODELS.items() for s in presets]
 SMALL_SPECS = [("gpt", "tiny"), ("gpt", "small"), ("lstm", "tiny"), ("lstm", "small")]
@@ -131,7 +131,7 @@ def test_unknown_names_list_choices():
         r"tiny, small, medium, gpt2-124m, gpt2-350m",
     ):
         get_spec("gpt", "huge")
-    with pytest.raises(ValueError, match=r"unknown model 'rnn'; choose from: gpt, lstm"):
+    with pytest.raises(ValueError, match=r"unknown model 'rnn'; choose from: gpt, lstm, llama"):
         get_spec("rnn", "tiny")
 
 
@@ -150,7 +150,7 @@ def test_to_dict_json_and_frozen(model, size):
     d = spec.to_dict()
     assert json.loads(json.dumps(d)) == d
     assert d["model"] == model and d["size"] == size and d["vocab_size"] == spec.vocab_size
-    assert isinstance(spec, GPTSpec if model == "gpt" else LSTMSpec)
+    assert isinstance(spec, {"gpt": GPTSpec, "lstm": LSTMSpec, "llama": LlamaSpec}[model])
     with pytest.raises(AttributeError):
         spec.vocab_size = 3  # frozen
 

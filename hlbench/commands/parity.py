@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
         "suite", type=Path, nargs="?", help="suite YAML (or give a workload with --model)"
     )
     p.add_argument(
-        "--model", choices=["gpt", "lstm"], help="check this workload instead of a suite's"
+        "--model", choices=["gpt", "lstm", "llama"], help="check this workload instead of a suite's"
     )
     p.add_argument("--size", default="tiny", help="preset with --model (default: tiny)")
     p.add_argument("--seq-len", type=int, default=32, help="with --model (default: 32)")

@@ -61,7 +61,7 @@ DataConfig = Annotated[MarkovDataConfig | BytesDataConfig, Field(discriminator="
 
 class WorkloadConfig(StrictModel):
     name: str | None = Field(None, pattern=SAFE_NAME, description="default: MODEL-SIZE")
-    model: Literal["gpt", "lstm"]
+    model: Literal["gpt", "lstm", "llama"]
     size: str = Field(description="a preset of the model, e.g. tiny, small, gpt2-124m")
     vocab_size: Annotated[int, Field(gt=0, le=MAX_VOCAB)] | None = Field(
         None, description="override the preset's vocabulary"

@@ -49,7 +49,7 @@ class PruningRun:
     ) -> tuple[Cell, ModelSpec, dict[str, np.ndarray]]:
         """For `shrink`: the cell, spec and weights of the physically smaller model (pruned at
         init)."""
-        if self.config.method == "structured" and self.spec.model != "gpt":
+        if self.config.method == "structured" and self.spec.model not in P.STRUCTURED_MODELS:
             raise SkipCell(
                 "structured pruning removes attention heads and MLP neurons; the "
                 f"{self.spec.model} workload has neither (use magnitude or 2:4)"

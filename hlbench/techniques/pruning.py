@@ -21,7 +21,7 @@ Methods:
 - structured (gpt): per layer, the `round(s·H)` attention heads and `round(s·F)` MLP neurons with
   the smallest L2 norm over all their weights (q, k, v columns and biases and the c_proj rows of a
   head; the c_fc column and bias and the c_proj row of a neuron). With `shrink`, the backend
-  removes them.
+  removes them. llama: whole key/value groups of heads and SwiGLU neurons (.llama_pruning).
 - 2:4: in each group of 4 consecutive weights along the input dimension, the 2 smallest |w| are
   zeroed.
 Schedules: oneshot (at `at`: step 0 from the initial weights, or after the warmup) and gradual
@@ -38,12 +38,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from hlbench.axes import PRUNING_METHODS
+from hlbench.techniques import llama_pruning
 from hlbench.workloads import ModelSpec
 
 METHODS = PRUNING_METHODS
 SCHEDULES = ("oneshot", "gradual")
 N_M = (2, 4)  # N zeros in every group of M
 DEFAULT_SPARSITY = 0.5  # what a method named without a sparsity prunes
+STRUCTURED_MODELS = ("gpt", "llama")  # the workloads with attention heads and MLP neurons
 RESOLVED = {
     "resolved": True
 }  # validation context of a cell's config (see PruningConfig._consistent)
@@ -122,10 +124,8 @@ class PruningConfig(BaseModel):
 
 def prunable(spec: ModelSpec) -> list[str]:
     """The linear kernels magnitude and 2:4 pruning act on (embeddings, norms, biases excluded)."""
-    if spec.model == "gpt":
-        return [
-            n for n in spec.param_shapes() if n.endswith(".w")
-        ]  # wte is the tied embedding: excluded
+    if spec.model in STRUCTURED_MODELS:  # wte excluded (gpt's and a tied llama's head)
+        return [n for n in spec.param_shapes() if n.endswith(".w")]
     return [n for n in spec.param_shapes() if n.endswith((".wx", ".wh")) or n == "head.w"]
 
 
@@ -135,14 +135,10 @@ def maskable(spec: ModelSpec, config: PruningConfig) -> list[str]:
     if config.method == "none" or config.shrink:
         return []
     if config.method == "structured":
-        leaves = (
-            "attn.c_attn.w",
-            "attn.c_attn.b",
-            "attn.c_proj.w",
-            "mlp.c_fc.w",
-            "mlp.c_fc.b",
-            "mlp.c_proj.w",
-        )
+        leaves = ("attn.c_attn.w", "attn.c_attn.b", "attn.c_proj.w")
+        leaves += ("mlp.c_fc.w", "mlp.c_fc.b", "mlp.c_proj.w")
+        if spec.model == "llama":
+            leaves = llama_pruning.MASKABLE_LEAVES
         return [f"h.{i}.{leaf}" for i in range(spec.n_layer) for leaf in leaves]
     return prunable(spec)
 
@@ -197,11 +193,13 @@ def structured_units(
 ) -> dict[int, dict[str, np.ndarray]]:
     """Per GPT layer, which heads and MLP neurons to keep (boolean vectors), by the L2 norm of
     their weights."""
-    if spec.model != "gpt":
+    if spec.model not in STRUCTURED_MODELS:
         raise ValueError(
-            "structured pruning removes attention heads and MLP neurons; only the gpt workload "
-            "has them"
+            "structured pruning removes attention heads and MLP neurons; only the "
+            f"{' and '.join(STRUCTURED_MODELS)} workloads have them"
         )
+    if spec.model == "llama":
+        return llama_pruning.structured_units(spec, weights, sparsity)
     d, H = spec.d_model, spec.n_head
     hs = d // H
     kept: dict[int, dict[str, np.ndarray]] = {}
@@ -250,6 +248,8 @@ def structured_masks(
     spec: ModelSpec, units: dict[int, dict[str, np.ndarray]]
 ) -> dict[str, np.ndarray]:
     """Element masks (kernels and biases) that zero the pruned heads and neurons."""
+    if spec.model == "llama":
+        return llama_pruning.structured_masks(spec, units)
     d, H = spec.d_model, spec.n_head
     hs = d // H
     masks = {}
@@ -333,6 +333,8 @@ def shrink_weights(
     spec: ModelSpec, weights: dict[str, np.ndarray], units: dict[int, dict[str, np.ndarray]]
 ) -> dict[str, np.ndarray]:
     """The weights with pruned heads and neurons physically removed (neutral layout)."""
+    if spec.model == "llama":
+        return llama_pruning.shrink_weights(spec, weights, units)
     d, H = spec.d_model, spec.n_head
     hs = d // H
     out = dict(weights)
@@ -356,10 +358,9 @@ def expected_sparsity(spec: ModelSpec, config: PruningConfig) -> float:
         return 0.0
     if config.method == "2:4":
         return N_M[0] / N_M[1]
-    if config.method == "structured":
-        return (
-            round(config.sparsity * spec.n_head) / spec.n_head
-        )  # heads and neurons alike when rounding agrees
+    if config.method == "structured":  # heads and neurons alike when rounding agrees
+        units = getattr(spec, "n_kv_head", spec.n_head)  # llama prunes whole key/value groups
+        return round(config.sparsity * units) / units
     return config.sparsity
 
 

@@ -8,14 +8,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hlbench.workloads import gpt, lstm
+from hlbench.workloads import gpt, llama, lstm
 from hlbench.workloads.base import ModelSpec
 from hlbench.workloads.gpt import GPTSpec
+from hlbench.workloads.llama import LlamaSpec
 from hlbench.workloads.lstm import LSTMSpec
 
-__all__ = ["MODELS", "ModelSpec", "GPTSpec", "LSTMSpec", "get_spec", "model_spec"]
+__all__ = ["MODELS", "ModelSpec", "GPTSpec", "LlamaSpec", "LSTMSpec", "get_spec", "model_spec"]
 
-MODELS: dict[str, dict[str, ModelSpec]] = {"gpt": dict(gpt.PRESETS), "lstm": dict(lstm.PRESETS)}
+MODELS: dict[str, dict[str, ModelSpec]] = {
+    "gpt": dict(gpt.PRESETS),
+    "lstm": dict(lstm.PRESETS),
+    "llama": dict(llama.PRESETS),
+}
 
 
 def get_spec(model: str, size: str, vocab_size: int | None = None) -> ModelSpec:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hlbench.backends.torch.llama import Llama
 from hlbench.workloads import ModelSpec
 
 LAYER_NORM_EPS = 1e-5  # GPT-2's
@@ -141,7 +142,7 @@ def onednn_lstm_runs(dtype: torch.dtype) -> bool:
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    return {"gpt": GPT, "lstm": LSTMLM}[spec.model](spec)
+    return {"gpt": GPT, "lstm": LSTMLM, "llama": Llama}[spec.model](spec)
 
 
 def parameter_map(model: nn.Module, spec: ModelSpec) -> dict[str, tuple[nn.Parameter, bool]]:
