@@ -190,46 +190,71 @@ def test_structured_pruning_removes_whole_kv_groups_and_shrinking_keeps_the_func
     np.testing.assert_allclose(logits[1], logits[0], rtol=1e-5, atol=1e-6)
 
 
+SHRINK = {"shrink": {"method": "structured", "sparsity": 0.5, "shrink": True}}
+SHORT = {"warmup_steps": 1, "steps": 2, "windows": 1, "eval_batches": 1}
+
+
 def test_hlbench_run_across_precision_and_structured_pruning(tmp_path):
-    """One suite through the CLI: fp32 and bf16 × none and structured with shrink (torch), and
-    structured masks in TensorFlow; every cell ok, records named after the workload."""
+    """One suite through the CLI (PyTorch): fp32 and bf16 × none and structured with shrink, less
+    bf16 unpruned; every cell ok, records named after the workload."""
     suite = tmp_path / "llama.yaml"
     suite.write_text(
         suite_yaml(
             name="llama-axes",
-            backends=["torch", "tf"],
             workloads=[{**TINY, "seq_len": 16, "batch_size": 4}],
-            axes={"precision": ["fp32", "bf16"], "pruning": ["none", "shrink", "structured"]},
-            pruning={"shrink": {"method": "structured", "sparsity": 0.5, "shrink": True}},
-            exclude=[
-                {"backend": "tf", "precision": "bf16"},
-                {"backend": "tf", "pruning": "none"},
-                {"backend": "tf", "pruning": "shrink"},
-                {"backend": "torch", "pruning": "structured"},
-            ],
-            measurement={"warmup_steps": 1, "steps": 2, "windows": 1, "eval_batches": 1},
+            axes={"precision": ["fp32", "bf16"], "pruning": ["none", "shrink"]},
+            pruning=SHRINK,
+            exclude=[{"precision": "bf16", "pruning": "none"}],
+            measurement=SHORT,
         )
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = run_cli(
-        "run", str(suite), "--quiet", "--results-dir", str(tmp_path / "out"), cwd=REPO, env=env
-    )
+    out = tmp_path / "out"
+    proc = run_cli("run", str(suite), "--quiet", "--results-dir", str(out), cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     records = [
-        json.loads(line)
-        for f in (tmp_path / "out").rglob("*.jsonl")
-        for line in f.read_text().splitlines()
+        json.loads(line) for f in out.rglob("*.jsonl") for line in f.read_text().splitlines()
     ]
     by_id = {r["cell_id"]: r for r in records}
-    assert sorted(by_id) == sorted(
-        [f"llama-tiny/torch/{p}/ga1/{q}" for p in ("fp32", "bf16") for q in ("none", "shrink")]
-        + ["llama-tiny/tf/fp32/ga1/structured"]
-    ), sorted(by_id)
+    assert sorted(by_id) == [
+        "llama-tiny/torch/bf16/ga1/shrink",
+        "llama-tiny/torch/fp32/ga1/none",
+        "llama-tiny/torch/fp32/ga1/shrink",
+    ]
     assert all(r["status"] == "ok" for r in records), [(r["cell_id"], r["reason"]) for r in records]
-    shrunk = by_id["llama-tiny/torch/fp32/ga1/shrink"]["backend_info"]
-    assert shrunk["pruning"]["shrink_shapes"] == {"n_head_kept": 2, "d_mlp_kept": 88, "d_head": 16}
-    assert shrunk["n_params"] < get_spec("llama", "tiny").n_params
-    masked = by_id["llama-tiny/tf/fp32/ga1/structured"]["backend_info"]["pruning"]
-    assert masked["sparsity_global"] == pytest.approx(0.5, abs=0.01)
+    tiny = get_spec("llama", "tiny")
     full = by_id["llama-tiny/torch/fp32/ga1/none"]["backend_info"]
-    assert full["flops_per_token"] == get_spec("llama", "tiny").flops_per_token(16)
+    assert full["n_params"] == tiny.n_params and full["flops_per_token"] == tiny.flops_per_token(16)
+    for level in ("fp32", "bf16"):
+        shrunk = by_id[f"llama-tiny/torch/{level}/ga1/shrink"]["backend_info"]
+        assert shrunk["pruning"]["shrink_shapes"] == {
+            "n_head_kept": 2,
+            "d_mlp_kept": 88,
+            "d_head": 16,
+        }
+        assert (
+            shrunk["n_params"] < tiny.n_params
+            and shrunk["flops_per_token"] < full["flops_per_token"]
+        )
+
+
+def test_structured_pruning_in_tensorflow_masked_and_shrunk(write_suite):
+    """The TensorFlow trainer on the same pruning: masks on whole groups stay zero, and the shrunk
+    model trains with the torch shapes."""
+    from hlbench.worker.train import run_cell
+
+    cells = _cells(
+        write_suite,
+        backends=["tf"],
+        workloads=[{**TINY, "seq_len": 16, "batch_size": 4}],
+        axes={"pruning": ["structured", "shrink"]},
+        pruning=SHRINK,
+        measurement=SHORT,
+    )
+    reports = {c.axes["pruning"]: run_cell(c, _backend("tf"))["backend_info"] for c in cells}
+    masked = reports["structured"]["pruning"]
+    assert masked["sparsity_global"] == 0.5 and masked["execution"] == "dense kernels with masks"
+    shrunk = reports["shrink"]
+    assert shrunk["pruning"]["shrink_shapes"] == {"n_head_kept": 2, "d_mlp_kept": 88, "d_head": 16}
+    # what the masks zero is exactly what shrinking removes
+    assert shrunk["n_params"] == masked["n_params_nonzero"] < masked["n_params"]
