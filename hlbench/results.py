@@ -51,6 +51,7 @@ RAW_COLUMNS: tuple[str, ...] = (
     "train_loss_per_step_nats",
     "telemetry_mem_t_s",
     "telemetry_mem_bytes",
+    "telemetry_windows_s",
 )
 
 
@@ -313,18 +314,17 @@ def _environment(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _telemetry_memory(record: dict[str, Any], records_path: Path) -> dict[str, Any]:
-    """Memory over time from the raw samples CSV beside the records file (hlbench.telemetry):
-    seconds from the start of the first measured window, and the GPU's device-wide memory used (or
-    the worker's RSS where there is no GPU). Empty arrays when there are no samples."""
-    empty = {"telemetry_mem_t_s": np.empty(0), "telemetry_mem_bytes": np.empty(0)}
+    """Memory over time from the samples CSV beside the records (hlbench.telemetry), in seconds from
+    the first measured window: GPU memory used (else the worker RSS), and the windows; or empty."""
+    empty = {c: np.empty((0, 2) if c.endswith("windows_s") else 0) for c in RAW_COLUMNS[-3:]}
     rel = f.telemetry_samples_path(record)
     # only a file beside the records (as the writer puts it), never a path out of their directory
     if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
         return empty
     if not (records_path.parent / rel).is_file():
         return empty
-    windows = f.window_monotonic_s(record)
-    t0 = windows[0][0] if windows and windows[0] else 0.0
+    windows = f.window_spans_s(record)
+    t0 = windows[0][0] if windows else 0.0
     times, values = [], []
     try:
         with open(records_path.parent / rel, newline="", encoding="utf-8") as file:
@@ -338,6 +338,7 @@ def _telemetry_memory(record: dict[str, Any], records_path: Path) -> dict[str, A
     return {
         "telemetry_mem_t_s": np.array(times, dtype=np.float64),
         "telemetry_mem_bytes": np.array(values, dtype=np.float64),
+        "telemetry_windows_s": np.array(windows, dtype=np.float64).reshape(-1, 2) - t0,
     }
 
 

@@ -270,14 +270,15 @@ def stability(cells: pd.DataFrame) -> list[str]:
     return lines + (table(warnings, ["cell", "warning"]) if warnings else ["None.", ""])
 
 
-def plots(links: list[tuple[str, str | None, str]], plot_dir: str) -> list[str]:
+def plots(links: list[tuple[str, str | None, str, str]], plot_dir: str) -> list[str]:
+    """Each plot's heading, then its image and how to read it, or why it is not plotted."""
     lines = ["## Plots", ""]
-    for title, name, missing_reason in links:
+    for title, name, missing_reason, note in links:
         lines += [f"### {title}", ""]
-        lines += [
-            f"![{title}]({plot_dir}/{name})" if name else f"Not plotted: {missing_reason}.",
-            "",
-        ]
+        if name:
+            lines += [f"![{title}]({plot_dir}/{name})", "", *([note, ""] if note else [])]
+        else:
+            lines += [f"Not plotted: {missing_reason}.", ""]
     return lines
 
 
