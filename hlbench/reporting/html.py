@@ -100,7 +100,7 @@ def to_html(markdown: str, figure: Callable[[str, str], str]) -> list[str]:
 
 def _nav(markdown: str) -> str:
     titles = [line[3:] for line in markdown.splitlines() if line.startswith("## ")]
-    links = "".join(f'<a href="#{slug(t)}">{html.escape(t)}</a>' for t in titles)
+    links = " ".join(f'<a href="#{slug(t)}">{html.escape(t)}</a>' for t in titles)  # may wrap
     return f"<nav>{links}</nav>"
 
 

@@ -20,6 +20,7 @@ from hlbench.reporting.plotseries import TradeOff
 
 INSTALL_HINT = "the HTML report needs plotly: pip install 'hlbench[html]'"
 HEIGHT_PX = 420
+LEGEND_ROW_PX = 24
 HOVER = "%{hovertext}<extra></extra>"  # the text alone, no trace-name box
 
 
@@ -45,7 +46,14 @@ def _layout(title: str, x_label: str, y_label: str) -> dict[str, Any]:
         "template": "plotly_white",
         "hovermode": "closest",
         "showlegend": True,  # even for one series: the legend names it and toggles it
-        "legend": {"x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top", "font": {"size": 11}},
+        "legend": {
+            "x": 1.02,
+            "xanchor": "left",
+            "y": 1.0,
+            "yanchor": "top",
+            "font": {"size": 11},
+            "tracegroupgap": 2,
+        },
         "margin": {"l": 70, "r": 20, "t": 60, "b": 60},
     }
 
@@ -66,6 +74,9 @@ def figures(plot: Plot) -> list[Any]:
 def panel_figure(panel: Panel) -> Any:
     go = graph_objects()
     fig = go.Figure(layout=_layout(panel.title, panel.x_label, panel.y_label))
+    # tall enough for every legend entry (series, zero line, shading) without a scroll bar
+    entries = len(panel.series) + bool(panel.zero_line) + bool(panel.shades)
+    fig.update_layout(height=max(HEIGHT_PX, 140 + LEGEND_ROW_PX * entries))
     if panel.kind == "bar":
         for s in panel.series:
             fig.add_trace(
@@ -180,7 +191,7 @@ def trade_off(t: TradeOff) -> Any:
             mode="lines+text",
             name="Pareto front",
             text=[t.labels[i] for i in t.front],
-            textposition="top right",
+            textposition=_label_positions(t),
             textfont={"size": 10},
             line={"color": "black", "width": 1.2},
             hovertext=[t.hover[i] for i in t.front],
@@ -190,6 +201,17 @@ def trade_off(t: TradeOff) -> Any:
     fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.02, "yanchor": "bottom"})
     fig.update_layout(margin={"t": 90})
     return fig
+
+
+def _label_positions(t: TradeOff) -> list[str]:
+    """Above and below in turn (neighbours on the front), left of the right-hand points (so the
+    labels stay inside the plot)."""
+    lo, hi = float(np.min(t.memory_mib)), float(np.max(t.memory_mib))
+    return [
+        ("top " if k % 2 == 0 else "bottom ")
+        + ("left" if t.memory_mib[i] > lo + 0.6 * (hi - lo) else "right")
+        for k, i in enumerate(t.front)
+    ]
 
 
 def phase_shares(cells: Any, phases: list[str]) -> Any:

@@ -152,14 +152,20 @@ def _trade_off(fig: Any, ax: Any, t: TradeOff) -> None:
         label="Pareto front (labelled)",
         zorder=2,
     )
-    for i in front:
+    x_lo, x_hi = float(np.min(t.memory_mib)), float(np.max(t.memory_mib))
+    for k, i in enumerate(front):
+        # labels of the right-hand points go to their left, so they stay inside the axes; above
+        # and below in turn, so neighbours on the front do not write over each other
+        left = t.memory_mib[i] > x_lo + 0.6 * (x_hi - x_lo)
         ax.annotate(
             t.labels[i],
             (t.memory_mib[i], t.tokens_per_s[i]),
-            xytext=(5, 5),
+            xytext=(-6 if left else 6, 5 if k % 2 == 0 else -11),
             textcoords="offset points",
+            ha="right" if left else "left",
             fontsize=7,
         )
+    ax.margins(x=0.08, y=0.12)
     scale = fig.colorbar(points, ax=ax, cax=ax.inset_axes((1.02, 0.0, 0.025, 1.0)))
     scale.set_label(t.colour_label, fontsize=8)
     scale.formatter.set_useOffset(False)  # absolute nats, never "1e-5 + 3.7563"
