@@ -9,6 +9,7 @@ sets HLBENCH_REQUIRE_BROWSER=1, which turns the skip into a failure).
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
 import os
 import re
@@ -26,7 +27,9 @@ DATA = Path(__file__).resolve().parent / "data"
 RECORDS = [DATA / "troubled.jsonl", DATA / "parity.jsonl"]  # every plot has data here
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
-plotly = pytest.importorskip("plotly", reason="the html extra (plotly) is not installed")
+needs_plotly = pytest.mark.skipif(
+    importlib.util.find_spec("plotly") is None, reason="the html extra (plotly) is not installed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +39,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@needs_plotly
 def test_the_page_has_the_markdown_sections_and_an_interactive_plot_each(
     page: Path, tmp_path: Path
 ) -> None:
@@ -62,6 +66,7 @@ def test_the_page_has_the_markdown_sections_and_an_interactive_plot_each(
     assert f"<td>{cell}</td>" in text and "<th>tokens/s</th>" in text
 
 
+@needs_plotly
 def test_the_page_works_offline_and_is_deterministic(page: Path, tmp_path: Path) -> None:
     text = page.read_text(encoding="utf-8")
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=|@import|<iframe", text)
@@ -72,6 +77,7 @@ def test_the_page_works_offline_and_is_deterministic(page: Path, tmp_path: Path)
     assert again.read_bytes() == page.read_bytes()
 
 
+@needs_plotly
 def test_hover_text_names_the_cell_and_its_figures() -> None:
     from hlbench.reporting import interactive
     from hlbench.reporting.plotseries import catalogue
@@ -118,27 +124,37 @@ window.addEventListener("unhandledrejection",
   console.error = (...args) => { window.__errors.push("console.error: " + args.join(" "));
                                  original.apply(console, args); }; })();
 </script>"""
-# After load: how many plot divs drew a trace into their SVG and a legend, and what hovering a point
-# of the first one shows.
+# After load: how many plot divs drew a trace into their SVG and a legend, what hovering a point of
+# the first one shows, and whether a click on the second one's first legend entry hides that series
+# (plotly waits out its double-click delay before it applies a single click).
 PROBE_TAIL = """<script>
 window.addEventListener("load", () => setTimeout(() => {
   const divs = [...document.querySelectorAll("div.plotly-graph-div")];
-  const first = divs[0];
+  const [first, second] = divs;
+  const drawn = divs.filter((d) => d.querySelector("svg.main-svg g.trace path")).length;
+  const legends = divs.filter((d) => d.querySelector(".legend .traces")).length;
   try { Plotly.Fx.hover(first, [{curveNumber: 0, pointNumber: 0}]); }
   catch (e) { window.__errors.push("hover: " + e); }
+  const hover = first.querySelector(".hoverlayer .hovertext");
+  const toggle = second.querySelector(".legend .traces .legendtoggle");
+  const box = toggle.getBoundingClientRect();
+  const at = {bubbles: true, cancelable: true, view: window,
+              clientX: box.x + 5, clientY: box.y + 5};
+  toggle.dispatchEvent(new MouseEvent("mousedown", {...at, buttons: 1}));
+  toggle.dispatchEvent(new MouseEvent("mouseup", at));
   setTimeout(() => {
-    const label = first.querySelector(".hoverlayer .hovertext");
     const probe = document.createElement("pre");
     probe.id = "probe";
     probe.textContent = JSON.stringify({
       errors: window.__errors,
       plots: divs.length,
-      drawn: divs.filter((d) => d.querySelector("svg.main-svg g.trace path")).length,
-      legends: divs.filter((d) => d.querySelector(".legend .traces")).length,
-      hover: label ? label.textContent : null,
+      drawn: drawn,
+      legends: legends,
+      hover: hover ? hover.textContent : null,
+      toggled: String(second.data[0].visible),
     });
     document.body.appendChild(probe);
-  }, 300);
+  }, 1000);
 }, 500));
 </script>"""
 
@@ -169,6 +185,7 @@ def run_headless(browser: str, page: Path, profile: Path) -> subprocess.Complete
     )
 
 
+@needs_plotly
 def test_a_headless_browser_draws_every_plot_without_console_errors(
     page: Path, tmp_path: Path
 ) -> None:
@@ -193,6 +210,7 @@ def test_a_headless_browser_draws_every_plot_without_console_errors(
     assert probe["errors"] == [] and probe["plots"] == n_plots >= 7
     assert probe["drawn"] == n_plots and probe["legends"] == n_plots
     assert probe["hover"] and "gpt-tiny/" in probe["hover"] and "tokens/s" in probe["hover"]
+    assert probe["toggled"] == "legendonly"  # a legend click hid the series
     # the unmodified page too: nothing uncaught reaches Chromium's console log
     plain = run_headless(browser, page, tmp_path / "profile2")
     console = [line for line in plain.stderr.splitlines() if "CONSOLE" in line]
