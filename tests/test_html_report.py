@@ -98,6 +98,47 @@ def test_hover_text_names_the_cell_and_its_figures() -> None:
     assert front.text and all("/" in label for label in front.text)
 
 
+def test_the_converter_reads_what_the_markdown_report_writes() -> None:
+    from hlbench.reporting.html import to_html
+
+    markdown = "\n".join(
+        [
+            "## Frameworks side by side",
+            "",
+            "### gpt-tiny",
+            "",
+            "- **Suite:** a <b> `x|y`",
+            "",
+            "| cell | note |",
+            "|------|------|",
+            "| a\\|b | 1 < 2 |",
+            "",
+            "![Loss](plot/loss-curves)",
+            "",
+            "### gpt-tiny",
+            "",
+            "first line",
+            "second line",
+        ]
+    )
+    body = to_html(markdown, lambda src, alt: f"<figure {src} {alt}>")
+    assert body == [
+        '<h2 id="frameworks-side-by-side">Frameworks side by side</h2>',
+        '<h3 id="gpt-tiny">gpt-tiny</h3>',
+        "<ul>",
+        "<li><strong>Suite:</strong> a &lt;b&gt; <code>x|y</code></li>",
+        "</ul>",
+        "<table>",
+        "<thead><tr><th>cell</th><th>note</th></tr>",
+        "</thead><tbody>",
+        "<tr><td>a|b</td><td>1 &lt; 2</td></tr>",
+        "</tbody></table>",
+        "<figure plot/loss-curves Loss>",
+        '<h3 id="gpt-tiny-2">gpt-tiny</h3>',
+        "<p>first line second line</p>",
+    ]
+
+
 def test_without_plotly_the_error_is_one_line_naming_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

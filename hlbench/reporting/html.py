@@ -60,12 +60,18 @@ def _table(rows: list[str]) -> list[str]:
     return [*out, "</tbody></table>"]
 
 
-def _block(lines: list[str], i: int, figure: Callable[[str, str], str]) -> tuple[list[str], int]:
-    """The HTML of the block starting at lines[i], and the index after it."""
+def _block(
+    lines: list[str], i: int, figure: Callable[[str, str], str], ids: dict[str, int]
+) -> tuple[list[str], int]:
+    """The HTML of the block starting at lines[i], and the index after it; `ids` counts the
+    heading ids given so far (a workload's name heads a subsection in several sections)."""
     line = lines[i]
     if m := HEADING.match(line):
         n, text = len(m["level"]), m["text"]
-        return [f'<h{n} id="{slug(text)}">{inline(text)}</h{n}>'], i + 1
+        base = slug(text)
+        ids[base] = ids.get(base, 0) + 1
+        anchor = base if ids[base] == 1 else f"{base}-{ids[base]}"
+        return [f'<h{n} id="{anchor}">{inline(text)}</h{n}>'], i + 1
     if m := IMAGE.match(line):
         return [figure(m["src"], m["alt"])], i + 1
     j = i
@@ -89,18 +95,20 @@ def _starts_block(line: str) -> bool:
 def to_html(markdown: str, figure: Callable[[str, str], str]) -> list[str]:
     """The report's markdown as HTML lines; `figure(src, alt)` gives the HTML of an image."""
     lines, out, i = markdown.splitlines(), [], 0
+    ids: dict[str, int] = {}
     while i < len(lines):
         if not lines[i].strip():
             i += 1
             continue
-        block, i = _block(lines, i, figure)
+        block, i = _block(lines, i, figure, ids)
         out += block
     return out
 
 
-def _nav(markdown: str) -> str:
-    titles = [line[3:] for line in markdown.splitlines() if line.startswith("## ")]
-    links = " ".join(f'<a href="#{slug(t)}">{html.escape(t)}</a>' for t in titles)  # may wrap
+def _nav(body: list[str]) -> str:
+    """Links to the sections (the h2 headings) of the page."""
+    sections = [m for line in body if (m := re.match(r'^<h2 id="([^"]+)">(.*)</h2>$', line))]
+    links = " ".join(f'<a href="#{m[1]}">{m[2]}</a>' for m in sections)  # spaces: may wrap
     return f"<nav>{links}</nav>"
 
 
@@ -167,7 +175,7 @@ def render_html(paths: Sequence[Path], tolerance_nats: float = DEFAULT_TOLERANCE
         return figure_divs(key, figs[key]) if key in figs else f"<p>{inline(alt)}</p>"
 
     body = to_html(markdown, figure)
-    body.insert(1, _nav(markdown))  # after the title
+    body.insert(1, _nav(body))  # after the title
     title = markdown.splitlines()[0].lstrip("# ")
     return page(title, body, get_plotlyjs())
 
