@@ -92,6 +92,9 @@ def _panel(ax: Any, panel: Panel) -> None:
             _line_or_points(ax, panel, s)
     if panel.x_log2:
         ax.set_xscale("log", base=2)
+        ticks = sorted({float(x) for s in panel.series for x in s.x})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])  # 1, 2, 4 rather than 2⁰, 2¹, 2²
+        ax.minorticks_off()
     ax.set_xlabel(panel.x_label)
     ax.set_ylabel(panel.y_label)
     ax.legend(**LEGEND)
