@@ -25,6 +25,7 @@ from hlbench.reporting import analyse, render
 
 DATA = Path(__file__).resolve().parent / "data"
 RECORDS = [DATA / "troubled.jsonl", DATA / "parity.jsonl"]  # every plot has data here
+PROFILED = Path(__file__).resolve().parent.parent / "reports" / "records" / "profile"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 needs_plotly = pytest.mark.skipif(
@@ -226,10 +227,27 @@ def run_headless(browser: str, page: Path, profile: Path) -> subprocess.Complete
     )
 
 
+@pytest.fixture(scope="module")
+def profiled_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed profiled CPU run: its Profiling section has a phase-share figure."""
+    out = tmp_path_factory.mktemp("html") / "profile.html"
+    assert main(["report", *map(str, sorted(PROFILED.glob("*.jsonl"))), "-o", str(out)]) == 0
+    return out
+
+
 @needs_plotly
+def test_the_profiling_section_has_its_interactive_phase_shares(profiled_page: Path) -> None:
+    text = profiled_page.read_text(encoding="utf-8")
+    profiling = text.split('<h2 id="profiling">')[1].split("<h2 ")[0]
+    assert 'id="plot-profile-phases-0"' in profiling and "<table>" in profiling
+
+
+@needs_plotly
+@pytest.mark.parametrize("which", ["page", "profiled_page"])
 def test_a_headless_browser_draws_every_plot_without_console_errors(
-    page: Path, tmp_path: Path
+    which: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    page = request.getfixturevalue(which)
     browser = find_browser()
     if browser is None:
         if os.environ.get("HLBENCH_REQUIRE_BROWSER"):
@@ -248,9 +266,10 @@ def test_a_headless_browser_draws_every_plot_without_console_errors(
     assert found, f"no probe in the DOM (exit {done.returncode}): {done.stderr[-2000:]}"
     probe = json.loads(html.unescape(found.group(1)))
     n_plots = len(re.findall(r'class="plotly-graph-div"', text))
-    assert probe["errors"] == [] and probe["plots"] == n_plots >= 7
+    assert probe["errors"] == [] and probe["plots"] == n_plots >= 6
     assert probe["drawn"] == n_plots and probe["legends"] == n_plots
-    assert probe["hover"] and "gpt-tiny/" in probe["hover"] and "tokens/s" in probe["hover"]
+    assert probe["hover"] and re.match(r"gpt-\w+/\w+/", probe["hover"])
+    assert "tokens/s" in probe["hover"]
     assert probe["toggled"] == "legendonly"  # a legend click hid the series
     # the unmodified page too: nothing uncaught reaches Chromium's console log
     plain = run_headless(browser, page, tmp_path / "profile2")

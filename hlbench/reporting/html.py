@@ -28,7 +28,7 @@ th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertic
 th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
 code { background: #f3f3f3; padding: 0 0.2em; border-radius: 3px; }
 nav { font-size: 0.9em; } nav a { margin-right: 1em; white-space: nowrap; }
-.plot { margin: 0.5em 0 1.5em; } .note { color: #555; font-size: 0.9em; }
+.plot { margin: 0.5em 0 1.5em; }
 """
 IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>[^)]*)\)$")
 HEADING = re.compile(r"^(?P<level>#{1,6}) (?P<text>.*)$")
