@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,12 +193,25 @@ class GroupTimeout(Exception):
     pass
 
 
+# starts a one-process group another way, given its environment additions and its log file
+Fork = Callable[[dict[str, str], Path], Any]
+
+
 class ProcessGroup:
     """The processes of one cell, started in new sessions (a terminal's Ctrl-C reaches only the
     parent, which stops them itself), waited for and killed together."""
 
-    def __init__(self, cmds: list[Command], log_path: Path, extra_env: dict[str, str]) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
+    def __init__(
+        self,
+        cmds: list[Command],
+        log_path: Path,
+        extra_env: dict[str, str],
+        fork: Fork | None = None,
+    ) -> None:
+        """`fork`: for a one-process group, a way to start it forked from a pre-imported worker
+        (hlbench.sweep.zygote) given its environment additions and log; None from it, or no
+        `fork`, starts it with subprocess."""
+        self.procs: list[Any] = []  # subprocess.Popen, or what `fork` returns (the same methods)
         # every descendant seen, so none survives the group
         self.known: dict[int, psutil.Process] = {}
         # index -> exit code of the processes that ended by themselves, not killed by the group
@@ -206,6 +220,11 @@ class ProcessGroup:
         self.ended_alone: dict[int, int] = {}
         # how much memory the group held, for whether a SIGKILL was the OOM killer's
         self.memory = MemoryWatch()
+        if fork is not None and len(cmds) == 1:
+            forked = fork({**extra_env, **cmds[0].env}, log_path)
+            if forked is not None:
+                self.procs.append(forked)
+                return
         with open(log_path, "ab") as log:
             try:
                 for cmd in cmds:

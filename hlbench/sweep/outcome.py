@@ -21,6 +21,7 @@ from hlbench.records import SCHEMA_VERSION
 from hlbench.suite import Suite
 from hlbench.sweep.blame import group_failure, rank_results
 from hlbench.sweep.launch import (
+    Fork,
     GroupTimeout,
     ProcessGroup,
     Rendezvous,
@@ -29,6 +30,7 @@ from hlbench.sweep.launch import (
     too_few_gpus,
 )
 from hlbench.sweep.plan import RunOptions, Task
+from hlbench.sweep.zygote import Zygotes
 from hlbench.telemetry.collect import Collector
 
 
@@ -41,6 +43,8 @@ class Placement:
     rendezvous: Rendezvous = Rendezvous()
     gpu: str | None = None
     cancel: threading.Event | None = None  # set when the run is interrupted (parallel cells)
+    # pre-imported workers (hlbench.sweep.zygote); None: every worker is a fresh interpreter
+    zygotes: Zygotes | None = None
 
 
 def task_record(
@@ -155,7 +159,7 @@ def _wait_for_worker(
             group_id,
             log_path.with_suffix(".ranks"),
         )
-        group = ProcessGroup(cmds, log_path, env)
+        group = ProcessGroup(cmds, log_path, env, _forker(task, placement, cell_file, result_file))
         try:
             started(group.pids)
             codes = group.wait(timeout_s, cancel=placement.cancel)
@@ -186,6 +190,17 @@ def _wait_for_worker(
         placement.rendezvous,
         group.memory.oom_kill_evidence(),
     )
+
+
+def _forker(task: Task, placement: Placement, cell_file: Path, result_file: Path) -> Fork | None:
+    """How a single-process cell's worker is forked from its backend's zygote, or None (spawned):
+    data-parallel cells keep their launchers; a --devices cell narrows CUDA_VISIBLE_DEVICES, which
+    a process that imported the framework may have read already."""
+    zygotes = placement.zygotes
+    if zygotes is None or task.cell.launch is not None or placement.gpu is not None:
+        return None
+    files = [str(cell_file), str(result_file)]
+    return lambda env, log_path: zygotes.start(task.cell.backend, files, env, log_path)
 
 
 def _timed_out(task: Task, n_processes: int) -> dict[str, Any]:
