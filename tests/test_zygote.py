@@ -85,3 +85,17 @@ def test_faults_of_forked_workers_are_recorded_and_the_run_goes_on(
     if fault == "hang":  # the hung worker and its own child were killed with the group
         for pid in map(int, (tmp_path / "pids").read_text().split()):
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_records_say_how_the_worker_started_and_compare_refuses_to_mix_them(tmp_path, fault_env):
+    text = SUITE.replace("repeats: 2", "repeats: 1")
+    forked_dir, spawned_dir = tmp_path / "forked", tmp_path / "spawned"
+    forked_dir.mkdir()
+    spawned_dir.mkdir()
+    _, forked, forked_file = _run(forked_dir, fault_env, text)
+    _, spawned, spawned_file = _run(spawned_dir, {**fault_env, "HLBENCH_PREIMPORT": "0"}, text)
+    assert {r["worker_start"] for r in forked} == {"forked"}
+    assert {r["worker_start"] for r in spawned} == {"spawned"}
+    proc = run_cli("compare", str(spawned_file), str(forked_file), cwd=tmp_path, env=fault_env)
+    assert proc.returncode == 2
+    assert "worker_start" in proc.stderr + proc.stdout

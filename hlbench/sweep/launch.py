@@ -220,10 +220,12 @@ class ProcessGroup:
         self.ended_alone: dict[int, int] = {}
         # how much memory the group held, for whether a SIGKILL was the OOM killer's
         self.memory = MemoryWatch()
+        self.forked = False
         if fork is not None and len(cmds) == 1:
             forked = fork({**extra_env, **cmds[0].env}, log_path)
             if forked is not None:
                 self.procs.append(forked)
+                self.forked = True
                 return
         with open(log_path, "ab") as log:
             try:

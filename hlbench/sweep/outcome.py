@@ -78,6 +78,9 @@ def base_record(suite: Suite, task: Task, run_id: str) -> dict[str, Any]:
         "signal": None,  # the signal that killed the worker (crashed)
         "exit_code": None,  # a worker's non-zero exit code when it left no result (crashed)
         "worker_wall_s": None,  # the worker process's whole life, import and startup included
+        # "forked" from a pre-imported worker (hlbench.sweep.zygote) or "spawned" as a fresh
+        # interpreter: a forked worker's host RSS counts only the import pages it touches itself
+        "worker_start": None,
         "log_path": None,  # the worker's stdout and stderr
         "timing": None,
         "metrics": None,
@@ -113,9 +116,11 @@ def _spawn(task: Task, options: RunOptions, placement: Placement) -> dict[str, A
     cell, telemetry = task.cell, options.telemetry
     outcome: dict[str, Any] | None = None
     collector: Collector | None = None
+    worker_start: str | None = None
 
-    def started(pids: list[int]) -> None:
-        nonlocal collector
+    def started(pids: list[int], forked: bool) -> None:
+        nonlocal collector, worker_start
+        worker_start = "forked" if forked else "spawned"
         if telemetry is not None and telemetry.enabled:
             gpu = placement.gpu
             gpus = [int(gpu)] if gpu is not None and gpu.isdigit() else local_gpus(cell)
@@ -125,6 +130,7 @@ def _spawn(task: Task, options: RunOptions, placement: Placement) -> dict[str, A
 
     try:
         outcome = _wait_for_worker(task, options, placement, started)
+        outcome["worker_start"] = worker_start
         return outcome
     finally:
         if collector is not None:  # also for timeouts and crashes: the samples show what happened
@@ -137,7 +143,7 @@ def _wait_for_worker(
     task: Task,
     options: RunOptions,
     placement: Placement,
-    started: Callable[[list[int]], None],
+    started: Callable[[list[int], bool], None],
 ) -> dict[str, Any]:
     """Hand the cell over in a fresh directory, start its processes, wait for them as one group."""
     cell, log_path = task.cell, options.log_path(task)
@@ -161,7 +167,7 @@ def _wait_for_worker(
         )
         group = ProcessGroup(cmds, log_path, env, _forker(task, placement, cell_file, result_file))
         try:
-            started(group.pids)
+            started(group.pids, group.forked)
             codes = group.wait(timeout_s, cancel=placement.cancel)
         except BaseException as exc:  # a timeout, or Ctrl-C / SIGTERM even while telemetry starts
             group.kill()

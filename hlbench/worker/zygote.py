@@ -6,8 +6,10 @@ tiny cell's worker wall time. The zygote pays it once per run and framework. Eac
 in a process of its own that exits when the cell ends, so no allocator cache, compiled graph, RNG
 stream or device context passes from one cell to the next: the zygote itself only imports, it never
 builds a model, runs an op or touches a device (PyTorch initialises CUDA, and TensorFlow its
-runtime and devices, lazily on first use, which is in the forked child). It stays single-threaded
-so that a fork never copies a lock held by another thread.
+runtime and devices, lazily on first use, which is in the forked child). The zygote starts no
+thread of its own; the few a framework's import starts (an allocator's background thread) are idle,
+and a fork copies only the forking thread, with the allocators' locks reset by their own fork
+handlers.
 
 Protocol (the parent's side is hlbench.sweep.zygote): one JSON object per line on stdin,
 `{"argv": [CELL_JSON, RESULT_JSON], "env": {...}, "log": PATH}`; on stdout, `{"ready": BOOL}`
