@@ -99,3 +99,44 @@ def test_records_say_how_the_worker_started_and_compare_refuses_to_mix_them(tmp_
     proc = run_cli("compare", str(spawned_file), str(forked_file), cwd=tmp_path, env=fault_env)
     assert proc.returncode == 2
     assert "worker_start" in proc.stderr + proc.stdout
+
+
+def test_gpu_cells_fork_only_when_asked(monkeypatch, tmp_path):
+    from hlbench.sweep import zygote
+
+    monkeypatch.setattr(zygote, "visible_gpus", lambda: ["0"])
+    auto = zygote.Zygotes(tmp_path)
+    assert auto.applies("cpu") and not auto.applies("auto") and not auto.applies("cuda:0")
+    forced = zygote.Zygotes(tmp_path, forced=True)
+    assert forced.applies("auto") and forced.applies("cuda")
+    monkeypatch.setattr(zygote, "visible_gpus", lambda: [])
+    assert zygote.Zygotes(tmp_path).applies("auto")
+    for value, expected in (("0", "off"), ("1", "on"), ("", "auto"), ("off", "off")):
+        monkeypatch.setenv(zygote.PREIMPORT_ENV, value)
+        assert zygote.mode() == expected
+
+
+def test_a_killed_zygote_fails_only_the_running_cell_and_the_run_goes_on(tmp_path, fault_env):
+    import subprocess
+    import sys
+
+    env = {**fault_env, "HLBENCH_TEST_FAULTS": json.dumps({"ga2": "hang"})}
+    text = SUITE.replace("repeats: 2", "repeats: 1").replace("timeout_s: 20", "timeout_s: 60")
+    (tmp_path / "suite.yaml").write_text(text)
+    cmd = [sys.executable, "-m", "hlbench", "run", "suite.yaml", "--quiet", "--results-dir", "res"]
+    run = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    pidfile = tmp_path / "pids"
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and len(pidfile.read_text().split()) == 2):
+        assert time.monotonic() < deadline and run.poll() is None, "the cell never hung"
+        time.sleep(0.1)
+    worker, grandchild = map(int, pidfile.read_text().split())
+    psutil.Process(worker).parent().kill()  # the zygote
+    assert run.wait(timeout=60) == 1, run.stderr.read()
+    records = read_records(next((tmp_path / "res" / "zygote").glob("*.jsonl")))
+    by_ga = {r["cell"]["axes"]["accumulation"]: r for r in records}
+    assert by_ga[2]["status"] == "crashed"  # its worker died with the zygote
+    assert by_ga[1]["worker_start"] == "forked" and by_ga[1]["status"] == "ok"
+    assert by_ga[4]["worker_start"] == "spawned" and by_ga[4]["status"] == "ok"
+    for pid in (worker, grandchild):  # the hung worker's own child too: none outlives the run
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"

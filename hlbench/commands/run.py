@@ -18,9 +18,10 @@ EPILOG = """\
 records: results/<suite>/<run-id>.jsonl, one JSON line per cell and repeat (see the README for the
 fields); worker logs beside it in <run-id>.logs/.
 
-workers: each cell and repeat runs in a process of its own. Single-process cells are forked from one
-pre-imported worker per framework (the import is paid once per run); HLBENCH_PREIMPORT=0 starts each
-in a fresh interpreter instead (records say which: worker_start).
+workers: each cell and repeat runs in a process of its own. Single-process CPU cells are forked from
+one pre-imported worker per framework (the import is paid once per run); HLBENCH_PREIMPORT=0 starts
+each in a fresh interpreter, HLBENCH_PREIMPORT=1 forks GPU cells too (records say which:
+worker_start).
 
 exit status: 0 every cell ok or skipped; 1 some cell ended oom, timeout, error or crashed (its
 record says why; the other cells still ran), or a record could not be written (the run stopped;

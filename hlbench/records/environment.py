@@ -50,7 +50,7 @@ def framework_version(record: Record) -> str | None:
 
 
 def worker_start(record: Record) -> str | None:
-    """"forked" (from a pre-imported worker) or "spawned" (a fresh interpreter); None in records
+    """ "forked" (from a pre-imported worker) or "spawned" (a fresh interpreter); None in records
     written before workers were forked, and for cells that never started one."""
     value = record.get("worker_start")
     return value if isinstance(value, str) else None

@@ -160,7 +160,7 @@ def tf_worker_commands(
     cluster = [
         f"{host}:{rdzv.port + 1 + local}" for host in rdzv.hosts for local in range(per_node)
     ]
-    visible = _visible_gpus()
+    visible = visible_gpus()
     out = []
     for local in range(per_node):
         rank = rdzv.node_rank * per_node + local
@@ -178,7 +178,7 @@ def tf_worker_commands(
     return out
 
 
-def _visible_gpus() -> list[str]:
+def visible_gpus() -> list[str]:
     """GPU ids a child may be given (CUDA_VISIBLE_DEVICES's entries, else NVML's count); [] without
     GPUs."""
     visible = cuda_visible_devices()
@@ -311,7 +311,7 @@ def too_few_gpus(cell: Any) -> str | None:
     the ranks run on the CPU (device auto) or skip themselves (device cuda)."""
     if cell.launch is None or cell.device == "cpu":
         return None
-    visible, wanted = len(_visible_gpus()), cell.launch.nproc_per_node
+    visible, wanted = len(visible_gpus()), cell.launch.nproc_per_node
     if 0 < visible < wanted:
         return (
             f"launcher.nproc_per_node {wanted} needs {wanted} GPUs on this node, one per rank; "
@@ -326,7 +326,7 @@ def local_gpus(cell: Any) -> list[int] | None:
     itself)."""
     if cell.launch is None or cell.device == "cpu":
         return None
-    visible = _visible_gpus()
+    visible = visible_gpus()
     if not visible:
         return []
     ids = visible[: cell.launch.nproc_per_node]

@@ -203,10 +203,13 @@ def _forker(task: Task, placement: Placement, cell_file: Path, result_file: Path
     data-parallel cells keep their launchers; a --devices cell narrows CUDA_VISIBLE_DEVICES, which
     a process that imported the framework may have read already."""
     zygotes = placement.zygotes
-    if zygotes is None or task.cell.launch is not None or placement.gpu is not None:
+    cell = task.cell
+    if zygotes is None or cell.launch is not None or placement.gpu is not None:
+        return None
+    if not zygotes.applies(cell.device):
         return None
     files = [str(cell_file), str(result_file)]
-    return lambda env, log_path: zygotes.start(task.cell.backend, files, env, log_path)
+    return lambda env, log_path: zygotes.start(cell.backend, files, env, log_path)
 
 
 def _timed_out(task: Task, n_processes: int) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from hlbench.suite import Suite
 from hlbench.sweep.launch import Rendezvous
 from hlbench.sweep.outcome import Placement, task_record
 from hlbench.sweep.plan import RunOptions, Task
-from hlbench.sweep.zygote import Zygotes, enabled
+from hlbench.sweep.zygote import Zygotes, mode
 
 # Runs one task on the given GPU (--devices) or where its cell says; stops when the event is set.
 RunOne = Callable[[Task, str | None, threading.Event | None], None]
@@ -82,7 +82,8 @@ def run_tasks(suite: Suite, tasks: list[Task], options: RunOptions) -> list[dict
     records: list[dict[str, Any]] = []
     # one pre-imported worker per backend for single-process cells (not with --devices, whose
     # workers each see another GPU)
-    zygotes = Zygotes(options.records_path.with_suffix(".logs")) if _preimport(options) else None
+    logs = options.records_path.with_suffix(".logs")
+    zygotes = Zygotes(logs, forced=mode() == "on") if _preimport(options) else None
     # parallel cells: one writer of the records file and the progress bar at a time
     lock = threading.Lock()
 
@@ -121,7 +122,7 @@ def run_tasks(suite: Suite, tasks: list[Task], options: RunOptions) -> list[dict
 
 
 def _preimport(options: RunOptions) -> bool:
-    return enabled() and not options.devices
+    return mode() != "off" and not options.devices
 
 
 def _run_parallel(tasks: list[Task], devices: Sequence[str], run_one: RunOne) -> None:

@@ -5,8 +5,9 @@ A cell started through a zygote is a forked process in its own session, exactly 
 `python -m hlbench.worker` is, so ProcessGroup waits for it, samples its memory and kills it the
 same way; only its start (no interpreter start-up, no framework import) and its exit status (which
 the zygote, its parent, reports) differ. Used for single-process cells on the run's own devices:
-data-parallel cells keep their launchers, and `--devices` cells, which narrow
-CUDA_VISIBLE_DEVICES per cell, keep a fresh interpreter. HLBENCH_PREIMPORT=0 turns it off.
+data-parallel cells keep their launchers, `--devices` cells, which narrow CUDA_VISIBLE_DEVICES per
+cell, keep a fresh interpreter, and so do cells that may take a GPU unless HLBENCH_PREIMPORT=1
+(`Zygotes.applies`). HLBENCH_PREIMPORT=0 turns it off.
 
 A zygote is started only when a cell needs it and the cell waits for its import, so a framework's
 import never runs beside another cell's measured windows.
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from hlbench.sweep.launch import python_module, safe_env
+from hlbench.sweep.launch import python_module, safe_env, visible_gpus
 
 ZYGOTE_MODULE = "hlbench.worker.zygote"
 PREIMPORT_ENV = "HLBENCH_PREIMPORT"  # "0": every cell in a freshly started interpreter
@@ -36,8 +37,13 @@ class ZygoteUnavailable(Exception):
     """The zygote could not start or fork: the caller starts the worker the usual way."""
 
 
-def enabled() -> bool:
-    return os.environ.get(PREIMPORT_ENV, "1").strip() not in ("0", "false", "no", "off")
+def mode() -> str:
+    """HLBENCH_PREIMPORT: "off" (0), "on" (1: every single-process cell, GPU ones too) or "auto"
+    (unset: cells that run on the CPU)."""
+    value = os.environ.get(PREIMPORT_ENV, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return "on" if value in ("1", "true", "yes", "on") else "auto"
 
 
 class Zygote:
@@ -142,10 +148,22 @@ class ForkedProcess:
 class Zygotes:
     """The run's zygotes, one per backend, each started on first use."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, forced: bool = False) -> None:
         self._log_dir = log_dir
+        self._forced = forced  # HLBENCH_PREIMPORT=1: GPU cells too
+        self._gpus: bool | None = None  # whether this node has a GPU a cell could take
         self._zygotes: dict[str, Zygote] = {}
-        self._failed: set[str] = set()
+        self._failed: set[str] = set()  # backends whose zygote could not start: spawned
+
+    def applies(self, device: str) -> bool:
+        """Whether a cell on `device` (the suite's: cpu, cuda, auto) is forked. By default only
+        cells that run on the CPU: a process that loaded CUDA's libraries cannot be trusted to fork
+        a CUDA-capable child on every driver, and the import is a small part of a GPU cell."""
+        if self._forced or device == "cpu":
+            return True
+        if self._gpus is None:
+            self._gpus = bool(visible_gpus())
+        return device == "auto" and not self._gpus
 
     def start(
         self, backend: str, argv: list[str], env: dict[str, str], log_path: Path
