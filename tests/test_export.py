@@ -1,7 +1,7 @@
 """Exports, each read back with the target's own library: MLflow runs with MlflowClient,
 TensorBoard event files with TensorBoard's EventAccumulator, JUnit XML with an XML parser against
 the elements and attributes the JUnit schemas require. The records come from one real `hlbench run
---mlflow` of a tiny suite (two cells, two repeats), so the runs exported are the ones a user gets.
+--mlflow` of a tiny suite (two cells), so the runs exported are the ones a user gets.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,12 @@ SUITE = suite_yaml(
         "steps": 3,
         "windows": 2,
         "eval_batches": 1,
-        "repeats": 2,
+        "repeats": 1,
     },
 )
-N_RECORDS = 4  # 2 cells × 2 repeats
+N_RECORDS = 2  # 2 cells × 1 repeat
+# mlflow's own use of SQLAlchemy, not ours
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def suite_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (records_path,) = (root / "results" / "exp").glob("*.jsonl")
     records = [json.loads(line) for line in records_path.read_text().splitlines()]
     assert len(records) == N_RECORDS and all(r["status"] == "ok" for r in records)
-    assert "mlflow: 4 cell run(s) logged" in proc.stdout, proc.stdout
+    assert "mlflow: 2 cell run(s) logged" in proc.stdout, proc.stdout
     return {"root": root, "records_path": records_path, "records": records, "store": store}
 
 
@@ -77,7 +80,7 @@ def test_mlflow_run_per_cell_nested_under_its_suite_run(suite_run):
     for rec in records:
         run = cells[f"{rec['run_id']}/{rec['cell_hash']}/r{rec['repeat']}"]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert run.info.run_name == f"{rec['cell_id']} (repeat {rec['repeat']})"
+        assert run.info.run_name == rec["cell_id"]  # one repeat: no "(repeat N)"
         params = run.data.params
         assert params["accumulation"] == str(rec["cell"]["axes"]["accumulation"])
         assert params["precision"] == "fp32" and params["backend"] == "torch"
@@ -135,7 +138,7 @@ def test_export_again_is_idempotent_and_replaces_a_changed_record(suite_run, tmp
         [sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "0 cell run(s) logged; 4 already there" in proc.stdout, proc.stdout
+    assert "0 cell run(s) logged; 2 already there" in proc.stdout, proc.stdout
     changed = [dict(r) for r in records]
     changed[1]["metrics"] = {**changed[1]["metrics"], "tokens_per_s": 1.0}
     write(tmp_path / "changed.jsonl", changed)
@@ -147,25 +150,33 @@ def test_export_again_is_idempotent_and_replaces_a_changed_record(suite_run, tmp
 
 
 def test_mlflow_experiment_option_and_a_second_suite_run(suite_run, tmp_path):
-    store = tmp_path / "other"
+    store = suite_run["store"]  # another experiment in the same store
     other = [{**r, "run_id": "second-run"} for r in suite_run["records"]]
-    write(tmp_path / "r.jsonl", suite_run["records"] + other)
+    again = [{**r, "repeat": 1} for r in other]  # each cell twice in the second run
+    write(tmp_path / "r.jsonl", suite_run["records"] + other + again)
     args = ["export", "--to", "mlflow", str(tmp_path / "r.jsonl"), "--tracking-uri", str(store)]
     assert main([*args, "--experiment", "mine"]) == 0
     client = _client(store)
     exp = client.get_experiment_by_name("mine")
     found = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = {r.info.run_name for r in found if r.data.tags["hlbench.kind"] == "suite-run"}
-    assert parents == {suite_run["records"][0]["run_id"], "second-run"}
-    assert len(found) == 2 + 2 * N_RECORDS
+    parents = {r.info.run_name: r for r in found if r.data.tags["hlbench.kind"] == "suite-run"}
+    assert set(parents) == {suite_run["records"][0]["run_id"], "second-run"}
+    assert len(found) == 2 + 3 * N_RECORDS
+    second = parents["second-run"].info.run_id
+    names = {r.info.run_name for r in found if r.data.tags.get("mlflow.parentRunId") == second}
+    first = suite_run["records"][0]["cell_id"]
+    assert {f"{first} (repeat 0)", f"{first} (repeat 1)"} <= names, names
 
 
-def test_tensorboard_event_files_per_cell(suite_run, tmp_path, capsys):
+def test_tensorboard_event_files_per_cell(suite_run, tmp_path, capsys, monkeypatch):
+    # TensorBoard's documented switch to its TensorFlow stub: reading event files then needs no
+    # TensorFlow (seconds of import saved; the files read the same)
+    monkeypatch.setitem(sys.modules, "tensorboard.compat.notf", types.ModuleType("notf"))
     accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
     out = tmp_path / "tb"
     assert main(["export", "--to", "tensorboard", str(out), str(suite_run["records_path"])]) == 0
-    assert "4 cell run(s) written" in capsys.readouterr().out
+    assert "2 cell run(s) written" in capsys.readouterr().out
     for rec in suite_run["records"]:
         directory = out / "exp" / rec["run_id"] / Path(*rec["cell_id"].split("/"))
         acc = accumulator.EventAccumulator(str(directory / f"r{rec['repeat']}"))
@@ -179,12 +190,15 @@ def test_tensorboard_event_files_per_cell(suite_run, tmp_path, capsys):
         assert [e.step for e in steps] == list(range(1, 1 + len(measured)))  # 1 warmup step
         (tps,) = acc.Scalars("summary/tokens_per_s")
         assert tps.value == pytest.approx(rec["metrics"]["tokens_per_s"], rel=1e-6)
-        assert any(tag.startswith("cell") for tag in acc.Tags()["tensors"])
+        (text,) = acc.Tensors("cell")
+        assert rec["cell_id"].encode() in text.tensor_proto.string_val[0]
+        hparams = acc.SummaryMetadata("_hparams_/session_start_info").plugin_data
+        assert hparams.plugin_name == "hparams" and b"accumulation" in hparams.content
     events = sorted(out.rglob("events.out.tfevents.*"))
     assert (
         main(["export", "--to", "tensorboard", "-o", str(out), str(suite_run["records_path"])]) == 0
     )
-    assert "0 cell run(s) written; 4 already there" in capsys.readouterr().out
+    assert "0 cell run(s) written; 2 already there" in capsys.readouterr().out
     assert sorted(out.rglob("events.out.tfevents.*")) == events
 
 

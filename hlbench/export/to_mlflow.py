@@ -95,8 +95,8 @@ def export(
     """Log the cells, grouped by suite run; `report`: a markdown report (and its `<stem>_plots/`)
     to attach to every suite run's parent run."""
     uri, artifact_root = resolve_store(tracking_uri)
+    client, errors = _client(uri)  # imports mlflow, which sets its loggers up: quiet them after
     with _quiet_mlflow():
-        client, errors = _client(uri)
         outcome = Outcome(uri)
         try:
             for (suite, run_id), group in by_suite_run(cells).items():
@@ -129,8 +129,8 @@ def _first_line(exc: BaseException) -> str:
 
 @contextmanager
 def _quiet_mlflow() -> Iterator[None]:
-    # A new SQLite store runs its schema migrations with alembic's INFO lines on stderr; hlbench
-    # prints its own one-line summary instead.
+    # A new SQLite store says at INFO that it creates its tables (mlflow, alembic) on stderr;
+    # hlbench prints its own one-line summary instead.
     loggers = [logging.getLogger(name) for name in ("alembic", "mlflow")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
