@@ -322,3 +322,12 @@ def test_junit_is_not_a_calibration_format(tmp_path, capsys):
     path = write(tmp_path / "r.jsonl", runs(6, 10_000.0, 0.005, 1))
     assert main(["compare", "--calibrate", str(path), str(path), "--format", "junit"]) == 2
     assert "--format junit is for a comparison" in capsys.readouterr().err
+
+
+def test_a_store_mlflow_refuses_is_one_line(tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    path = write(tmp_path / "r.jsonl", [record([10_000.0] * 4)])
+    args = ["export", "--to", "mlflow", str(path), "--tracking-uri", "nosuchscheme://x"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hlbench: error: mlflow (nosuchscheme://x): ") and err.count("\n") == 1

@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Export records files to MLflow or TensorBoard.",
         epilog=EPILOG,
         usage="hlbench export --to mlflow [options] RUN [RUN ...]\n"
-        "       hlbench export --to tensorboard [-o] DIR RUN [RUN ...]",
+        "       hlbench export --to tensorboard (DIR | -o DIR) RUN [RUN ...]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--to", choices=TARGETS, required=True, help="where to export")

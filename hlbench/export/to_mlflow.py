@@ -95,10 +95,11 @@ def export(
     """Log the cells, grouped by suite run; `report`: a markdown report (and its `<stem>_plots/`)
     to attach to every suite run's parent run."""
     uri, artifact_root = resolve_store(tracking_uri)
-    client, errors = _client(uri)  # imports mlflow, which sets its loggers up: quiet them after
+    client_class, errors = _mlflow()  # importing mlflow sets its loggers up: quiet them after
     with _quiet_mlflow():
         outcome = Outcome(uri)
         try:
+            client = client_class(tracking_uri=uri)
             for (suite, run_id), group in by_suite_run(cells).items():
                 name = experiment or suite
                 experiment_id = _experiment(client, name, artifact_root)
@@ -106,11 +107,11 @@ def export(
                 if name not in outcome.experiments:
                     outcome.experiments.append(name)
         except errors as exc:  # a store that refuses (unreachable server, bad URI, permissions)
-            raise UsageError(f"mlflow ({uri}): {_first_line(exc)}") from None
+            raise UsageError(f"mlflow ({uri}): {_first_line(exc)}{_hint(uri)}") from None
     return outcome
 
 
-def _client(uri: str) -> tuple[Any, tuple[type[BaseException], ...]]:
+def _mlflow() -> tuple[Any, tuple[type[BaseException], ...]]:
     try:
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
@@ -119,12 +120,19 @@ def _client(uri: str) -> tuple[Any, tuple[type[BaseException], ...]]:
             f"exporting to MLflow needs the mlflow package ({exc.name} not importable): "
             f"{INSTALL_HINT}"
         ) from None
-    return MlflowClient(tracking_uri=uri), (MlflowException, OSError)
+    return MlflowClient, (MlflowException, OSError)
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    return (text[0] if text else type(exc).__name__)[:160]
+
+
+def _hint(uri: str) -> str:
+    # MLflow refuses its file store unless told otherwise; a directory is hlbench's local store
+    if uri.startswith("file:"):
+        return " (for a local store give a directory: --tracking-uri mlruns)"
+    return ""
 
 
 @contextmanager
