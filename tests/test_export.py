@@ -155,7 +155,8 @@ def test_mlflow_experiment_option_and_a_second_suite_run(suite_run, tmp_path):
     again = [{**r, "repeat": 1} for r in other]  # each cell twice in the second run
     write(tmp_path / "r.jsonl", suite_run["records"] + other + again)
     args = ["export", "--to", "mlflow", str(tmp_path / "r.jsonl"), "--tracking-uri", str(store)]
-    assert main([*args, "--experiment", "mine"]) == 0
+    (report,) = (suite_run["root"] / "reports").glob("*.md")  # written by run --report
+    assert main([*args, "--experiment", "mine", "--report", str(report)]) == 0
     client = _client(store)
     exp = client.get_experiment_by_name("mine")
     found = client.search_runs([exp.experiment_id], max_results=1000)
@@ -166,6 +167,8 @@ def test_mlflow_experiment_option_and_a_second_suite_run(suite_run, tmp_path):
     names = {r.info.run_name for r in found if r.data.tags.get("mlflow.parentRunId") == second}
     first = suite_run["records"][0]["cell_id"]
     assert {f"{first} (repeat 0)", f"{first} (repeat 1)"} <= names, names
+    attached = {a.path for a in client.list_artifacts(second, "report")}
+    assert f"report/{report.name}" in attached and f"report/{report.stem}_plots" in attached
 
 
 def test_tensorboard_event_files_per_cell(suite_run, tmp_path, capsys, monkeypatch):
