@@ -203,6 +203,18 @@ def test_tensorboard_event_files_per_cell(suite_run, tmp_path, capsys, monkeypat
     )
     assert "0 cell run(s) written; 2 already there" in capsys.readouterr().out
     assert sorted(out.rglob("events.out.tfevents.*")) == events
+    changed = [dict(r) for r in suite_run["records"]]
+    changed[0]["metrics"] = {**changed[0]["metrics"], "tokens_per_s": 1.0}
+    write(tmp_path / "changed.jsonl", changed)
+    assert main(["export", "--to", "tensorboard", str(out), str(tmp_path / "changed.jsonl")]) == 0
+    assert "0 cell run(s) written; 1 replaced (the record changed); 1 already there" in (
+        capsys.readouterr().out
+    )
+    directory = out / "exp" / changed[0]["run_id"] / Path(*changed[0]["cell_id"].split("/")) / "r0"
+    (event_file,) = directory.glob("events.out.tfevents.*")  # the earlier one is gone
+    acc = accumulator.EventAccumulator(str(directory))
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("summary/tokens_per_s")] == [1.0]
 
 
 def test_tensorboard_directories_stay_inside_the_log_directory(tmp_path):
