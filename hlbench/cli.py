@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hlbench.commands.table",
     "hlbench.commands.report",
     "hlbench.commands.parity",
+    "hlbench.commands.export",
 )
 
 

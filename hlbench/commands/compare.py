@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from hlbench.errors import UsageError
 
 if TYPE_CHECKING:
     from hlbench.comparison.noise import Calibration
+    from hlbench.comparison.render import Report
 
 EPILOG = f"""\
 BASELINE and CANDIDATE are records files (results/<suite>/<run-id>.jsonl) or directories of them
@@ -141,9 +143,10 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--format",
-        choices=("text", "md", "json"),
+        choices=("text", "md", "json", "junit"),
         default="text",
-        help="text (terminal), md (pull-request comment), json (tools); default text",
+        help="text (terminal), md (pull-request comment), json (tools), junit (JUnit XML for a "
+        "CI's test view: a test case per cell and metric); default text",
     )
     p.add_argument(
         "-o",
@@ -212,10 +215,11 @@ def _compare(args: argparse.Namespace, metrics: list[str], thresholds: Threshold
     from hlbench.comparison import baseline as stored
     from hlbench.comparison import noise
     from hlbench.comparison.comparability import differences, load_run
-    from hlbench.comparison.render import RENDERERS, Report
+    from hlbench.comparison.render import Report
     from hlbench.comparison.runs import compare_runs
     from hlbench.comparison.verdicts import exit_code
 
+    started = time.perf_counter()
     base_path, cand_path = args.runs
     baseline, candidate = load_run(base_path, args.run_id), load_run(cand_path, args.run_id)
     notes = [run.note for run in (baseline, candidate) if run.note]
@@ -259,12 +263,22 @@ def _compare(args: argparse.Namespace, metrics: list[str], thresholds: Threshold
         noise_source,
         notes,
     )
-    _write(RENDERERS[args.format](report), args.output)
+    _write(_render(args.format, report, time.perf_counter() - started), args.output)
     if code == EXIT_INCOMPARABLE:  # one line on stderr, as every exit-2 error of hlbench
         fatal = "; ".join(diff.fatal)
         why = message or f"the runs are not comparable: {fatal} (use --force to compare anyway)"
         print(f"hlbench: error: {why}", file=sys.stderr)
     return code
+
+
+def _render(fmt: str, report: Report, elapsed_s: float) -> str:
+    from hlbench.comparison.render import RENDERERS
+
+    if fmt == "junit":  # a CI's test view: one test case per cell and metric
+        from hlbench.export.to_junit import render_junit
+
+        return render_junit(report, elapsed_s)
+    return RENDERERS[fmt](report)
 
 
 def _noise_source(
@@ -276,6 +290,8 @@ def _noise_source(
 
 
 def _calibrate(args: argparse.Namespace, metrics: list[str], thresholds: Thresholds) -> int:
+    if args.format == "junit":
+        raise UsageError("--format junit is for a comparison; --calibrate writes text, md or json")
     from hlbench.comparison import noise
     from hlbench.comparison.comparability import load_run
     from hlbench.comparison.inputs import ALL_RUNS, split_runs

@@ -13,10 +13,17 @@ from hlbench.errors import UsageError
 from hlbench.handoff import cuda_visible_devices
 
 EXIT_OK, EXIT_FAILED_CELLS, EXIT_INTERRUPTED = 0, 1, 130
+# --mlflow without a URI: the default store ($MLFLOW_TRACKING_URI, else ./mlruns)
+DEFAULT_MLFLOW = "default"
 
 EPILOG = """\
 records: results/<suite>/<run-id>.jsonl, one JSON line per cell and repeat (see the README for the
 fields); worker logs beside it in <run-id>.logs/.
+
+workers: each cell and repeat runs in a process of its own. Single-process CPU cells are forked from
+one pre-imported worker per framework (the import is paid once per run); HLBENCH_PREIMPORT=0 starts
+each in a fresh interpreter, HLBENCH_PREIMPORT=1 forks GPU cells too (records say which:
+worker_start).
 
 exit status: 0 every cell ok or skipped; 1 some cell ended oom, timeout, error or crashed (its
 record says why; the other cells still ran), or a record could not be written (the run stopped;
@@ -111,6 +118,15 @@ def _add_how_to_run(p: argparse.ArgumentParser) -> None:
         help="write a markdown report of this run when it ends "
         "(default path: reports/<suite>-<run-id>.md)",
     )
+    p.add_argument(
+        "--mlflow",
+        metavar="URI",
+        nargs="?",
+        const=DEFAULT_MLFLOW,
+        help="export the records to MLflow when the run ends (as hlbench export --to mlflow; "
+        "with --report, the report too): --mlflow for the local store ./mlruns (or "
+        "$MLFLOW_TRACKING_URI), --mlflow=URI for a tracking server or another store",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -124,6 +140,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_cells(suite)
         return EXIT_OK
     _check_frameworks(args.suite, suite)
+    if args.mlflow is not None:  # before anything runs, not after an hour of training
+        from hlbench.export.to_mlflow import check_installed
+
+        check_installed()
     records_path, run_id, done = _records_file(args, suite)
     tasks = plan(suite, done)
     if not tasks:
@@ -146,9 +166,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED_CELLS
-    _summarize(args, suite.name, records, records_path, run_id)
+    report = _summarize(args, suite.name, records, records_path, run_id)
     failed = [r for r in records if r["status"] not in ("ok", "skipped")]
-    return EXIT_FAILED_CELLS if failed else EXIT_OK
+    exported = _export_mlflow(args.mlflow, records_path, report)
+    return EXIT_FAILED_CELLS if failed or not exported else EXIT_OK
 
 
 def _interrupted(suite_path: Path, records_path: Path) -> str:
@@ -253,8 +274,9 @@ def _summarize(
     records: list[dict[str, Any]],
     records_path: Path,
     run_id: str,
-) -> None:
-    """Where the records are, and the report written now or the command that writes it."""
+) -> Path | None:
+    """Where the records are, and the report written now (its path) or the command that writes
+    it."""
     print(f"records: {records_path}")
     if args.report:
         from hlbench.reporting import write_report
@@ -262,7 +284,9 @@ def _summarize(
         out = args.report
         if args.report == Path("auto"):
             out = Path("reports") / f"{suite_name}-{run_id}.md"
-        print(f"report: {write_report([records_path], out)}")
+        written = write_report([records_path], out)
+        print(f"report: {written}")
+        return written
     elif records and all(r.get("kind") == "follower" for r in records):
         print(
             "this node ran no rank 0: the cells' records are on the node that did "
@@ -270,6 +294,28 @@ def _summarize(
         )
     else:
         print(f"next: hlbench report {records_path} -o reports/{suite_name}.md")
+    return None
+
+
+def _export_mlflow(target: str | None, records_path: Path, report: Path | None) -> bool:
+    """--mlflow: the run's records (and report) into MLflow; False, said on stderr, when the store
+    refused them (the records are kept and can be exported later)."""
+    if target is None:
+        return True
+    from hlbench.export import to_mlflow
+    from hlbench.export.source import load_cells
+
+    uri = None if target == DEFAULT_MLFLOW else target
+    try:
+        print(to_mlflow.export(load_cells([records_path]), uri, report=report).summary())
+    except UsageError as exc:
+        print(
+            f"hlbench: error: {exc}; the records are kept, export them with: "
+            f"hlbench export --to mlflow {records_path}",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def _check_placement(args: argparse.Namespace, suite: Any) -> list[str] | None:

@@ -78,6 +78,7 @@ SPEC: dict[str, Spec] = {
     "repeat": "int",
     "started_at": "str",
     "worker_wall_s": "num",
+    "worker_start": "str",
     "cell": _CELL,
     "timing": {
         "window_step_times_s": [["num?"]],
