@@ -483,3 +483,16 @@ def test_legends_sit_outside_the_axes() -> None:
             assert legend is not None, key
             assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
         plt.close(fig)
+
+
+def test_two_suites_that_reuse_cell_ids_report_together(tmp_path):
+    # records.jsonl and troubled.jsonl name some cells alike with other definitions (hashes)
+    paths = [DATA / "records.jsonl", DATA / "troubled.jsonl"]
+    text = render(paths, tmp_path / "both.md")
+    assert "## " in text
+    ids = {
+        p.name: {json.loads(line).get("cell_id") for line in p.read_text().splitlines()}
+        for p in paths
+        if p.exists()
+    }
+    assert ids["records.jsonl"] & ids["troubled.jsonl"] - {None}

@@ -89,7 +89,7 @@ def frontier(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
     lines = ["## What to train with: the trade-off frontier", ""]
     if not fronts:
         return lines + ["No ok cell has tokens/s, memory and excess loss together.", ""]
-    by_id = cells.set_index("cell_id")
+    by_hash = cells.set_index("cell_hash")
     for f in fronts:
         source = fmt.memory_source(f.memory_source)
         lines += [
@@ -100,15 +100,15 @@ def frontier(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
             "",
         ]
         rows = []
-        for budget, cell_id in f.picks:
-            if cell_id is None:
+        for budget, cell_hash in f.picks:
+            if cell_hash is None:
                 rows.append([f"≤ {fmt.mib(budget)}", "nothing fits within tolerance", "", "", ""])
                 continue
-            c = by_id.loc[cell_id]
+            c = by_hash.loc[cell_hash]
             rows.append(
                 [
                     f"≤ {fmt.mib(budget)}",
-                    cell_id,
+                    c["cell_id"],
                     fmt.num(c["tokens_per_s"]),
                     fmt.mib(c[f.memory_column]),
                     fmt.nats(c["excess_eval_loss_nats"]),
