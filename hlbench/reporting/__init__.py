@@ -47,7 +47,9 @@ def render(
     links = _draw(cells, out_md.parent / plot_dir, plots) if draw_plots and len(cells) else []
     profile_plot = _profile_plot(df, out_md.parent / plot_dir) if draw_plots else None
     lines = [
-        *markdown.header(df, parity, cells, [p.name for p in results.files], results.skipped),
+        *markdown.header(
+            df, parity, cells, [p.name for p in results.files], results.skipped, results.warnings
+        ),
         *markdown.findings(findings(cells, effects, ratios, parity, fronts)),
         *markdown.frontier(fronts, cells),
         *markdown.matrix(cells),
