@@ -312,9 +312,8 @@ def test_the_run_directory_reads_as_one_run_equal_to_a_single_run(sharded_run, h
     assert rows == {(r["cell_id"], r["repeat"]) for r in json.loads(single)}
     assert {r["run_id"] for r in json.loads(union)} == {"R1"}
     out = tmp_path / "report.md"
-    env, cwd = sharded_run["env"], sharded_run["tmp"]
-    report = run_cli("report", str(sharded_run["run_dir"]), "-o", str(out), cwd=cwd, env=env)
-    assert report.returncode == 0, report.stderr
+    code, _, err = hlbench("report", str(sharded_run["run_dir"]), "-o", str(out))
+    assert code == 0, err
     text = out.read_text()
     assert "- **Runs:** R1\n" in text and "10 cell record(s) (5 cells" in text
     assert "**Warning:**" not in text
@@ -478,20 +477,22 @@ def test_slurm_launcher_submits_every_shard_through_submitit(sharded_run, tmp_pa
     env, suite = sharded_run["env"], str(sharded_run["suite"])
     proc = run_cli(
         "run", suite, "--slurm", "2", "--slurm-cluster", "local", "--slurm-wait",
-        "--no-telemetry", "--run-id", "sub", cwd=tmp_path, env=env,
+        "--only", "gpt-short/*", "--no-telemetry", "--run-id", "sub", cwd=tmp_path, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = tmp_path / "results" / "sharded" / "sub"
-    assert "shard 0/2 (job" in proc.stdout and "exit status 0" in proc.stdout
-    records = _records(run_dir)
+    assert "shard 1/2 (job" in proc.stdout and "exit status 0" in proc.stdout
+    records = _records(tmp_path / "results" / "sharded" / "sub")
     tasks = [(r["cell_hash"], r["repeat"]) for r in records]
-    assert len(tasks) == len(set(tasks)) == 10
+    assert len(tasks) == len(set(tasks)) == 4  # gpt-short's 2 cells × 2 repeats, once each
     assert {r["shard"]["index"] for r in records} == {0, 1}
+    assert {r["cell"]["workload"]["name"] for r in records} == {"gpt-short"}  # --only passed on
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("sbatch") is None or not os.environ.get("HLBENCH_TEST_SLURM"),
-    reason="needs a Slurm cluster (sbatch) and HLBENCH_TEST_SLURM=1; see docs/design.md, Shards",
+    reason="needs a Slurm cluster (sbatch) and HLBENCH_TEST_SLURM=1: "
+    "examples/cluster/slurm-localhost.sh makes one on this machine",
 )
 def test_a_real_slurm_array_runs_the_suite(sharded_run, tmp_path):
     shim = tmp_path / "bin" / "hlbench"
@@ -505,10 +506,11 @@ def test_a_real_slurm_array_runs_the_suite(sharded_run, tmp_path):
     }
     script = EXAMPLES / "slurm-array.sh"
     submit = subprocess.run(
-        ["sbatch", "--parsable", "--wait", "--array=0-2", "--gpus-per-task=0", "--time=10",
-         f"--output={tmp_path}/slurm-%A_%a.out", str(script), str(sharded_run["suite"]),
-         "--no-telemetry"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        # a one-node cluster without GPUs (examples/cluster/slurm-localhost.sh): no GPU, 1 CPU
+        ["sbatch", "--parsable", "--wait", "--array=0-2", "--gpus-per-task=0",
+         "--cpus-per-task=1", "--time=10", f"--output={tmp_path}/slurm-%A_%a.out", str(script),
+         str(sharded_run["suite"]), "--no-telemetry"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert submit.returncode == 0, submit.stdout + submit.stderr
     job = submit.stdout.strip().split(";")[0]
