@@ -517,3 +517,12 @@ def test_a_real_slurm_array_runs_the_suite(sharded_run, tmp_path):
     (run_dir,) = (tmp_path / "results" / "sharded").glob(f"slurm{job}-*")
     tasks = [(r["cell_hash"], r["repeat"]) for r in _records(run_dir)]
     assert len(tasks) == len(set(tasks)) == 10
+    # and the same through submitit's Slurm executor
+    proc = run_cli(
+        "run", str(sharded_run["suite"]), "--slurm", "2", "--slurm-gpus", "0", "--slurm-cpus",
+        "1", "--slurm-time-min", "10", "--slurm-wait", "--only", "gpt-short/*",
+        "--no-telemetry", "--run-id", "via-submitit", cwd=tmp_path, env=env, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = _records(tmp_path / "results" / "sharded" / "via-submitit")
+    assert sorted(r["shard"]["index"] for r in records) == [0, 0, 1, 1]

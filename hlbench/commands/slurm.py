@@ -38,8 +38,8 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
         type=int,
         default=DEFAULT_TIME_MIN,
         metavar="MIN",
-        help=f"time limit per shard (default: {DEFAULT_TIME_MIN}); a shard stopped by it is "
-        "continued by running it again (its file resumes)",
+        help=f"time limit per shard (default: {DEFAULT_TIME_MIN}); shards it stopped continue "
+        "their files when submitted again with the same --run-id",
     )
     group.add_argument(
         "--slurm-parallelism", type=int, metavar="K", help="at most K shards at once"
