@@ -37,6 +37,7 @@ from hlbench.records import fields as f
 from hlbench.records import identity as ident
 from hlbench.records import memory
 from hlbench.records.shape import read_usable, skip_note
+from hlbench.records.shards import shard_warnings
 
 if TYPE_CHECKING:  # pandas is imported lazily so `import hlbench.results` stays cheap
     import pandas as pd
@@ -61,6 +62,7 @@ class Results:
     parity: pd.DataFrame  # one row per parity check
     files: tuple[Path, ...]  # the records files read, in order
     skipped: tuple[str, ...] = ()  # per file with malformed records: what was skipped (a note)
+    warnings: tuple[str, ...] = ()  # what a sharded run's shards lack (hlbench.records.shards)
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
@@ -109,6 +111,7 @@ def load_all(paths: Sequence[Path]) -> Results:
             elif kind == "cell":
                 cell_records.append((path, record))
             # a follower: the cell's figures are in node 0's record
+    warnings = shard_warnings(record for _, record in cell_records)
     rows = [
         _cell_row(record, path)
         for path, record in ident.current(cell_records, lambda item: item[1])
@@ -120,7 +123,7 @@ def load_all(paths: Sequence[Path]) -> Results:
             row.setdefault("parallel", "single")
     cells = pd.DataFrame(rows, columns=_cell_columns(rows))
     parity = pd.DataFrame(parity_rows, columns=PARITY_COLUMNS)
-    return Results(cells=cells, parity=parity, files=tuple(files), skipped=tuple(skipped))
+    return Results(cells, parity, tuple(files), tuple(skipped), tuple(warnings))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -374,17 +377,8 @@ def _parity_rows(record: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     }
     checks = record.get("checks") or []
     if not checks:  # a parity record that ran no check still says whether it passed
-        return [
-            {
-                **base,
-                "check": None,
-                "check_passed": None,
-                "rel_diff": None,
-                "tolerance": None,
-                "values": None,
-                "detail": ident.reason(record),
-            }
-        ]
+        unchecked = dict.fromkeys(("check", "check_passed", "rel_diff", "tolerance", "values"))
+        return [{**base, **unchecked, "detail": ident.reason(record)}]
     return [
         {
             **base,

@@ -225,6 +225,9 @@ def _compare(args: argparse.Namespace, metrics: list[str], thresholds: Threshold
     notes = [run.note for run in (baseline, candidate) if run.note]
     for note in notes:
         print(f"hlbench: note: {note}", file=sys.stderr)
+    for warning in baseline.warnings + candidate.warnings:  # a sharded run's missing shards
+        print(f"hlbench: warning: {warning}", file=sys.stderr)
+        notes.append(warning)
     calibration = noise.load(args.noise) if args.noise else stored.noise_of(base_path)
     floors = (
         {(f.cell_hash, f.metric): f.noise_floor for f in calibration.floors}

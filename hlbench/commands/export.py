@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from hlbench.errors import UsageError
+
+DEFAULT_MLFLOW = "default"  # `run --mlflow` without a URI: the local store
 
 TARGETS = ("mlflow", "tensorboard")
 
@@ -123,3 +126,24 @@ def _tensorboard(args: argparse.Namespace) -> int:
     outcome = to_tensorboard.export(load_cells(runs), out_dir)
     print(outcome.summary())
     return 0
+
+
+def after_run(target: str | None, records_path: Path, report: Path | None) -> bool:
+    """--mlflow: the run's records (and report) into MLflow; False, said on stderr, when the store
+    refused them (the records are kept and can be exported later)."""
+    if target is None:
+        return True
+    from hlbench.export import to_mlflow
+    from hlbench.export.source import load_cells
+
+    uri = None if target == DEFAULT_MLFLOW else target
+    try:
+        print(to_mlflow.export(load_cells([records_path]), uri, report=report).summary())
+    except UsageError as exc:
+        print(
+            f"hlbench: error: {exc}; the records are kept, export them with: "
+            f"hlbench export --to mlflow {records_path}",
+            file=sys.stderr,
+        )
+        return False
+    return True

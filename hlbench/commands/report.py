@@ -60,8 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def default_output(results: list[Path]) -> Path:
     """reports/<suite>.md, the suite being the first records file's directory under results/."""
     from hlbench.results import expand_paths
+    from hlbench.sweep.shard import shard_of_file
 
     first = expand_paths(results)[0]
+    if shard_of_file(first) is not None:  # results/<suite>/<run-id>/shard-I-of-N.jsonl
+        return Path("reports") / f"{first.resolve().parent.parent.name}.md"
     return Path("reports") / f"{first.parent.name or first.stem}.md"
 
 

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from hlbench.backends import get_spec
+from hlbench.commands import cluster, export, slurm
 from hlbench.errors import UsageError
 from hlbench.handoff import cuda_visible_devices
 
 EXIT_OK, EXIT_FAILED_CELLS, EXIT_INTERRUPTED = 0, 1, 130
 # --mlflow without a URI: the default store ($MLFLOW_TRACKING_URI, else ./mlruns)
-DEFAULT_MLFLOW = "default"
 
 EPILOG = """\
 records: results/<suite>/<run-id>.jsonl, one JSON line per cell and repeat (see the README for the
-fields); worker logs beside it in <run-id>.logs/.
+fields); worker logs beside it in <run-id>.logs/. One shard of a sharded run (--shard I/N):
+results/<suite>/<run-id>/shard-I-of-N.jsonl; report the run's directory.
 
 workers: each cell and repeat runs in a process of its own. Single-process CPU cells are forked from
 one pre-imported worker per framework (the import is paid once per run); HLBENCH_PREIMPORT=0 starts
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_what_to_run(p)
     _add_how_to_run(p)
+    cluster.add_arguments(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -122,7 +125,7 @@ def _add_how_to_run(p: argparse.ArgumentParser) -> None:
         "--mlflow",
         metavar="URI",
         nargs="?",
-        const=DEFAULT_MLFLOW,
+        const=export.DEFAULT_MLFLOW,
         help="export the records to MLflow when the run ends (as hlbench export --to mlflow; "
         "with --report, the report too): --mlflow for the local store ./mlruns (or "
         "$MLFLOW_TRACKING_URI), --mlflow=URI for a tracking server or another store",
@@ -135,27 +138,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hlbench.sweep.plan import plan
 
     suite = _selected_suite(args)
+    sharded = cluster.select_shard(args, suite, os.environ)
     devices = _check_placement(args, suite)
+    if args.slurm is not None:
+        return slurm.submit(args, suite)
     if args.dry_run:
         _print_cells(suite)
+        if sharded:
+            print(cluster.describe(sharded, cluster.dry_run_id(args, suite)))
         return EXIT_OK
     _check_frameworks(args.suite, suite)
     if args.mlflow is not None:  # before anything runs, not after an hour of training
         from hlbench.export.to_mlflow import check_installed
 
         check_installed()
-    records_path, run_id, done = _records_file(args, suite)
+    records_path, run_id, done = _records_file(args, suite, sharded)
     tasks = plan(suite, done)
     if not tasks:
         print(f"nothing to run: every cell already has an ok record in {records_path}")
         return EXIT_OK
     runner.check_results_path(records_path)
+    part = f", {cluster.describe(sharded, run_id)}" if sharded else ""
     print(
-        f"hlbench: {len(tasks)} cell run(s) of suite {suite.name!r} → {records_path}",
+        f"hlbench: {len(tasks)} cell run(s) of suite {suite.name!r}{part} → {records_path}",
         file=sys.stderr,
     )
     try:
-        records = _run(args, suite, tasks, records_path, run_id, devices)
+        records = _run(args, suite, tasks, records_path, run_id, devices, sharded)
     except runner.Interrupted:
         print(_interrupted(args.suite, records_path), file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -166,9 +175,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED_CELLS
-    report = _summarize(args, suite.name, records, records_path, run_id)
+    report = _summarize(args, suite.name, records, records_path, run_id, sharded)
     failed = [r for r in records if r["status"] not in ("ok", "skipped")]
-    exported = _export_mlflow(args.mlflow, records_path, report)
+    exported = export.after_run(args.mlflow, records_path, report)
     return EXIT_FAILED_CELLS if failed or not exported else EXIT_OK
 
 
@@ -215,20 +224,21 @@ def _check_frameworks(suite_path: Path, suite: Any) -> None:
             )
 
 
-def _records_file(args: argparse.Namespace, suite: Any) -> tuple[Path, str, set[tuple[str, int]]]:
-    """The records file, the run id and the (cell hash, repeat) pairs already ok: a new file under
-    --results-dir, or the --resume file (whose stem is the run id it continues; it must hold this
-    suite's records)."""
+def _records_file(
+    args: argparse.Namespace, suite: Any, sharded: cluster.Sharded | None
+) -> tuple[Path, str, set[tuple[str, int]]]:
+    """The records file, the run id and the (cell hash, repeat) pairs already ok: the --resume
+    file (whose stem, or directory for a shard's file, is the run id it continues; it must hold
+    this suite's records), else the run's file under --results-dir (cluster.new_records_file)."""
     from hlbench.sweep.plan import completed
-    from hlbench.sweep.runner import new_run_id
 
-    if args.resume:
+    if args.resume and not args.run_id:
         records_path = args.resume
         if not records_path.is_file():
             raise UsageError(f"--resume {records_path}: no such records file")
-        return records_path, records_path.stem, completed(records_path, suite)
-    run_id = new_run_id()
-    return args.results_dir / suite.name / f"{run_id}.jsonl", run_id, set()
+        run_id = cluster.resumed_run_id(records_path)
+        return records_path, run_id, completed(records_path, suite)
+    return cluster.new_records_file(args, suite, sharded)
 
 
 def _run(
@@ -238,6 +248,7 @@ def _run(
     records_path: Path,
     run_id: str,
     devices: list[str] | None,
+    sharded: cluster.Sharded | None,
 ) -> list[dict[str, Any]]:
     """Run the tasks behind a progress bar (closed however the run ends)."""
     from hlbench.sweep.plan import RunOptions
@@ -257,6 +268,7 @@ def _run(
         profile=True if args.profile else None,  # without the flag: the suite's `profile`
         devices=tuple(devices) if devices is not None else None,
         node_rank=args.node_rank,
+        shard=sharded.shard.record_field(sharded.n_mine) if sharded else None,
         on_start=progress.start,
         on_record=progress.record,
     )
@@ -274,6 +286,7 @@ def _summarize(
     records: list[dict[str, Any]],
     records_path: Path,
     run_id: str,
+    sharded: cluster.Sharded | None = None,
 ) -> Path | None:
     """Where the records are, and the report written now (its path) or the command that writes
     it."""
@@ -292,30 +305,11 @@ def _summarize(
             "this node ran no rank 0: the cells' records are on the node that did "
             "(node 0 with a static rendezvous)"
         )
+    elif sharded:
+        print(cluster.next_step(sharded, records_path, suite_name))
     else:
         print(f"next: hlbench report {records_path} -o reports/{suite_name}.md")
     return None
-
-
-def _export_mlflow(target: str | None, records_path: Path, report: Path | None) -> bool:
-    """--mlflow: the run's records (and report) into MLflow; False, said on stderr, when the store
-    refused them (the records are kept and can be exported later)."""
-    if target is None:
-        return True
-    from hlbench.export import to_mlflow
-    from hlbench.export.source import load_cells
-
-    uri = None if target == DEFAULT_MLFLOW else target
-    try:
-        print(to_mlflow.export(load_cells([records_path]), uri, report=report).summary())
-    except UsageError as exc:
-        print(
-            f"hlbench: error: {exc}; the records are kept, export them with: "
-            f"hlbench export --to mlflow {records_path}",
-            file=sys.stderr,
-        )
-        return False
-    return True
 
 
 def _check_placement(args: argparse.Namespace, suite: Any) -> list[str] | None:

@@ -77,6 +77,7 @@ SPEC: dict[str, Spec] = {
     "cell_hash": "str",
     "repeat": "int",
     "started_at": "str",
+    "shard": {"index!": "int", "count!": "int", "cells": "int"},
     "worker_wall_s": "num",
     "worker_start": "str",
     "cell": _CELL,

@@ -26,6 +26,7 @@ class Analysis:
     notes: list[str]
     ratios: list[Any]
     fronts: list[Any]
+    warnings: tuple[str, ...] = ()  # what the shards of a sharded run lack or repeat
 
 
 def analyse(paths: Sequence[Path], tolerance_nats: float = DEFAULT_TOLERANCE_NATS) -> Analysis:
@@ -55,6 +56,7 @@ def analyse(paths: Sequence[Path], tolerance_nats: float = DEFAULT_TOLERANCE_NAT
         notes,
         framework_ratios(cells),
         frontiers(cells, tolerance_nats),
+        tuple(results.warnings),
     )
 
 
@@ -68,7 +70,7 @@ def sections(a: Analysis, links: list[PlotLink], profile_plot: str | None, plot_
     from hlbench.reporting.findings import findings
 
     lines = [
-        *markdown.header(a.df, a.parity, a.cells, a.files, a.skipped),
+        *markdown.header(a.df, a.parity, a.cells, a.files, a.skipped, a.warnings),
         *markdown.findings(findings(a.cells, a.effects, a.ratios, a.parity, a.fronts)),
         *markdown.frontier(a.fronts, a.cells),
         *markdown.matrix(a.cells),

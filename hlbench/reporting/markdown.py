@@ -40,8 +40,10 @@ def header(
     cells: pd.DataFrame,
     files: Sequence[str],
     skipped: Sequence[str] = (),
+    warnings: Sequence[str] = (),
 ) -> list[str]:
-    """Title, suite, runs, dates, records (and malformed ones skipped), environment."""
+    """Title, suite, runs, dates, records (and malformed ones skipped, and what the shards of a
+    sharded run lack), environment."""
     suites = _distinct([*df["suite"], *parity["suite"]])
     runs = _distinct([*df["run_id"], *parity["run_id"]])
     dates = _distinct(df["started_at"])
@@ -56,6 +58,7 @@ def header(
         f"{int((cells['n_ok'] > 0).sum())} with an ok run), {len(parity)} parity check(s), from "
         f"{', '.join(sorted(files))}",
         *(f"- **Skipped:** {note}" for note in skipped),
+        *(f"- **Warning:** {note}" for note in warnings),
         "",
         "## Environment",
         "",

@@ -52,6 +52,8 @@ def task_record(
 ) -> dict[str, Any]:
     """The whole record of one task: what it is, then what running (or not running) it gave."""
     record = base_record(suite, task, options.run_id)
+    if options.shard is not None:  # which shard of a sharded run (hlbench.sweep.shard)
+        record["shard"] = dict(options.shard)
     outcome = task_outcome(task, options, placement)
     record["env"]["framework"] = outcome.pop("env_framework", None)
     record.update(outcome)
