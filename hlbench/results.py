@@ -21,7 +21,8 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,9 @@ from hlbench.records.shape import read_usable, skip_note
 
 if TYPE_CHECKING:  # pandas is imported lazily so `import hlbench.results` stays cheap
     import pandas as pd
+
+# Records files or directories: one path (str or Path) or several.
+Paths = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
 # Axes every report expects, in display order; a record's other axes become columns after these.
 KNOWN_AXES: tuple[str, ...] = ("precision", "accumulation", "pruning", "compile", "augmentation")
@@ -62,8 +66,11 @@ class Results:
     skipped: tuple[str, ...] = ()  # per file with malformed records: what was skipped (a note)
 
 
-def expand_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; a directory stands for every *.jsonl below it (sorted, for determinism)."""
+def expand_paths(paths: Paths) -> list[Path]:
+    """Files as given; a directory stands for every *.jsonl below it (sorted, for determinism).
+    One path (a str or Path) is one path, never a sequence of one-letter paths."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     out: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
@@ -80,17 +87,17 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def load(paths: Sequence[Path]) -> pd.DataFrame:
+def load(paths: Paths) -> pd.DataFrame:
     """Cell rows of the records files (one per cell and repeat, last record wins)."""
     return load_all(paths).cells
 
 
-def load_parity(paths: Sequence[Path]) -> pd.DataFrame:
+def load_parity(paths: Paths) -> pd.DataFrame:
     """Parity checks of the records files: one row per (parity record, check)."""
     return load_all(paths).parity
 
 
-def load_all(paths: Sequence[Path]) -> Results:
+def load_all(paths: Paths) -> Results:
     import pandas as pd
 
     files = expand_paths(paths)

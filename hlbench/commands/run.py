@@ -42,7 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_what_to_run(p: argparse.ArgumentParser) -> None:
     """The suite, the cells of it, and the records file they go to."""
-    p.add_argument("suite", type=Path, help="suite YAML file, e.g. suites/default.yaml")
+    p.add_argument(
+        "suite",
+        type=Path,
+        help="a shipped suite by name, e.g. smoke (hlbench suites lists them), or a YAML file",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="validate and list the cells; run nothing"
     )
@@ -109,7 +113,8 @@ def _add_how_to_run(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const=Path("auto"),
         help="write a markdown report of this run when it ends "
-        "(default path: reports/<suite>-<run-id>.md)",
+        "(default: beside the records, results/<suite>/<run-id>.md, outside the tracked "
+        "reports/ folder)",
     )
 
 
@@ -171,8 +176,9 @@ def _interrupted(suite_path: Path, records_path: Path) -> str:
 def _selected_suite(args: argparse.Namespace) -> Any:
     """The suite, narrowed to the cells --only selects."""
     from hlbench.suite import load_suite
+    from hlbench.suite.shipped import resolve
 
-    suite = load_suite(args.suite)
+    suite = load_suite(resolve(args.suite))
     if args.only:
         cells = [c for c in suite.cells if any(fnmatch.fnmatchcase(c.id, g) for g in args.only)]
         if not cells:
@@ -261,7 +267,7 @@ def _summarize(
 
         out = args.report
         if args.report == Path("auto"):
-            out = Path("reports") / f"{suite_name}-{run_id}.md"
+            out = records_path.with_suffix(".md")  # results/ is ignored by git; reports/ is not
         print(f"report: {write_report([records_path], out)}")
     elif records and all(r.get("kind") == "follower" for r in records):
         print(
@@ -269,7 +275,9 @@ def _summarize(
             "(node 0 with a static rendezvous)"
         )
     else:
-        print(f"next: hlbench report {records_path} -o reports/{suite_name}.md")
+        # Beside the records (results/ is ignored by git): the tracked reports/ folder holds the
+        # reports committed on purpose.
+        print(f"next: hlbench report {records_path} -o {records_path.with_suffix('.md')}")
 
 
 def _check_placement(args: argparse.Namespace, suite: Any) -> list[str] | None:
