@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +41,7 @@ from hlbench.records.shape import read_usable, skip_note
 if TYPE_CHECKING:  # pandas is imported lazily so `import hlbench.results` stays cheap
     import pandas as pd
 
-# Records files or directories: one path (str or Path) or several.
-Paths = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
-
+Paths = str | Path | Iterable[str | Path]  # one records file or directory, or several
 # Axes every report expects, in display order; a record's other axes become columns after these.
 KNOWN_AXES: tuple[str, ...] = ("precision", "accumulation", "pruning", "compile", "augmentation")
 
@@ -67,12 +64,9 @@ class Results:
 
 
 def expand_paths(paths: Paths) -> list[Path]:
-    """Files as given; a directory stands for every *.jsonl below it (sorted, for determinism).
-    One path (a str or Path) is one path, never a sequence of one-letter paths."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+    """Files as given (a str is one path); a directory: every *.jsonl below it, sorted."""
     out: list[Path] = []
-    for path in map(Path, paths):
+    for path in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
         if path.is_dir():
             found = sorted(path.rglob("*.jsonl"))
             if not found:

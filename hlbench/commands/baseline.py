@@ -54,7 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _dir(save)
     save.set_defaults(func=cmd_save)
+    _register_queries(actions)
 
+
+def _register_queries(actions: argparse._SubParsersAction) -> None:
+    """show, list and name: reading the stored baselines."""
     show = actions.add_parser(
         "show",
         help="print a baseline's environment and cells",
