@@ -168,6 +168,15 @@ def test_import_hlbench_stays_light():
     assert out.split("\n")[:2] == ["[]", "True"]
 
 
+def test_help_imports_neither_pydantic_nor_pandas():
+    # `hlbench --help` stays fast: the new commands load hlbench.suite (pydantic) only when run
+    code = (
+        "import sys; from hlbench.cli import build_parser; build_parser(); "
+        "print([m for m in ('pydantic', 'pandas', 'numpy') if m in sys.modules])"
+    )
+    assert subprocess.check_output([sys.executable, "-c", code], cwd=REPO, text=True) == "[]\n"
+
+
 def test_run_load_compare_and_report_from_python(write_suite, fault_env, tmp_path, capsys):
     path = write_suite(FAULT_SUITE)
     first = hlbench.run(str(path), results_dir=tmp_path / "results")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hlbench.suite import shipped
+# hlbench.suite is imported inside the commands: it loads pydantic, and `hlbench --help` must not.
+DEFAULT_NAME = "my-suite"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "name",
         nargs="?",
         metavar="NAME",
-        help=f"the suite's name, or a .yaml path (default: {shipped.DEFAULT_INIT_NAME})",
+        help=f"the suite's name, or a .yaml path (default: {DEFAULT_NAME})",
     )
     init.add_argument(
         "--from",
@@ -43,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_suites(args: argparse.Namespace) -> int:
+    from hlbench.suite import shipped
+
     found = shipped.shipped()
     width = max((len(name) for name in found), default=0)
     for name, path in found.items():
@@ -58,7 +61,9 @@ def cmd_suites(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    path = shipped.write_starter(args.name, args.source)
+    from hlbench.suite import shipped
+
+    path = shipped.write_starter(args.name or DEFAULT_NAME, args.source)
     print(f"wrote {path}")
     print(f"next: hlbench run {path} --dry-run", file=sys.stderr)
     return 0

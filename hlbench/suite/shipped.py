@@ -18,7 +18,6 @@ from hlbench.errors import UsageError
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "suites"
 SUFFIXES = (".yaml", ".yml")
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
-DEFAULT_INIT_NAME = "my-suite"
 SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)\.(\s|$)")
 
 
@@ -111,10 +110,9 @@ optimizer:
 )
 
 
-def init_target(name: str | None) -> tuple[Path, str]:
+def init_target(given: str) -> tuple[Path, str]:
     """The file `hlbench init NAME` writes and the suite name in it: NAME.yaml in the current
     directory, or NAME itself when it ends in .yaml/.yml."""
-    given = name or DEFAULT_INIT_NAME
     path = Path(given) if Path(given).suffix in SUFFIXES else Path(f"{given}.yaml")
     if not SAFE_NAME.fullmatch(path.stem) or not path.stem.strip("."):
         raise UsageError(
@@ -138,7 +136,7 @@ def starter_text(path: Path, name: str, source: str | None = None) -> str:
     return renamed if count else f"name: {name}\n{text}"
 
 
-def write_starter(name: str | None, source: str | None = None) -> Path:
+def write_starter(name: str, source: str | None = None) -> Path:
     """Write the starter suite (or a copy of `source`); never overwrites a file."""
     path, suite_name = init_target(name)
     text = starter_text(path, suite_name, source)
