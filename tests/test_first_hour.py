@@ -336,6 +336,28 @@ def test_env_reads_as_text_and_as_json():
     assert "backends_installed" in json.loads(piped.stdout)
 
 
+def test_env_text_names_each_gpu():
+    from hlbench.commands.env import render
+
+    gpu = {"index": 0, "name": "NVIDIA H200", "memory_total_bytes": 150_000_000_000}
+    report = {
+        "host": {"hostname": "n1", "os": "Linux 6", "machine": "x86_64", "cpu_logical_cores": 16},
+        "backends_installed": {"torch": True, "tf": False},
+        "packages": {"torch": "2.13.0"},
+        "nvml": {
+            "available": True,
+            "driver_version": "580.1",
+            "nvml_version": "13",
+            "gpus": [{**gpu, "peak_bf16_dense_flops": 989e12}, {**gpu, "index": 1}],
+        },
+    }
+    lines = render(report).splitlines()
+    assert "torch: ready (torch 2.13.0); tf: missing tensorflow" in lines[3]
+    assert lines[5].split(None, 1) == ["gpus", "0: NVIDIA H200, 140 GiB, bf16 peak 989 TFLOP/s"]
+    assert lines[6].strip() == "1: NVIDIA H200, 140 GiB, bf16 peak unknown"
+    assert lines[7].split(None, 1) == ["driver", "580.1 (NVML 13)"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Install: hints that work, constraints that CI uses
 

@@ -91,21 +91,19 @@ def _backends(installed: dict[str, bool], packages: dict[str, str | None]) -> st
     parts = []
     for name, ok in installed.items():
         framework = get_spec(name).framework
-        version = packages.get(framework) or packages.get(f"{framework}-cpu")
-        state = (
-            f"ready ({framework} {version})"
-            if ok and version
-            else "ready"
-            if ok
-            else (f"missing {framework}")
-        )
-        parts.append(f"{name}: {state}")
+        # the package that provides the framework here: tensorflow or tensorflow-cpu
+        found = next((p for p in (framework, f"{framework}-cpu") if packages.get(p)), None)
+        if not ok:
+            parts.append(f"{name}: missing {framework}")
+        else:
+            parts.append(f"{name}: ready" + (f" ({found} {packages[found]})" if found else ""))
     return "; ".join(parts)
 
 
 def _gpus(nvml: dict[str, Any]) -> list[tuple[str, str]]:
     if not nvml.get("available"):
-        return [("gpus", f"none seen (NVML: {nvml.get('reason') or 'unavailable'})")]
+        reason = str(nvml.get("reason") or "unavailable").removeprefix("NVML unavailable: ")
+        return [("gpus", f"none seen (NVML: {reason})")]
     gpus = nvml.get("gpus") or []
     if not gpus:
         return [("gpus", f"none (driver {nvml.get('driver_version')})")]
