@@ -130,6 +130,8 @@ def test_run_takes_a_shipped_name_and_refuses_an_unknown_one(tmp_path, monkeypat
     assert main(["run", "smok", "--dry-run"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "did you mean 'smoke'?" in line and "shipped: " in line and "default" in line
+    assert main(["parity", "smok"]) == 2  # parity takes shipped names too
+    assert "did you mean 'smoke'?" in capsys.readouterr().err
 
 
 def test_suites_lists_one_line_each(capsys):

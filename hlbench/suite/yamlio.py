@@ -100,8 +100,7 @@ def refuse_yaml11_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> None:
     raise yaml.constructor.ConstructorError(
         None,
         None,
-        f'{word} is the boolean {meaning} to YAML 1.1 readers; write "{word}" (quoted) for the '
-        f"word, or {meaning}",
+        f'{word} is {meaning} in YAML 1.1; write "{word}" (quoted) for the word, or {meaning}',
         node.start_mark,
     )
 
