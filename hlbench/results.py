@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ from hlbench.records.shards import shard_warnings
 if TYPE_CHECKING:  # pandas is imported lazily so `import hlbench.results` stays cheap
     import pandas as pd
 
+Paths = str | Path | Iterable[str | Path]  # one records file or directory, or several
 # Axes every report expects, in display order; a record's other axes become columns after these.
 KNOWN_AXES: tuple[str, ...] = ("precision", "accumulation", "pruning", "compile", "augmentation")
 
@@ -65,10 +66,10 @@ class Results:
     warnings: tuple[str, ...] = ()  # what a sharded run's shards lack (hlbench.records.shards)
 
 
-def expand_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; a directory stands for every *.jsonl below it (sorted, for determinism)."""
+def expand_paths(paths: Paths) -> list[Path]:
+    """Files as given (a str is one path); a directory: every *.jsonl below it, sorted."""
     out: list[Path] = []
-    for path in map(Path, paths):
+    for path in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
         if path.is_dir():
             found = sorted(path.rglob("*.jsonl"))
             if not found:
@@ -83,17 +84,17 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def load(paths: Sequence[Path]) -> pd.DataFrame:
+def load(paths: Paths) -> pd.DataFrame:
     """Cell rows of the records files (one per cell and repeat, last record wins)."""
     return load_all(paths).cells
 
 
-def load_parity(paths: Sequence[Path]) -> pd.DataFrame:
+def load_parity(paths: Paths) -> pd.DataFrame:
     """Parity checks of the records files: one row per (parity record, check)."""
     return load_all(paths).parity
 
 
-def load_all(paths: Sequence[Path]) -> Results:
+def load_all(paths: Paths) -> Results:
     import pandas as pd
 
     files = expand_paths(paths)

@@ -52,7 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_what_to_run(p: argparse.ArgumentParser) -> None:
     """The suite, the cells of it, and the records file they go to."""
-    p.add_argument("suite", type=Path, help="suite YAML file, e.g. suites/default.yaml")
+    p.add_argument(
+        "suite",
+        type=Path,
+        help="a shipped suite by name, e.g. smoke (hlbench suites lists them), or a YAML file",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="validate and list the cells; run nothing"
     )
@@ -119,7 +123,8 @@ def _add_how_to_run(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const=Path("auto"),
         help="write a markdown report of this run when it ends "
-        "(default path: reports/<suite>-<run-id>.md)",
+        "(default: beside the records, results/<suite>/<run-id>.md, outside the tracked "
+        "reports/ folder)",
     )
     p.add_argument(
         "--mlflow",
@@ -201,8 +206,9 @@ def _interrupted(suite_path: Path, records_path: Path) -> str:
 def _selected_suite(args: argparse.Namespace) -> Any:
     """The suite, narrowed to the cells --only selects."""
     from hlbench.suite import load_suite
+    from hlbench.suite.shipped import resolve
 
-    suite = load_suite(args.suite)
+    suite = load_suite(resolve(args.suite))
     if args.only:
         cells = [c for c in suite.cells if any(fnmatch.fnmatchcase(c.id, g) for g in args.only)]
         if not cells:
@@ -296,7 +302,7 @@ def _summarize(
 
         out = args.report
         if args.report == Path("auto"):
-            out = Path("reports") / f"{suite_name}-{run_id}.md"
+            out = records_path.with_suffix(".md")  # results/ is ignored by git; reports/ is not
         written = write_report([records_path], out)
         print(f"report: {written}")
         return written
@@ -308,7 +314,9 @@ def _summarize(
     elif sharded:
         print(cluster.next_step(sharded, records_path, suite_name))
     else:
-        print(f"next: hlbench report {records_path} -o reports/{suite_name}.md")
+        # Beside the records (results/ is ignored by git): the tracked reports/ folder holds the
+        # reports committed on purpose.
+        print(f"next: hlbench report {records_path} -o {records_path.with_suffix('.md')}")
     return None
 
 
