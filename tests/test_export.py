@@ -155,7 +155,8 @@ def test_mlflow_experiment_option_and_a_second_suite_run(suite_run, tmp_path):
     again = [{**r, "repeat": 1} for r in other]  # each cell twice in the second run
     write(tmp_path / "r.jsonl", suite_run["records"] + other + again)
     args = ["export", "--to", "mlflow", str(tmp_path / "r.jsonl"), "--tracking-uri", str(store)]
-    (report,) = (suite_run["root"] / "reports").glob("*.md")  # written by run --report
+    report = suite_run["records_path"].with_suffix(".md")  # written by run --report
+    assert report.exists()
     assert main([*args, "--experiment", "mine", "--report", str(report)]) == 0
     client = _client(store)
     exp = client.get_experiment_by_name("mine")
