@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 from hlbench.cell import Cell
 from hlbench.errors import UsageError
 from hlbench.suite import load_suite
-from tests.helpers import SHORT_MEASUREMENT, run_cli
+from tests.helpers import REPO, SHORT_MEASUREMENT, run_cli
 
 TORCH_FACTORY = """
 import torch
@@ -309,8 +310,6 @@ def test_editing_a_factory_file_changes_the_cell_hash(tmp_path):
 def test_the_readme_example_factory_builds_a_model_from_ids_to_logits(tmp_path):
     """examples/custom_model: the suite loads and its torch factory gives (B, T, V) logits."""
     torch = pytest.importorskip("torch")
-    from tests.helpers import REPO
-
     example = REPO / "examples" / "custom_model"
     suite = load_suite(example / "suite.yaml")
     assert suite.cells[0].id.startswith("tinylm/torch/")
@@ -318,3 +317,22 @@ def test_the_readme_example_factory_builds_a_model_from_ids_to_logits(tmp_path):
     exec(compile((example / "models.py").read_text(), "models.py", "exec"), namespace)
     model = namespace["build"](vocab_size=256, seq_len=16, d_model=16, n_layer=1)
     assert tuple(model(torch.zeros((2, 16), dtype=torch.long)).shape) == (2, 16, 256)
+
+
+def test_the_readme_example_loads_and_its_factory_gives_logits(tmp_path):
+    """The README's "Benchmark your own model" files, as written there."""
+    torch = pytest.importorskip("torch")
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Benchmark your own model") :].split("\n## ")[0]
+    blocks = dict(re.findall(r"```(python|yaml)\n(.*?)```", section, re.S))
+    (tmp_path / "mynet.py").write_text(blocks["python"])
+    (tmp_path / "mynet.yaml").write_text(blocks["yaml"])
+    cells = load_suite(tmp_path / "mynet.yaml").cells
+    assert [c.id for c in cells][:2] == [
+        "mynet/torch/fp32/ga1/none",
+        "mynet/torch/fp32/ga1/magnitude",
+    ]
+    namespace: dict[str, Any] = {}
+    exec(compile(blocks["python"], "mynet.py", "exec"), namespace)
+    model = namespace["build"](vocab_size=256, d_model=128)
+    assert tuple(model(torch.zeros((2, 64), dtype=torch.long)).shape) == (2, 64, 256)
