@@ -51,6 +51,15 @@ def wrong_vocab(vocab_size):
 
 def raises():
     raise RuntimeError("no such layer")
+
+
+class BadForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(4, 4)
+
+    def forward(self, idx):
+        return self.head(idx)  # ids are integers: no embedding
 """
 
 KERAS_FACTORY = """
@@ -193,6 +202,7 @@ def test_custom_models_run_through_hlbench_run_and_are_named_in_records_and_repo
         ("models.py:not_a_module", "returned str; expected a torch.nn.Module"),
         ("models.py:wrong_vocab", f"expected logits (1, {SEQ_LEN}, {VOCAB})"),
         ("models.py:raises", "raised RuntimeError: no such layer"),
+        ("models.py:BadForward", f"forward of ids (1, {SEQ_LEN}) failed: RuntimeError"),
     ],
 )
 def test_a_wrong_factory_is_an_error_record_with_the_reason(tmp_path, factory, reason):

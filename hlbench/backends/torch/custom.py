@@ -133,6 +133,7 @@ def count_flops(
     except Exception:  # e.g. a factory that builds on an explicit device, or NumPy init
         pass
     try:
+        module.eval()  # no update of running statistics (batch norm) before training
         flops = _count(label, module, torch.device("cpu"), seq_len, vocab_size)
     except CustomModelError:
         raise
@@ -141,6 +142,8 @@ def count_flops(
             f"{label}: forward of ids (1, {seq_len}) failed: "
             f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         ) from None
+    finally:
+        module.train()
     module.zero_grad(set_to_none=True)
     return flops, "counter (cpu, 1 sequence)"
 
