@@ -263,6 +263,12 @@ def test_hf_llama_trains_and_its_initial_loss_is_hlbenchs_loss_rule(tmp_path):
         / batch.n_target_tokens
     )
     assert losses[0] == pytest.approx(float(expected), rel=1e-6)
+    # a typo in a config key is not silently the 7B default
+    typo = {**workload, "config": {**TINY_LLAMA, "hiden_size": 16}}
+    result = execute(one_cell(tmp_path, {**typo, "vocab_size": VOCAB, "seq_len": SEQ_LEN}))
+    assert (
+        result["status"] == "error" and "LlamaConfig has no key(s) 'hiden_size'" in result["reason"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,12 @@ def hf_module(spec: CustomSpec) -> nn.Module:
             f"transformers {transformers.__version__} has no PyTorch model class "
             f"{spec.architecture!r}"
         )
+    # a config class keeps unknown keys as attributes: a typo would silently train the default
+    unknown = sorted(set(spec.config or {}) - set(config_class().to_dict()))
+    if unknown:
+        raise CustomModelError(
+            f"{config_class.__name__} has no key(s) {', '.join(map(repr, unknown))}"[:300]
+        )
     try:
         config = config_class(**(spec.config or {}))
         model = cls(config)
