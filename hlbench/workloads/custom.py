@@ -44,8 +44,6 @@ REF_FIELDS = (
     "config",
 )
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Passed to a factory that names them in its signature (and the suite's kwargs do not set them).
-IMPLICIT_KWARGS = ("vocab_size", "seq_len")
 NO_PARITY = (
     "none: the model's own initialisation, seeded from the cell's seed; another framework's "
     "model starts elsewhere"
