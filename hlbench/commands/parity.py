@@ -103,11 +103,15 @@ def _suite_from_args(args: argparse.Namespace) -> Any:
 
 def _selected(suite: Any, all_axes: bool) -> list[Any]:
     from hlbench import parity
+    from hlbench.workloads.custom import MODELS as CUSTOM_MODELS
 
     cells = [
         c
         for c in suite.cells
-        if c.axes["precision"] in parity.TOLERANCES and c.axes.get("pruning", "none") == "none"
+        if c.axes["precision"] in parity.TOLERANCES
+        and c.axes.get("pruning", "none") == "none"
+        # a custom model starts from each framework's own initialisation: nothing to compare
+        and c.workload.spec.model not in CUSTOM_MODELS
     ]
     if not all_axes and cells:
         k = min(c.axes["accumulation"] for c in cells)

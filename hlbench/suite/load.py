@@ -20,6 +20,7 @@ from hlbench.axes import AUGMENTATION_METHODS, AXIS_NAMES, PRUNING_METHODS
 from hlbench.cell import BytesData, Cell, DataRef, MarkovData
 from hlbench.data import make_corpus
 from hlbench.errors import UsageError
+from hlbench.suite.custom import custom_spec
 from hlbench.suite.expand import check_size, expand
 from hlbench.suite.schema import (
     Augmentation,
@@ -31,6 +32,7 @@ from hlbench.suite.schema import (
 from hlbench.suite.suggest import closest, did_you_mean, known_keys, literal_choices
 from hlbench.suite.yamlio import clip, file_kind, parse_yaml, quote, read_suite_bytes
 from hlbench.techniques.pruning import PruningConfig
+from hlbench.workloads.custom import MODELS as CUSTOM_MODELS
 
 # Axis -> (the model its named settings validate with, the methods a bare name may be)
 TECHNIQUES: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
@@ -163,7 +165,10 @@ def workload_spec(path: Path, index: int, w: WorkloadConfig) -> workloads.ModelS
     """The workload's model spec, checked against its sequence length and corpus."""
     key = f"{path}: workloads.{index}"
     try:
-        spec = workloads.get_spec(w.model, w.size, w.vocab_size)
+        if w.model in CUSTOM_MODELS:  # the user's model, built in the worker
+            spec = custom_spec(path, index, w)
+        else:
+            spec = workloads.get_spec(w.model, str(w.size), w.vocab_size)
     except ValueError as exc:
         raise UsageError(f"{key}.size: {clip(str(exc), 120)}") from None
     seq_len = w.seq_len_for(spec)

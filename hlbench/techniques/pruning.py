@@ -38,7 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from hlbench.axes import PRUNING_METHODS
-from hlbench.workloads import ModelSpec
+from hlbench.workloads import CustomSpec, ModelSpec
 
 METHODS = PRUNING_METHODS
 SCHEDULES = ("oneshot", "gradual")
@@ -122,6 +122,8 @@ class PruningConfig(BaseModel):
 
 def prunable(spec: ModelSpec) -> list[str]:
     """The linear kernels magnitude and 2:4 pruning act on (embeddings, norms, biases excluded)."""
+    if isinstance(spec, CustomSpec):  # the built module's Linear (Dense) kernels
+        return spec.kernels
     if spec.model == "gpt":
         return [
             n for n in spec.param_shapes() if n.endswith(".w")
