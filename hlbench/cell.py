@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from hlbench.axes import AXES
+from hlbench.workloads.custom import MODELS as CUSTOM_MODELS
+from hlbench.workloads.custom import REF_FIELDS as CUSTOM_FIELDS
 from hlbench.workloads.gpt import GPTSpec
 from hlbench.workloads.llama import LlamaSpec
 from hlbench.workloads.lstm import LSTMSpec
@@ -49,6 +51,7 @@ SPEC_FIELDS: dict[str, tuple[str, ...]] = {
     model: tuple(f.name for f in dataclasses.fields(spec_type))
     for model, spec_type in (("gpt", GPTSpec), ("lstm", LSTMSpec), ("llama", LlamaSpec))
 }
+SPEC_FIELDS.update({model: CUSTOM_FIELDS for model in CUSTOM_MODELS})  # custom, hf
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,11 @@ class ModelRef:
     rope_theta: float | None = None  # llama
     norm_eps: float | None = None  # llama
     tie_embeddings: bool | None = None  # llama
+    factory: dict[str, str] | None = None  # custom: framework -> factory reference
+    kwargs: dict[str, Any] | None = None  # custom: the factory's keyword arguments
+    factory_sha256: dict[str, str] | None = None  # custom: content of each file factory
+    architecture: str | None = None  # hf: a transformers class, e.g. LlamaForCausalLM
+    config: dict[str, Any] | None = None  # hf: its config keys
 
     def __post_init__(self) -> None:
         if self.model not in SPEC_FIELDS:

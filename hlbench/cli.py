@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import signal
 import sys
 import threading
@@ -26,58 +25,63 @@ EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 RUN_MODULE = "hlbench.commands.run"
 COMMAND_MODULES: tuple[str, ...] = (
     RUN_MODULE,
+    "hlbench.commands.env",
+    "hlbench.commands.suites",
     "hlbench.commands.compare",
     "hlbench.commands.baseline",
     "hlbench.commands.table",
     "hlbench.commands.report",
     "hlbench.commands.parity",
+    "hlbench.commands.export",
 )
+
+
+START_HERE = """\
+start here:
+  hlbench suites                  the suites shipped with hlbench, one line each
+  hlbench run smoke --dry-run     validate a suite and list its cells (a name or a YAML file)
+  hlbench run smoke               train them: records in results/smoke/<run-id>.jsonl
+  hlbench init my-suite           write a commented starter suite to edit
+  hlbench COMMAND --help          the options of a command
+"""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
+        # A missing subcommand (bare `hlbench`, `hlbench baseline`) is a question, not a typo:
+        # answer it with the command list. Still exit 2, as argparse does for a missing argument.
+        if _missing_subcommand(self, message):
+            self.print_help(sys.stderr)
+            self.exit(EXIT_USAGE, f"{self.prog}: error: choose a command (above)\n")
         # argparse's default exit code is already 2; keep the message to one line
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _missing_subcommand(parser: argparse.ArgumentParser, message: str) -> bool:
+    required = message.removeprefix("the following arguments are required: ")
+    if required == message:
+        return False
+    first = required.split(",")[0].strip()
+    return any(
+        isinstance(a, argparse._SubParsersAction) and first in (a.dest, a.metavar)
+        for a in parser._actions
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hlbench",
         description="Benchmark language-model training across precision × accumulation × pruning.",
+        epilog=START_HERE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hlbench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module in COMMAND_MODULES:
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND", title="commands"
+    )
+    for module in COMMAND_MODULES:  # `hlbench --help` lists them in this order
         importlib.import_module(module).register(sub)
-        if module == RUN_MODULE:  # `hlbench --help` lists run, then env, then the others
-            _register_env(sub)
     return parser
-
-
-def _register_env(sub: argparse._SubParsersAction) -> None:
-    env = sub.add_parser(
-        "env",
-        help="print what this machine offers (JSON): host, GPUs via NVML, frameworks, the measured "
-        "CPU GEMM peak",
-    )
-    env.add_argument(
-        "--no-calibrate", action="store_true", help="skip the CPU GEMM measurement (~1 s)"
-    )
-    env.set_defaults(func=cmd_env)
-
-
-def cmd_env(args: argparse.Namespace) -> int:
-    from hlbench.backends import registry
-    from hlbench.env import host_environment, machine_report
-
-    frameworks = {name: spec.framework_installed() for name, spec in registry().items()}
-    report = {
-        "host": host_environment(),
-        "backends_installed": frameworks,
-        **machine_report(not args.no_calibrate),
-    }
-    print(json.dumps(report, indent=2, ensure_ascii=False))
-    return EXIT_OK
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,10 +37,12 @@ from hlbench.records import fields as f
 from hlbench.records import identity as ident
 from hlbench.records import memory
 from hlbench.records.shape import read_usable, skip_note
+from hlbench.records.shards import shard_warnings
 
 if TYPE_CHECKING:  # pandas is imported lazily so `import hlbench.results` stays cheap
     import pandas as pd
 
+Paths = str | Path | Iterable[str | Path]  # one records file or directory, or several
 # Axes every report expects, in display order; a record's other axes become columns after these.
 KNOWN_AXES: tuple[str, ...] = ("precision", "accumulation", "pruning", "compile", "augmentation")
 
@@ -51,6 +53,7 @@ RAW_COLUMNS: tuple[str, ...] = (
     "train_loss_per_step_nats",
     "telemetry_mem_t_s",
     "telemetry_mem_bytes",
+    "telemetry_windows_s",
 )
 
 
@@ -60,12 +63,13 @@ class Results:
     parity: pd.DataFrame  # one row per parity check
     files: tuple[Path, ...]  # the records files read, in order
     skipped: tuple[str, ...] = ()  # per file with malformed records: what was skipped (a note)
+    warnings: tuple[str, ...] = ()  # what a sharded run's shards lack (hlbench.records.shards)
 
 
-def expand_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; a directory stands for every *.jsonl below it (sorted, for determinism)."""
+def expand_paths(paths: Paths) -> list[Path]:
+    """Files as given (a str is one path); a directory: every *.jsonl below it, sorted."""
     out: list[Path] = []
-    for path in map(Path, paths):
+    for path in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
         if path.is_dir():
             found = sorted(path.rglob("*.jsonl"))
             if not found:
@@ -80,17 +84,17 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def load(paths: Sequence[Path]) -> pd.DataFrame:
+def load(paths: Paths) -> pd.DataFrame:
     """Cell rows of the records files (one per cell and repeat, last record wins)."""
     return load_all(paths).cells
 
 
-def load_parity(paths: Sequence[Path]) -> pd.DataFrame:
+def load_parity(paths: Paths) -> pd.DataFrame:
     """Parity checks of the records files: one row per (parity record, check)."""
     return load_all(paths).parity
 
 
-def load_all(paths: Sequence[Path]) -> Results:
+def load_all(paths: Paths) -> Results:
     import pandas as pd
 
     files = expand_paths(paths)
@@ -108,6 +112,7 @@ def load_all(paths: Sequence[Path]) -> Results:
             elif kind == "cell":
                 cell_records.append((path, record))
             # a follower: the cell's figures are in node 0's record
+    warnings = shard_warnings(record for _, record in cell_records)
     rows = [
         _cell_row(record, path)
         for path, record in ident.current(cell_records, lambda item: item[1])
@@ -119,7 +124,7 @@ def load_all(paths: Sequence[Path]) -> Results:
             row.setdefault("parallel", "single")
     cells = pd.DataFrame(rows, columns=_cell_columns(rows))
     parity = pd.DataFrame(parity_rows, columns=PARITY_COLUMNS)
-    return Results(cells=cells, parity=parity, files=tuple(files), skipped=tuple(skipped))
+    return Results(cells, parity, tuple(files), tuple(skipped), tuple(warnings))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,18 +318,17 @@ def _environment(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _telemetry_memory(record: dict[str, Any], records_path: Path) -> dict[str, Any]:
-    """Memory over time from the raw samples CSV beside the records file (hlbench.telemetry):
-    seconds from the start of the first measured window, and the GPU's device-wide memory used (or
-    the worker's RSS where there is no GPU). Empty arrays when there are no samples."""
-    empty = {"telemetry_mem_t_s": np.empty(0), "telemetry_mem_bytes": np.empty(0)}
+    """Memory over time from the samples CSV beside the records (hlbench.telemetry), in seconds from
+    the first measured window: GPU memory used (else the worker RSS), and the windows; or empty."""
+    empty = {c: np.empty((0, 2) if c.endswith("windows_s") else 0) for c in RAW_COLUMNS[-3:]}
     rel = f.telemetry_samples_path(record)
     # only a file beside the records (as the writer puts it), never a path out of their directory
     if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
         return empty
     if not (records_path.parent / rel).is_file():
         return empty
-    windows = f.window_monotonic_s(record)
-    t0 = windows[0][0] if windows and windows[0] else 0.0
+    windows = f.window_spans_s(record)
+    t0 = windows[0][0] if windows else 0.0
     times, values = [], []
     try:
         with open(records_path.parent / rel, newline="", encoding="utf-8") as file:
@@ -338,6 +342,7 @@ def _telemetry_memory(record: dict[str, Any], records_path: Path) -> dict[str, A
     return {
         "telemetry_mem_t_s": np.array(times, dtype=np.float64),
         "telemetry_mem_bytes": np.array(values, dtype=np.float64),
+        "telemetry_windows_s": np.array(windows, dtype=np.float64).reshape(-1, 2) - t0,
     }
 
 
@@ -373,17 +378,8 @@ def _parity_rows(record: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     }
     checks = record.get("checks") or []
     if not checks:  # a parity record that ran no check still says whether it passed
-        return [
-            {
-                **base,
-                "check": None,
-                "check_passed": None,
-                "rel_diff": None,
-                "tolerance": None,
-                "values": None,
-                "detail": ident.reason(record),
-            }
-        ]
+        unchecked = dict.fromkeys(("check", "check_passed", "rel_diff", "tolerance", "values"))
+        return [{**base, **unchecked, "detail": ident.reason(record)}]
     return [
         {
             **base,

@@ -59,6 +59,7 @@ class FaultBackend(Backend):
         return {
             "framework": "fault",
             "pid": os.getpid(),
+            "ppid": os.getppid(),  # the run, or the pre-imported worker it was forked from
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
 

@@ -11,13 +11,17 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from hlbench.cli import main
-from hlbench.reporting import render, write_report
+from hlbench.reporting import analyse, render, write_report
 from hlbench.reporting.frontier import nice_ceiling, non_dominated
+from hlbench.reporting.plotdata import Panel, palette, short_id
+from hlbench.reporting.plots import figure, pyplot
+from hlbench.reporting.plotseries import catalogue, loss_excess, merged, trade_off
 from hlbench.reporting.stats import bootstrap_medians
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -372,3 +376,123 @@ def test_technique_events_and_withheld_mfu_are_shown_as_such(tmp_path: Path) -> 
     assert "## MFU not reported: calibration problems" in text
     assert "- gpt-tiny/torch/fp32/ga1/none: ⚠ calibration problem: MFU would be 101%" in text
     assert "101.0%" not in text
+
+
+# --- plot data: what matplotlib and plotly are handed
+# ------------------------------------------------------------------------------------------------
+
+
+def _plots(paths: list[Path]) -> dict[str, Any]:
+    a = analyse(paths)
+    return {plot.key: plot for _, plot, _ in catalogue(a.cells, a.fronts) if plot}
+
+
+def test_loss_curves_read_zero_where_a_cell_trains_like_its_fp32_twin() -> None:
+    cells = analyse([DATA / "records.jsonl"]).cells.copy()
+    curve = np.linspace(5.5, 3.0, 40)
+    cells["loss_curve_nats"] = [curve.copy() for _ in range(len(cells))]
+    series = {s.label: s for p in loss_excess(cells).panels for s in p.series}
+    assert series and all(np.array_equal(s.y, np.zeros(40)) for s in series.values())
+    # the twin: the same cell in fp32; an fp32 cell against the baseline, which is the zero line
+    assert "torch/bf16/ga4/none − torch/fp32/ga4/none" in series
+    assert "torch/fp32/ga4/none − torch/fp32/ga1/none" in series
+    assert not any(label.startswith("torch/fp32/ga1/none ") for label in series)
+    i = cells.index[cells["cell_id"] == "gpt-tiny/torch/bf16/ga1/none"][0]
+    cells.at[i, "loss_curve_nats"] = np.concatenate([curve + 0.1, [9.9]])  # one step longer
+    (shifted,) = [
+        s
+        for p in loss_excess(cells).panels
+        for s in p.series
+        if p.title.startswith("gpt-tiny:")
+        and s.label == "torch/bf16/ga1/none − torch/fp32/ga1/none"
+    ]
+    assert len(shifted.y) == 40 and np.allclose(shifted.y, 0.1)
+
+
+@pytest.mark.parametrize("n", [1, 10, 12, 20, 21, 64])
+def test_palette_never_repeats_a_colour(n: int) -> None:
+    colours = palette(n)
+    assert len(colours) == len(set(colours)) == n
+
+
+@pytest.mark.parametrize("records", ["records.jsonl", "troubled.jsonl"])
+def test_every_panel_has_its_own_colours_and_intervals_as_error_bars(records: str) -> None:
+    plots = _plots([DATA / records])
+    for plot in plots.values():
+        for panel in plot.panels:
+            if isinstance(panel, Panel):
+                colours = [s.colour for s in panel.series]
+                assert len(set(colours)) == len(colours), (plot.key, panel.title)
+    cells = analyse([DATA / records]).cells.set_index("cell_id")
+    n_checked = 0
+    for panel in plots["throughput"].panels:
+        for s in panel.series:
+            for y, lo, hi, hover in zip(s.y, s.y_lo, s.y_hi, s.hover):
+                if not np.isfinite(y):
+                    continue
+                c = cells.loc[hover.split(":")[0]]
+                draws = c["tokens_per_step"] / c["boot_median_step_s"]
+                assert y == pytest.approx(c["tokens_per_step"] / c["step_time_median_s"])
+                assert (lo, hi) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
+                assert lo < y < hi
+                n_checked += 1
+    assert n_checked >= 1
+    for panel in plots["peak-memory"].panels:
+        for s in panel.series:
+            for lo, hi, hover in zip(s.y_lo, s.y_hi, s.hover):
+                each = cells.loc[hover.split(":")[0], "peak_mem_each_bytes"] / 2**20
+                assert (lo, hi) == pytest.approx((each.min(), each.max()))
+
+
+def test_memory_over_time_starts_at_the_first_window_and_marks_the_windows() -> None:
+    plot = _plots([DATA / "troubled.jsonl"])["memory-over-time"]
+    (panel,) = plot.panels
+    assert panel.shades and panel.shades[0][0] == 0.0 and panel.shade_label == "measured windows"
+    assert "t = 0 is the start of each cell's first measured window" in plot.note
+    for s in panel.series:
+        assert s.bold is not None and s.bold.any() and (s.x[s.bold] >= 0).all()
+        assert (s.x < 0).any()  # start-up and warm-up, before the first window
+    assert merged([(3.0, 4.0), (0.0, 1.0), (0.5, 2.0)]) == [(0.0, 2.0), (3.0, 4.0)]
+
+
+def test_trade_off_marks_the_pareto_front() -> None:
+    a = analyse([DATA / "records.jsonl"])
+    plot = trade_off(a.cells, a.fronts)
+    assert plot is not None and len(plot.panels) == len(a.fronts) >= 2
+    dominated = 0
+    for panel, front in zip(plot.panels, a.fronts):
+        on_front = {short_id(c, front.workload) for c in front.cells["cell_id"]}
+        assert {panel.labels[i] for i in panel.front} == on_front
+        assert (np.diff(panel.memory_mib[panel.front]) >= 0).all()  # the line runs left to right
+        dominated += len(panel.labels) - len(on_front)  # dominated cells are drawn too
+        assert np.isfinite(panel.excess_nats).all()  # the colour of every point
+        lo, hi = panel.colour_range
+        assert lo <= panel.excess_nats.min() <= panel.excess_nats.max() <= hi
+        assert hi - lo >= 0.01 - 1e-12  # at least the noise level
+    assert dominated > 0
+
+
+def test_legends_sit_outside_the_axes() -> None:
+    plots = _plots([DATA / "troubled.jsonl"])
+    plt = pyplot()
+    for key in ("memory-over-time", "loss-curves", "throughput"):
+        fig = figure(plots[key])
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            assert legend is not None, key
+            assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+        plt.close(fig)
+
+
+def test_two_suites_that_reuse_cell_ids_report_together(tmp_path):
+    # records.jsonl and troubled.jsonl name some cells alike with other definitions (hashes)
+    paths = [DATA / "records.jsonl", DATA / "troubled.jsonl"]
+    text = render(paths, tmp_path / "both.md")
+    assert "## " in text
+    ids = {
+        p.name: {json.loads(line).get("cell_id") for line in p.read_text().splitlines()}
+        for p in paths
+        if p.exists()
+    }
+    assert ids["records.jsonl"] & ids["troubled.jsonl"] - {None}

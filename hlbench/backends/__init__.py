@@ -72,7 +72,10 @@ TORCH = BackendSpec(
         "pruning": frozenset(PRUNING_METHODS),
         "compile": frozenset({False, True}),
     },
-    install_hint='pip install "hlbench[torch]" (see the README for CUDA builds)',
+    # A command that works from a clone and from a wheel; which torch build suits this machine
+    # (CPU-only or CUDA) is in the README's Install section, per platform.
+    install_hint="install it: pip install torch, or in the hlbench clone pip install -c "
+    'constraints.txt -e ".[torch]" (CPU-only and CUDA builds: docs/install.md)',
 )
 
 TF = BackendSpec(
@@ -84,7 +87,9 @@ TF = BackendSpec(
         "pruning": frozenset(PRUNING_METHODS),
         "compile": frozenset({False, True}),
     },
-    install_hint='pip install "hlbench[tf]" (tensorflow-cpu; see the README for GPU builds)',
+    install_hint="install it: pip install tensorflow-cpu (Linux x86-64) or tensorflow (macOS, "
+    'NVIDIA GPUs: "tensorflow[and-cuda]"), or in the hlbench clone pip install -c '
+    'constraints.txt -e ".[tf]" (docs/install.md)',
     reasons={
         ("precision", "fp8"): "fp8 is not available in TensorFlow (float8 training exists only for "
         "PyTorch, through torchao)"

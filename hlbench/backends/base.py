@@ -16,9 +16,10 @@ import numpy as np
 from hlbench.backends.timers import StepTimer
 from hlbench.cell import Cell
 from hlbench.data import Batch
+from hlbench.errors import SkipCell
 from hlbench.techniques import oom, pruning
 from hlbench.techniques.precision import Level
-from hlbench.workloads import ModelSpec
+from hlbench.workloads import CustomSpec, ModelSpec
 
 
 class Trainer(ABC):
@@ -130,6 +131,14 @@ class Backend(ABC):
     def shutdown(self) -> None:
         """Called once when the worker's cell is finished (ok or not): leave process groups
         cleanly."""
+
+    def resolve_spec(self, cell: Cell, spec: ModelSpec) -> ModelSpec:
+        """The spec the cell trains, complete: a custom or hf model's (hlbench.workloads.custom)
+        is known only once this backend has built it, so a backend that builds them returns the
+        built spec; the built-in workloads' specs are complete already."""
+        if isinstance(spec, CustomSpec):
+            raise SkipCell(f"the {self.name} backend does not build {spec.model} models")
+        return spec
 
     @abstractmethod
     def environment(self, device: str) -> dict[str, Any]:

@@ -29,7 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
 
-    save = actions.add_parser("save", help="store a run as a baseline (promote it)")
+    save = actions.add_parser(
+        "save",
+        help="store a run as a baseline (promote it)",
+        description="Store a run as a named baseline; the previous one moves to history/.",
+    )
     save.add_argument("records", type=Path, help="records file or run directory to promote")
     save.add_argument("--name", help="baseline name (default: <suite>--<machine type> of the run)")
     save.add_argument("--note", help="why this run was accepted (kept in baseline.json)")
@@ -50,19 +54,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _dir(save)
     save.set_defaults(func=cmd_save)
+    _register_queries(actions)
 
-    show = actions.add_parser("show", help="print a baseline's environment and cells")
-    show.add_argument("name")
-    show.add_argument("--format", choices=("text", "json"), default="text")
+
+def _register_queries(actions: argparse._SubParsersAction) -> None:
+    """show, list and name: reading the stored baselines."""
+    show = actions.add_parser(
+        "show",
+        help="print a baseline's environment and cells",
+        description="Print a stored baseline: where it came from, its environment and, per cell, "
+        "its runs, median tokens/s and noise floor.",
+    )
+    show.add_argument("name", help="the baseline's name (hlbench baseline list shows them)")
+    show.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text or json (default: text)"
+    )
     _dir(show)
     show.set_defaults(func=cmd_show)
 
-    list_ = actions.add_parser("list", help="list the stored baselines")
+    list_ = actions.add_parser(
+        "list", help="list the stored baselines", description="List the stored baselines' names."
+    )
     _dir(list_)
     list_.set_defaults(func=cmd_list)
 
     name = actions.add_parser(
-        "name", help="print the default baseline name for a run (its suite and machine type)"
+        "name",
+        help="print the default baseline name for a run (its suite and machine type)",
+        description="Print the name `baseline save` would give a run: <suite>--<machine type>.",
     )
     name.add_argument("records", type=Path, help="records file or run directory")
     name.add_argument(

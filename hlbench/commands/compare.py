@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hlbench.comparison.metrics import DEFAULT_METRIC, METRICS
 from hlbench.comparison.verdicts import (
@@ -13,13 +12,9 @@ from hlbench.comparison.verdicts import (
     DEFAULT_MIN_SAMPLES,
     DEFAULT_THRESHOLD,
     EXIT_INCOMPARABLE,
-    NOT_AVAILABLE,
     Thresholds,
 )
 from hlbench.errors import UsageError
-
-if TYPE_CHECKING:
-    from hlbench.comparison.noise import Calibration
 
 EPILOG = f"""\
 BASELINE and CANDIDATE are records files (results/<suite>/<run-id>.jsonl) or directories of them
@@ -141,9 +136,10 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--format",
-        choices=("text", "md", "json"),
+        choices=("text", "md", "json", "junit"),
         default="text",
-        help="text (terminal), md (pull-request comment), json (tools); default text",
+        help="text (terminal), md (pull-request comment), json (tools), junit (JUnit XML for a "
+        "CI's test view: a test case per cell and metric); default text",
     )
     p.add_argument(
         "-o",
@@ -209,73 +205,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace, metrics: list[str], thresholds: Thresholds) -> int:
-    from hlbench.comparison import baseline as stored
-    from hlbench.comparison import noise
-    from hlbench.comparison.comparability import differences, load_run
-    from hlbench.comparison.render import RENDERERS, Report
-    from hlbench.comparison.runs import compare_runs
-    from hlbench.comparison.verdicts import exit_code
+    from hlbench.api import compare
 
     base_path, cand_path = args.runs
-    baseline, candidate = load_run(base_path, args.run_id), load_run(cand_path, args.run_id)
-    notes = [run.note for run in (baseline, candidate) if run.note]
-    for note in notes:
-        print(f"hlbench: note: {note}", file=sys.stderr)
-    calibration = noise.load(args.noise) if args.noise else stored.noise_of(base_path)
-    floors = (
-        {(f.cell_hash, f.metric): f.noise_floor for f in calibration.floors}
-        if calibration
-        else None
+    result = compare(
+        base_path,
+        cand_path,
+        metrics=metrics,
+        thresholds=thresholds,
+        noise=args.noise,
+        run_ids=args.run_id,
+        force=args.force,
     )
-    diff = differences(baseline, candidate)
-
-    comparison, message = None, ""
-    if diff.fatal and not args.force:
-        code = EXIT_INCOMPARABLE
-    else:
-        comparison = compare_runs(baseline.records, candidate.records, metrics, thresholds, floors)
-        decisive = [v for v in comparison.verdicts() if v != NOT_AVAILABLE]
-        if not comparison.results and not comparison.not_run:
-            code, message = EXIT_INCOMPARABLE, "no cell is common to both runs (different suites?)"
-        elif not decisive:  # a CI guard that compared nothing must not pass
-            code = EXIT_INCOMPARABLE
-            message = f"nothing to compare: no common cell has {', '.join(metrics)} on both sides"
-        else:
-            code = exit_code(comparison.verdicts())
-
-    runs = (baseline.run_ids, candidate.run_ids)
-    noise_source = _noise_source(args.noise, base_path, calibration)
-    report = Report(
-        str(base_path),
-        str(cand_path),
-        metrics,
-        thresholds,
-        diff,
-        args.force,
-        comparison,
-        code,
-        message,
-        runs,
-        noise_source,
-        notes,
-    )
-    _write(RENDERERS[args.format](report), args.output)
-    if code == EXIT_INCOMPARABLE:  # one line on stderr, as every exit-2 error of hlbench
-        fatal = "; ".join(diff.fatal)
-        why = message or f"the runs are not comparable: {fatal} (use --force to compare anyway)"
+    for note in result.notes:
+        kind = "warning" if note in result.warnings else "note"
+        print(f"hlbench: {kind}: {note}", file=sys.stderr)
+    _write(result.render(args.format), args.output)
+    if result.exit_code == EXIT_INCOMPARABLE:  # one line on stderr, as every exit-2 error
+        report = result.report
+        fatal = "; ".join(report.differences.fatal)
+        why = (
+            report.message
+            or f"the runs are not comparable: {fatal} (use --force to compare anyway)"
+        )
         print(f"hlbench: error: {why}", file=sys.stderr)
-    return code
-
-
-def _noise_source(
-    given: Path | None, baseline: Path, calibration: Calibration | None
-) -> str | None:
-    if calibration is None:
-        return None
-    return f"{given or baseline} ({len(calibration.run_ids)} A/A runs)"
+    return result.exit_code
 
 
 def _calibrate(args: argparse.Namespace, metrics: list[str], thresholds: Thresholds) -> int:
+    if args.format == "junit":
+        raise UsageError("--format junit is for a comparison; --calibrate writes text, md or json")
     from hlbench.comparison import noise
     from hlbench.comparison.comparability import load_run
     from hlbench.comparison.inputs import ALL_RUNS, split_runs

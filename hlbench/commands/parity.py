@@ -35,7 +35,10 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "suite", type=Path, nargs="?", help="suite YAML (or give a workload with --model)"
+        "suite",
+        type=Path,
+        nargs="?",
+        help="a shipped suite by name (e.g. smoke) or a YAML file; or give a workload with --model",
     )
     p.add_argument(
         "--model", choices=["gpt", "lstm", "llama"], help="check this workload instead of a suite's"
@@ -100,11 +103,15 @@ def _suite_from_args(args: argparse.Namespace) -> Any:
 
 def _selected(suite: Any, all_axes: bool) -> list[Any]:
     from hlbench import parity
+    from hlbench.workloads.custom import MODELS as CUSTOM_MODELS
 
     cells = [
         c
         for c in suite.cells
-        if c.axes["precision"] in parity.TOLERANCES and c.axes.get("pruning", "none") == "none"
+        if c.axes["precision"] in parity.TOLERANCES
+        and c.axes.get("pruning", "none") == "none"
+        # a custom model starts from each framework's own initialisation: nothing to compare
+        and c.workload.spec.model not in CUSTOM_MODELS
     ]
     if not all_axes and cells:
         k = min(c.axes["accumulation"] for c in cells)
@@ -142,13 +149,14 @@ def _plan(args: argparse.Namespace) -> tuple[Any, int, list[list[Any]]]:
     from hlbench import parity
     from hlbench.backends import get_spec
     from hlbench.suite import load_suite
+    from hlbench.suite.shipped import resolve
 
     if (args.suite is None) == (args.model is None):
         raise UsageError("give either a suite file or --model (not both)")
     steps = parity.DEFAULT_STEPS if args.steps is None else args.steps
     if steps < 1:
         raise UsageError(f"--steps {steps}: must be at least 1")
-    suite = load_suite(args.suite) if args.suite else _suite_from_args(args)
+    suite = load_suite(resolve(args.suite)) if args.suite else _suite_from_args(args)
     missing = [b for b in suite.config.backends if not get_spec(b).framework_installed()]
     if missing:
         raise UsageError(

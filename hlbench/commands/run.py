@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from hlbench.backends import get_spec
+from hlbench.commands import cluster, export, slurm
 from hlbench.errors import UsageError
 from hlbench.handoff import cuda_visible_devices
 
 EXIT_OK, EXIT_FAILED_CELLS, EXIT_INTERRUPTED = 0, 1, 130
+# --mlflow without a URI: the default store ($MLFLOW_TRACKING_URI, else ./mlruns)
 
 EPILOG = """\
 records: results/<suite>/<run-id>.jsonl, one JSON line per cell and repeat (see the README for the
-fields); worker logs beside it in <run-id>.logs/.
+fields); worker logs beside it in <run-id>.logs/. One shard of a sharded run (--shard I/N):
+results/<suite>/<run-id>/shard-I-of-N.jsonl; report the run's directory.
+
+workers: each cell and repeat runs in a process of its own. Single-process CPU cells are forked from
+one pre-imported worker per framework (the import is paid once per run); HLBENCH_PREIMPORT=0 starts
+each in a fresh interpreter, HLBENCH_PREIMPORT=1 forks GPU cells too (records say which:
+worker_start).
 
 exit status: 0 every cell ok or skipped; 1 some cell ended oom, timeout, error or crashed (its
 record says why; the other cells still ran), or a record could not be written (the run stopped;
@@ -37,12 +46,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_what_to_run(p)
     _add_how_to_run(p)
+    cluster.add_arguments(p)
     p.set_defaults(func=cmd_run)
 
 
 def _add_what_to_run(p: argparse.ArgumentParser) -> None:
     """The suite, the cells of it, and the records file they go to."""
-    p.add_argument("suite", type=Path, help="suite YAML file, e.g. suites/default.yaml")
+    p.add_argument(
+        "suite",
+        type=Path,
+        help="a shipped suite by name, e.g. smoke (hlbench suites lists them), or a YAML file",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="validate and list the cells; run nothing"
     )
@@ -109,7 +123,17 @@ def _add_how_to_run(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const=Path("auto"),
         help="write a markdown report of this run when it ends "
-        "(default path: reports/<suite>-<run-id>.md)",
+        "(default: beside the records, results/<suite>/<run-id>.md, outside the tracked "
+        "reports/ folder)",
+    )
+    p.add_argument(
+        "--mlflow",
+        metavar="URI",
+        nargs="?",
+        const=export.DEFAULT_MLFLOW,
+        help="export the records to MLflow when the run ends (as hlbench export --to mlflow; "
+        "with --report, the report too): --mlflow for the local store ./mlruns (or "
+        "$MLFLOW_TRACKING_URI), --mlflow=URI for a tracking server or another store",
     )
 
 
@@ -119,23 +143,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hlbench.sweep.plan import plan
 
     suite = _selected_suite(args)
+    sharded = cluster.select_shard(args, suite, os.environ)
     devices = _check_placement(args, suite)
+    if args.slurm is not None:
+        return slurm.submit(args, suite)
     if args.dry_run:
         _print_cells(suite)
+        if sharded:
+            print(cluster.describe(sharded, cluster.dry_run_id(args, suite)))
         return EXIT_OK
     _check_frameworks(args.suite, suite)
-    records_path, run_id, done = _records_file(args, suite)
+    if args.mlflow is not None:  # before anything runs, not after an hour of training
+        from hlbench.export.to_mlflow import check_installed
+
+        check_installed()
+    records_path, run_id, done = _records_file(args, suite, sharded)
     tasks = plan(suite, done)
     if not tasks:
         print(f"nothing to run: every cell already has an ok record in {records_path}")
         return EXIT_OK
     runner.check_results_path(records_path)
+    part = f", {cluster.describe(sharded, run_id)}" if sharded else ""
     print(
-        f"hlbench: {len(tasks)} cell run(s) of suite {suite.name!r} → {records_path}",
+        f"hlbench: {len(tasks)} cell run(s) of suite {suite.name!r}{part} → {records_path}",
         file=sys.stderr,
     )
     try:
-        records = _run(args, suite, tasks, records_path, run_id, devices)
+        records = _run(args, suite, tasks, records_path, run_id, devices, sharded)
     except runner.Interrupted:
         print(_interrupted(args.suite, records_path), file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -146,9 +180,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED_CELLS
-    _summarize(args, suite.name, records, records_path, run_id)
+    report = _summarize(args, suite.name, records, records_path, run_id, sharded)
     failed = [r for r in records if r["status"] not in ("ok", "skipped")]
-    return EXIT_FAILED_CELLS if failed else EXIT_OK
+    exported = export.after_run(args.mlflow, records_path, report)
+    return EXIT_FAILED_CELLS if failed or not exported else EXIT_OK
 
 
 def _interrupted(suite_path: Path, records_path: Path) -> str:
@@ -171,8 +206,9 @@ def _interrupted(suite_path: Path, records_path: Path) -> str:
 def _selected_suite(args: argparse.Namespace) -> Any:
     """The suite, narrowed to the cells --only selects."""
     from hlbench.suite import load_suite
+    from hlbench.suite.shipped import resolve
 
-    suite = load_suite(args.suite)
+    suite = load_suite(resolve(args.suite))
     if args.only:
         cells = [c for c in suite.cells if any(fnmatch.fnmatchcase(c.id, g) for g in args.only)]
         if not cells:
@@ -194,20 +230,21 @@ def _check_frameworks(suite_path: Path, suite: Any) -> None:
             )
 
 
-def _records_file(args: argparse.Namespace, suite: Any) -> tuple[Path, str, set[tuple[str, int]]]:
-    """The records file, the run id and the (cell hash, repeat) pairs already ok: a new file under
-    --results-dir, or the --resume file (whose stem is the run id it continues; it must hold this
-    suite's records)."""
+def _records_file(
+    args: argparse.Namespace, suite: Any, sharded: cluster.Sharded | None
+) -> tuple[Path, str, set[tuple[str, int]]]:
+    """The records file, the run id and the (cell hash, repeat) pairs already ok: the --resume
+    file (whose stem, or directory for a shard's file, is the run id it continues; it must hold
+    this suite's records), else the run's file under --results-dir (cluster.new_records_file)."""
     from hlbench.sweep.plan import completed
-    from hlbench.sweep.runner import new_run_id
 
-    if args.resume:
+    if args.resume and not args.run_id:
         records_path = args.resume
         if not records_path.is_file():
             raise UsageError(f"--resume {records_path}: no such records file")
-        return records_path, records_path.stem, completed(records_path, suite)
-    run_id = new_run_id()
-    return args.results_dir / suite.name / f"{run_id}.jsonl", run_id, set()
+        run_id = cluster.resumed_run_id(records_path)
+        return records_path, run_id, completed(records_path, suite)
+    return cluster.new_records_file(args, suite, sharded)
 
 
 def _run(
@@ -217,6 +254,7 @@ def _run(
     records_path: Path,
     run_id: str,
     devices: list[str] | None,
+    sharded: cluster.Sharded | None,
 ) -> list[dict[str, Any]]:
     """Run the tasks behind a progress bar (closed however the run ends)."""
     from hlbench.sweep.plan import RunOptions
@@ -236,6 +274,7 @@ def _run(
         profile=True if args.profile else None,  # without the flag: the suite's `profile`
         devices=tuple(devices) if devices is not None else None,
         node_rank=args.node_rank,
+        shard=sharded.shard.record_field(sharded.n_mine) if sharded else None,
         on_start=progress.start,
         on_record=progress.record,
     )
@@ -253,23 +292,32 @@ def _summarize(
     records: list[dict[str, Any]],
     records_path: Path,
     run_id: str,
-) -> None:
-    """Where the records are, and the report written now or the command that writes it."""
+    sharded: cluster.Sharded | None = None,
+) -> Path | None:
+    """Where the records are, and the report written now (its path) or the command that writes
+    it."""
     print(f"records: {records_path}")
     if args.report:
         from hlbench.reporting import write_report
 
         out = args.report
         if args.report == Path("auto"):
-            out = Path("reports") / f"{suite_name}-{run_id}.md"
-        print(f"report: {write_report([records_path], out)}")
+            out = records_path.with_suffix(".md")  # results/ is ignored by git; reports/ is not
+        written = write_report([records_path], out)
+        print(f"report: {written}")
+        return written
     elif records and all(r.get("kind") == "follower" for r in records):
         print(
             "this node ran no rank 0: the cells' records are on the node that did "
             "(node 0 with a static rendezvous)"
         )
+    elif sharded:
+        print(cluster.next_step(sharded, records_path, suite_name))
     else:
-        print(f"next: hlbench report {records_path} -o reports/{suite_name}.md")
+        # Beside the records (results/ is ignored by git): the tracked reports/ folder holds the
+        # reports committed on purpose.
+        print(f"next: hlbench report {records_path} -o {records_path.with_suffix('.md')}")
+    return None
 
 
 def _check_placement(args: argparse.Namespace, suite: Any) -> list[str] | None:

@@ -9,6 +9,8 @@ and says exactly which field differs. The fields that make a comparison meaningl
   version);
 - framework versions: `torch_version`, `tensorflow_version`, `cuda_version`, `cudnn_version`;
 - `cpu_model`, for runs that saw no GPU (on a CPU the processor *is* the device under test);
+- `worker_start`, forked from a pre-imported worker or spawned (HLBENCH_PREIMPORT=0): a forked
+  worker's host RSS leaves out the import pages it never touches (about 40% less on TensorFlow);
 - the workload definition: a cell id present on both sides with different content hashes (the same
   name now means another model, batch, optimizer ...): reported with the keys that differ.
 
@@ -38,6 +40,7 @@ ENV_FIELDS = (
     "cuda_version",
     "cudnn_version",
     "cpu_model",
+    "worker_start",
 )
 
 
@@ -55,6 +58,7 @@ def record_environment(record: dict[str, Any]) -> dict[str, Any]:
         "gpu_models": None if gpus is None else ", ".join(sorted(g or "?" for g in gpus)) or "none",
         "driver_major": _driver_major(env.driver_version(record)),
         "cpu_model": env.cpu_model(record),
+        "worker_start": env.worker_start(record),
         **env.framework_versions(record),
     }
 

@@ -3,7 +3,9 @@ for), from a records file or a directory of them.
 
 A records file normally holds one run, but `--resume` across sessions, a user's `cat`, or a
 directory of several runs of a suite (A/A runs for `--calibrate`, a baseline's history) can hold
-more. Two runs that share a cell must never be merged silently: by default the latest run is used
+more, and a run cut into shards (hlbench.sweep.shard) is a directory of files, one per shard, read
+as one run (a missing shard, or a cell two shards ran, is said in `warnings`). Two runs that share
+a cell must never be merged silently: by default the latest run is used
 (the one whose records were written last) and the choice is said; `--run-id ID` (repeatable) picks
 runs, and `--run-id all` pools every run's repeats (each repeat is its own worker process, so
 pooling runs adds independent samples).
@@ -19,6 +21,7 @@ from typing import Any
 from hlbench.errors import UsageError
 from hlbench.records import identity
 from hlbench.records.shape import read_usable
+from hlbench.records.shards import shard_notes
 
 ALL_RUNS = "all"
 # Directories below a records file that hold its logs, telemetry and traces, never records.
@@ -33,6 +36,7 @@ class Run:
     records: list[dict[str, Any]]
     run_ids: list[str] = field(default_factory=list)  # the runs used, in the order written
     note: str = ""  # which run was picked, when the input held several
+    warnings: list[str] = field(default_factory=list)  # what the shards of a sharded run lack
 
 
 def records_files(path: Path) -> list[Path]:
@@ -74,15 +78,19 @@ def load_run(path: Path, run_ids: Sequence[str] = ()) -> Run:
     """The current cell records of PATH (a torn last line and malformed records are skipped,
     hlbench.records.shape), of the runs in `run_ids` (or all of them with "all"); with none given
     and several runs present, of the latest run, saying so in `note`."""
-    records: list[dict[str, Any]] = []
+    written: list[dict[str, Any]] = []
     for file in records_files(path):
-        records += identity.current_records(read_usable(file).records)
+        written += read_usable(file).records
+    # current over all the files: the shards of one run share its run id, and a cell two of them
+    # ran must count once
+    records = identity.current_records(written)
     if not records:
         raise UsageError(f"{path}: holds no cell records")
     present = runs_in(records)
     picked, note = _pick(path, present, run_ids)
     chosen = [r for r in records if str(identity.run_id(r)) in picked]
-    return Run(path, chosen, [r for r in present if r in picked], note)
+    warnings = shard_notes(r for r in written if str(identity.run_id(r)) in picked)
+    return Run(path, chosen, [r for r in present if r in picked], note, warnings)
 
 
 def _pick(path: Path, present: list[str], asked: Sequence[str]) -> tuple[set[str], str]:

@@ -49,6 +49,13 @@ def framework_version(record: Record) -> str | None:
     return f"{name} {version}" if name and version else None
 
 
+def worker_start(record: Record) -> str | None:
+    """ "forked" (from a pre-imported worker) or "spawned" (a fresh interpreter); None in records
+    written before workers were forked, and for cells that never started one."""
+    value = record.get("worker_start")
+    return value if isinstance(value, str) else None
+
+
 def cpu_model(record: Record) -> str | None:
     return host(record).get("cpu_model")
 

@@ -127,6 +127,18 @@ def window_monotonic_s(record: Record) -> list[list[float]]:
     return _timing(record).get("window_monotonic_s") or []
 
 
+def window_spans_s(record: Record) -> list[tuple[float, float]]:
+    """The windows of `window_monotonic_s` that are two numbers, as (start, end); others dropped."""
+    windows = window_monotonic_s(record)
+    pairs = (
+        [w[:2] for w in windows if isinstance(w, list) and len(w) >= 2]
+        if isinstance(windows, list)
+        else []
+    )
+    spans = [(number(a), number(b)) for a, b in pairs]
+    return [(a, b) for a, b in spans if a is not None and b is not None]
+
+
 def worker_wall_s(record: Record) -> float | None:
     """The worker process's whole life, import and startup included."""
     return number(record.get("worker_wall_s"))

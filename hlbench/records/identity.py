@@ -82,6 +82,18 @@ def started_at(record: Record) -> str | None:
     return record.get("started_at")
 
 
+def shard(record: Record) -> tuple[int, int, int | None] | None:
+    """(index, count, cells the shard owns) of a sharded run's record; None for a run in one
+    piece, or a section that does not describe a shard."""
+    section = record.get("shard")
+    if not isinstance(section, dict):
+        return None
+    index, count, cells = section.get("index"), section.get("count"), section.get("cells")
+    if not isinstance(index, int) or not isinstance(count, int) or not 0 <= index < count:
+        return None
+    return index, count, cells if isinstance(cells, int) else None
+
+
 def key(record: Record) -> tuple[str, str, int]:
     """(run, cell hash, repeat): records with the same key measured the same thing."""
     return str(run_id(record)), str(cell_hash(record)), repeat(record)

@@ -77,7 +77,9 @@ SPEC: dict[str, Spec] = {
     "cell_hash": "str",
     "repeat": "int",
     "started_at": "str",
+    "shard": {"index!": "int", "count!": "int", "cells": "int"},
     "worker_wall_s": "num",
+    "worker_start": "str",
     "cell": _CELL,
     "timing": {
         "window_step_times_s": [["num?"]],

@@ -1,11 +1,14 @@
-"""Markdown reports with PNG plots from records files: `write_report(paths, out_md)`.
+"""Reports from records files: `write_report(paths, out)`, markdown with PNG plots (out.md) or one
+HTML page with interactive plots (out.html).
 
 Modules, one idea each: `cells` (per-cell statistics), `stats` (bootstrap intervals), `effects`
 (against the baseline and across frameworks), `frontier` (what to train with), `findings` (computed
-sentences), `plots` (PNGs), `markdown` (the sections of absolute figures and checks), `relative`
-(the sections of relative figures: effects, frameworks and parity, scaling), `formatting` (fixed
-number formats), `tables` (the `table` command's pivots and exports). pandas and matplotlib load on
-first use, never at `import hlbench`.
+sentences), `analysis` (all of these at once, and the sections in order), `plotdata`/`plotseries`
+(what each plot shows), `plots` (PNGs), `interactive` (plotly figures), `html` (the HTML page),
+`markdown` (the sections of absolute figures and checks), `relative` (the sections of relative
+figures: effects, frameworks and parity, scaling), `formatting` (fixed number formats), `tables`
+(the `table` command's pivots and exports). pandas, matplotlib and plotly load on first use, never
+at `import hlbench`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from hlbench.reporting.analysis import Analysis, PlotLink, analyse, sections
 from hlbench.reporting.tolerance import DEFAULT_TOLERANCE_NATS
+
+__all__ = ["Analysis", "analyse", "render", "sections", "write_report"]
 
 
 def render(
@@ -23,77 +29,21 @@ def render(
     draw_plots: bool = True,
 ) -> str:
     """The report's markdown; plots (when drawn) go to `<out_md stem>_plots/` beside it."""
-    from hlbench.reporting import markdown, plots, relative
-    from hlbench.reporting.cells import summarize
-    from hlbench.reporting.effects import baseline_effects, framework_ratios
-    from hlbench.reporting.findings import findings
-    from hlbench.reporting.frontier import frontiers
-    from hlbench.results import load_all
-
-    results = load_all(paths)
-    df, parity = results.cells, results.parity
-    if df.empty:
-        import pandas as pd
-
-        from hlbench.results import BASE_COLUMNS
-
-        df = pd.DataFrame(columns=BASE_COLUMNS)
-    cells = summarize(df) if len(df) else _empty_cells()
-    effects, notes = baseline_effects(cells)
-    ratios = framework_ratios(cells)
-    fronts = frontiers(cells, tolerance_nats)
-
+    a = analyse(paths, tolerance_nats)
     plot_dir = f"{out_md.stem}_plots"
-    links = _draw(cells, out_md.parent / plot_dir, plots) if draw_plots and len(cells) else []
-    profile_plot = _profile_plot(df, out_md.parent / plot_dir) if draw_plots else None
-    lines = [
-        *markdown.header(df, parity, cells, [p.name for p in results.files], results.skipped),
-        *markdown.findings(findings(cells, effects, ratios, parity, fronts)),
-        *markdown.frontier(fronts, cells),
-        *markdown.matrix(cells),
-        *relative.effects(effects, notes),
-        *relative.frameworks(ratios, cells, parity),
-        *relative.scaling(cells),
-        *markdown.off_the_clock(df),
-        *markdown.failures(df, list(cells["cell_id"])),
-        *markdown.stability(cells),
-        *markdown.profiling(df, profile_plot, plot_dir),
-        *markdown.plots(links, plot_dir),
-    ]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    links = _draw(a, out_md.parent / plot_dir) if draw_plots and len(a.cells) else []
+    profile_plot = _profile_plot(a.df, out_md.parent / plot_dir) if draw_plots else None
+    return sections(a, links, profile_plot, plot_dir)
 
 
-def _draw(cells, out_dir: Path, plots) -> list[tuple[str, str | None, str]]:  # type: ignore[no-untyped-def]
-    # Links are listed whether or not a plot is drawn so the markdown never depends on matplotlib's
-    # output.
-    names = plots.throughput_and_memory(cells, out_dir)
+def _draw(a: Analysis, out_dir: Path) -> list[PlotLink]:
+    # Every plot is listed whether or not it has data, so the markdown says what is missing.
+    from hlbench.reporting import plots
+    from hlbench.reporting.plotseries import catalogue
+
     return [
-        (
-            "Throughput per precision",
-            names[0] if names else None,
-            "no ok cell at 1 accumulation step without pruning",
-        ),
-        (
-            "Peak memory per precision",
-            names[1] if names else None,
-            "no ok cell at 1 accumulation step without pruning",
-        ),
-        (
-            "Memory over time",
-            plots.memory_over_time(cells, out_dir),
-            "no telemetry samples in these records",
-        ),
-        ("Loss curves", plots.loss_curves(cells, out_dir), "no per-step losses in these records"),
-        (
-            "Sparsity vs excess loss",
-            plots.sparsity_vs_loss(cells, out_dir),
-            "no pruned cell reports its sparsity",
-        ),
-        (
-            "Accumulation steps vs peak memory",
-            plots.accumulation_vs_memory(cells, out_dir),
-            "fewer than two accumulation values with a memory figure",
-        ),
+        (title, plots.draw(plot, out_dir) if plot else None, reason, plot.note if plot else "")
+        for title, plot, reason in catalogue(a.cells, a.fronts)
     ]
 
 
@@ -104,38 +54,17 @@ def _profile_plot(df, out_dir: Path) -> str | None:  # type: ignore[no-untyped-d
     return stacked_phases(cells, out_dir) if len(cells) else None
 
 
-def _empty_cells():  # type: ignore[no-untyped-def]
-    import pandas as pd
-
-    return pd.DataFrame(
-        columns=[
-            "cell_id",
-            "workload",
-            "backend",
-            "n_ok",
-            "failed",
-            "skipped",
-            "tokens_per_s",
-            "excess_eval_loss_nats",
-            "precision",
-            "accumulation",
-            "pruning",
-            "device",
-            "device_name",
-            "peak_mem_source",
-            "window_cv",
-            "steps_measured",
-            "budget_hit",
-            "throttled",
-        ]
-    )
-
-
 def write_report(
     paths: list[Path], out_md: Path, tolerance_nats: float = DEFAULT_TOLERANCE_NATS
 ) -> Path:
-    """Write the markdown report (and its plots beside it); returns `out_md`."""
+    """Write the report, its form picked by the suffix: markdown with its plots beside it (.md), or
+    one self-contained HTML page with interactive plots (.html, needs the `html` extra); returns
+    the path written."""
     out_md = Path(out_md)
+    if out_md.suffix == ".html":
+        from hlbench.reporting.html import write_html
+
+        return write_html([Path(p) for p in paths], out_md, tolerance_nats)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     text = render([Path(p) for p in paths], out_md, tolerance_nats)
     out_md.write_text(text, encoding="utf-8")

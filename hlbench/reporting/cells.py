@@ -215,10 +215,14 @@ def _pooled(cell_hash: str, ok: pd.DataFrame, idx: np.ndarray) -> dict[str, Any]
         "step_times_s": steps,
         "boot_median_step_s": stats.bootstrap_medians(steps, seed=cell_hash),
         "loss_curve_nats": curve,
+        # (repeat, seconds from its first measured window, memory bytes, windows as [start, end])
         "telemetry": [
-            (r, t, m)
-            for r, t, m in zip(
-                rows["repeat"], rows["telemetry_mem_t_s"], rows["telemetry_mem_bytes"]
+            (r, t, m, w)
+            for r, t, m, w in zip(
+                rows["repeat"],
+                rows["telemetry_mem_t_s"],
+                rows["telemetry_mem_bytes"],
+                rows["telemetry_windows_s"],
             )
             if len(t)
         ],

@@ -207,15 +207,15 @@ def outcome_findings(cells: pd.DataFrame) -> list[str]:
 
 def frontier_findings(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
     out = []
-    by_id = cells.set_index("cell_id")
+    by_hash = cells.set_index("cell_hash")
     for f in fronts:
         picks = [p for p in f.picks if p[1] is not None]
         if not picks:
             continue
         budget, best = picks[-1]
-        row = by_id.loc[best]
+        row = by_hash.loc[best]
         out.append(
-            f"Fastest {f.workload} cell within {f.tolerance_nats:g} nats of fp32: {best} "
+            f"Fastest {f.workload} cell within {f.tolerance_nats:g} nats of fp32: {row['cell_id']} "
             f"({fmt.num(row['tokens_per_s'])} tokens/s, {fmt.mib(row[f.memory_column])} "
             f"{fmt.memory_source(f.memory_source)})."
         )

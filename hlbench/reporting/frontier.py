@@ -30,7 +30,9 @@ class Frontier:
     memory_column: str  # peak_mem_bytes or host_peak_rss_bytes
     memory_source: str  # what the memory numbers measure
     cells: pd.DataFrame  # the non-dominated cells, fastest first
-    picks: list[tuple[float, str | None]]  # (budget bytes, cell id or None when nothing fits)
+    # (budget bytes, cell hash or None when nothing fits): a hash, since two suites reported
+    # together may use one cell id for different cells
+    picks: list[tuple[float, str | None]]
     tolerance_nats: float
 
 
@@ -123,5 +125,5 @@ def _picks(
             picks.append((budget, None))
             continue
         best = fits.assign(_speed=-fits["tokens_per_s"]).sort_values(["_speed", "cell_id"]).iloc[0]
-        picks.append((budget, str(best["cell_id"])))
+        picks.append((budget, str(best["cell_hash"])))
     return picks

@@ -40,8 +40,10 @@ def header(
     cells: pd.DataFrame,
     files: Sequence[str],
     skipped: Sequence[str] = (),
+    warnings: Sequence[str] = (),
 ) -> list[str]:
-    """Title, suite, runs, dates, records (and malformed ones skipped), environment."""
+    """Title, suite, runs, dates, records (and malformed ones skipped, and what the shards of a
+    sharded run lack), environment."""
     suites = _distinct([*df["suite"], *parity["suite"]])
     runs = _distinct([*df["run_id"], *parity["run_id"]])
     dates = _distinct(df["started_at"])
@@ -56,6 +58,7 @@ def header(
         f"{int((cells['n_ok'] > 0).sum())} with an ok run), {len(parity)} parity check(s), from "
         f"{', '.join(sorted(files))}",
         *(f"- **Skipped:** {note}" for note in skipped),
+        *(f"- **Warning:** {note}" for note in warnings),
         "",
         "## Environment",
         "",
@@ -89,7 +92,7 @@ def frontier(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
     lines = ["## What to train with: the trade-off frontier", ""]
     if not fronts:
         return lines + ["No ok cell has tokens/s, memory and excess loss together.", ""]
-    by_id = cells.set_index("cell_id")
+    by_hash = cells.set_index("cell_hash")
     for f in fronts:
         source = fmt.memory_source(f.memory_source)
         lines += [
@@ -100,15 +103,15 @@ def frontier(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
             "",
         ]
         rows = []
-        for budget, cell_id in f.picks:
-            if cell_id is None:
+        for budget, cell_hash in f.picks:
+            if cell_hash is None:
                 rows.append([f"≤ {fmt.mib(budget)}", "nothing fits within tolerance", "", "", ""])
                 continue
-            c = by_id.loc[cell_id]
+            c = by_hash.loc[cell_hash]
             rows.append(
                 [
                     f"≤ {fmt.mib(budget)}",
-                    cell_id,
+                    c["cell_id"],
                     fmt.num(c["tokens_per_s"]),
                     fmt.mib(c[f.memory_column]),
                     fmt.nats(c["excess_eval_loss_nats"]),
@@ -270,14 +273,15 @@ def stability(cells: pd.DataFrame) -> list[str]:
     return lines + (table(warnings, ["cell", "warning"]) if warnings else ["None.", ""])
 
 
-def plots(links: list[tuple[str, str | None, str]], plot_dir: str) -> list[str]:
+def plots(links: list[tuple[str, str | None, str, str]], plot_dir: str) -> list[str]:
+    """Each plot's heading, then its image and how to read it, or why it is not plotted."""
     lines = ["## Plots", ""]
-    for title, name, missing_reason in links:
+    for title, name, missing_reason, note in links:
         lines += [f"### {title}", ""]
-        lines += [
-            f"![{title}]({plot_dir}/{name})" if name else f"Not plotted: {missing_reason}.",
-            "",
-        ]
+        if name:
+            lines += [f"![{title}]({plot_dir}/{name})", "", *([note, ""] if note else [])]
+        else:
+            lines += [f"Not plotted: {missing_reason}.", ""]
     return lines
 
 

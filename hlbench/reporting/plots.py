@@ -1,27 +1,26 @@
-"""Report plots: PNG files with deterministic names, drawn with matplotlib's Agg backend.
+"""Report plots as PNG files with deterministic names, drawn with matplotlib's Agg backend from the
+data of hlbench.reporting.plotdata / plotseries (one panel per workload).
 
-Each function draws one figure (a panel per workload) and returns its file name, or returns None
-when the records hold no data for it; the markdown then says what is missing instead of linking
-nothing. Curves and bars are capped at MAX_SERIES per panel, chosen in the cells' fixed order
-(baselines first).
+`draw(plot, out_dir)` writes `<key>.png` and returns its name. Legends sit outside the axes, to
+their right, so they never cover data; error bars, shaded windows and the trade-off's colour scale
+are drawn from what the data carries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from hlbench.reporting import formatting as fmt
-from hlbench.reporting.cells import BASELINE_AXES
+from hlbench.reporting.plotdata import Panel, Plot, Series
+from hlbench.reporting.plotseries import TradeOff
 
-MAX_SERIES = 12
 PNG_METADATA = {"Software": None}  # no matplotlib version stamp: the same data gives the same bytes
-# A fixed place: loc="best" searches every line's points, slow with many series.
-LEGEND_LOC = "upper right"
+FIG_WIDTH_IN = 10.0
+AXES_RIGHT = 0.64  # the rest of the width holds the legend (or the colour scale)
+LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, "fontsize": 7}
+COLOUR_MAP = "viridis"
 
 
 def pyplot() -> Any:
@@ -34,176 +33,146 @@ def pyplot() -> Any:
     return plt
 
 
-def _panels(workloads: list[str], title: str, draw: Callable[[Any, str], None], path: Path) -> str:
+def draw(plot: Plot, out_dir: Path) -> str:
+    """Draw a plot (a panel per workload) to `out_dir/<key>.png`; returns the file name."""
     plt = pyplot()
-    height_in = 3.2 * len(workloads)
-    fig, axes = plt.subplots(len(workloads), 1, figsize=(7.5, height_in), squeeze=False)
-    for ax, workload in zip(axes[:, 0], workloads):
-        draw(ax, workload)
-        ax.set_title(f"{workload}: {title}", fontsize=10)
-        ax.grid(True, alpha=0.3)
-    # fixed margins instead of tight_layout, which costs a full extra draw per figure
-    fig.subplots_adjust(
-        left=0.11, right=0.98, bottom=0.5 / height_in + 0.02, top=1 - 0.35 / height_in, hspace=0.45
-    )
+    fig = figure(plot)
+    path = out_dir / f"{plot.key}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80, metadata=PNG_METADATA)
     plt.close(fig)
     return path.name
 
 
-def _ok(cells: pd.DataFrame) -> pd.DataFrame:
-    return cells[cells["n_ok"] > 0]
-
-
-def throughput_and_memory(cells: pd.DataFrame, out_dir: Path) -> list[str]:
-    """Bars per precision, grouped by backend, at 1 accumulation step and no pruning."""
-    base = _ok(cells)
-    base = base[
-        (base["accumulation"] == BASELINE_AXES["accumulation"])
-        & (base["pruning"] == BASELINE_AXES["pruning"])
-    ]
-    if base.empty:
-        return []
-    workloads = sorted(set(base["workload"]))
-    names = []
-    for column, label, scale, file in (
-        ("tokens_per_s", "tokens/s", 1.0, "throughput.png"),
-        ("peak_mem_bytes", "peak memory (MiB)", 2**-20, "peak-memory.png"),
-    ):
-
-        def draw(
-            ax: Any, workload: str, column: str = column, label: str = label, scale: float = scale
-        ) -> None:
-            rows = base[base["workload"] == workload]
-            precisions = list(dict.fromkeys(rows["precision"]))  # already in precision order
-            backends = sorted(set(rows["backend"]))
-            width = 0.8 / max(len(backends), 1)
-            for i, backend in enumerate(backends):
-                b = (
-                    rows[rows["backend"] == backend]
-                    .drop_duplicates("precision")
-                    .set_index("precision")
-                )
-                values = [float(b[column].get(p, np.nan) or np.nan) * scale for p in precisions]
-                sources = sorted({fmt.memory_source(s) for s in b["peak_mem_source"].dropna()})
-                legend = fmt.backend_name(backend) + (
-                    f" ({', '.join(sources)})" if column == "peak_mem_bytes" else ""
-                )
-                ax.bar(np.arange(len(precisions)) + i * width, values, width, label=legend)
-            ax.set_xticks(np.arange(len(precisions)) + width * (len(backends) - 1) / 2, precisions)
-            ax.set_ylabel(label)
-            ax.legend(fontsize=8, loc=LEGEND_LOC)
-
-        names.append(
-            _panels(workloads, f"{label} per precision (1 step, no pruning)", draw, out_dir / file)
-        )
-    return names
-
-
-def memory_over_time(cells: pd.DataFrame, out_dir: Path) -> str | None:
-    rows = _ok(cells)
-    rows = rows[rows["telemetry"].map(len) > 0]
-    if rows.empty:
-        return None
-
-    def draw(ax: Any, workload: str) -> None:
-        for _, c in rows[rows["workload"] == workload].head(MAX_SERIES).iterrows():
-            repeat, t, mem = c["telemetry"][0]
-            ax.plot(t, mem / 2**20, label=f"{c['cell_id']} #{repeat}")
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("memory (MiB)")
-        ax.legend(fontsize=7, loc=LEGEND_LOC)
-
-    return _panels(
-        sorted(set(rows["workload"])),
-        "memory over time (telemetry samples)",
-        draw,
-        out_dir / "memory-over-time.png",
+def figure(plot: Plot) -> Any:
+    """The matplotlib figure of a plot, a panel per workload (the caller closes it)."""
+    plt = pyplot()
+    height_in = 3.2 * len(plot.panels)
+    fig, axes = plt.subplots(len(plot.panels), 1, figsize=(FIG_WIDTH_IN, height_in), squeeze=False)
+    for ax, panel in zip(axes[:, 0], plot.panels):
+        if isinstance(panel, TradeOff):
+            _trade_off(fig, ax, panel)
+        else:
+            _panel(ax, panel)
+        ax.set_title(panel.title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+    # fixed margins instead of tight_layout, which costs a full extra draw per figure
+    fig.subplots_adjust(
+        left=0.1,
+        right=AXES_RIGHT,
+        bottom=0.55 / height_in + 0.02,
+        top=1 - 0.35 / height_in,
+        hspace=0.5,
     )
+    return fig
 
 
-def loss_curves(cells: pd.DataFrame, out_dir: Path) -> str | None:
-    rows = _ok(cells)
-    rows = rows[rows["loss_curve_nats"].map(len) > 0]
-    if rows.empty:
+def _errors(s: Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """(points with an interval, [below, above] distances) or None without any."""
+    if not s.has_errors():
         return None
-
-    def draw(ax: Any, workload: str) -> None:
-        for _, c in rows[rows["workload"] == workload].head(MAX_SERIES).iterrows():
-            ax.plot(
-                np.arange(len(c["loss_curve_nats"])),
-                c["loss_curve_nats"],
-                label=c["cell_id"],
-                linewidth=1,
-            )
-        ax.set_xlabel("step (warmup included)")
-        ax.set_ylabel("train loss (nats/token)")
-        ax.legend(fontsize=7, loc=LEGEND_LOC)
-
-    return _panels(
-        sorted(set(rows["workload"])), "training loss", draw, out_dir / "loss-curves.png"
-    )
+    assert s.y_lo is not None and s.y_hi is not None
+    keep = np.isfinite(s.y) & np.isfinite(s.y_lo) & np.isfinite(s.y_hi)
+    below = np.clip(s.y - s.y_lo, 0.0, None)[keep]
+    above = np.clip(s.y_hi - s.y, 0.0, None)[keep]
+    return keep, np.vstack([below, above])
 
 
-def sparsity_vs_loss(cells: pd.DataFrame, out_dir: Path) -> str | None:
-    rows = _ok(cells)
-    # an unpruned cell is 0% sparse by definition; pruned cells must report what they achieved
-    sparsity = rows["sparsity"].where(
-        rows["sparsity"].notna(), rows["pruning"].map(lambda p: 0.0 if p == "none" else np.nan)
-    )
-    rows = rows.assign(_sparsity=sparsity)
-    rows = rows[rows["_sparsity"].notna() & rows["excess_eval_loss_nats"].notna()]
-    if not (rows["_sparsity"] > 0).any():
-        return None
-
-    def draw(ax: Any, workload: str) -> None:
-        w = rows[rows["workload"] == workload]
-        for method in list(dict.fromkeys(w["pruning"])):
-            m = w[w["pruning"] == method]
-            ax.scatter(m["_sparsity"] * 100, m["excess_eval_loss_nats"], label=str(method))
-        ax.set_xlabel("achieved sparsity (%)")
-        ax.set_ylabel("excess eval loss (nats)")
-        ax.legend(fontsize=8, loc=LEGEND_LOC)
-
-    return _panels(
-        sorted(set(rows["workload"])),
-        "sparsity vs excess loss",
-        draw,
-        out_dir / "sparsity-vs-loss.png",
-    )
-
-
-def accumulation_vs_memory(cells: pd.DataFrame, out_dir: Path) -> str | None:
-    rows = _ok(cells)
-    rows = rows[(rows["pruning"] == "none") & rows["peak_mem_bytes"].notna()]
-    if rows["accumulation"].nunique() < 2:
-        return None
-
-    def draw(ax: Any, workload: str) -> None:
-        w = rows[rows["workload"] == workload]
-        series = list(dict.fromkeys(zip(w["backend"], w["precision"])))[:MAX_SERIES]
-        for backend, precision in series:
-            s = w[(w["backend"] == backend) & (w["precision"] == precision)].sort_values(
-                "accumulation"
-            )
-            source = ", ".join(
-                sorted({fmt.memory_source(x) for x in s["peak_mem_source"].dropna()})
-            )
-            ax.plot(
-                s["accumulation"],
-                s["peak_mem_bytes"] / 2**20,
-                marker="o",
-                label=f"{fmt.backend_name(backend)} {precision} ({source})",
-            )
+def _panel(ax: Any, panel: Panel) -> None:
+    for lo, hi in panel.shades:
+        ax.axvspan(lo, hi, color="0.85", alpha=0.5, linewidth=0, zorder=0)
+    if panel.shades:  # one legend entry for all spans
+        ax.fill_between([], [], color="0.85", alpha=0.5, label=panel.shade_label)
+    if panel.zero_line:
+        ax.axhline(0.0, color="black", linewidth=0.8, label=panel.zero_line, zorder=1)
+    if panel.kind == "bar":
+        _bars(ax, panel)
+    else:
+        for s in panel.series:
+            _line_or_points(ax, panel, s)
+    if panel.x_log2:
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("accumulation steps")
-        ax.set_ylabel("peak memory (MiB)")
-        ax.legend(fontsize=7, loc=LEGEND_LOC)
+        ticks = sorted({float(x) for s in panel.series for x in s.x})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])  # 1, 2, 4 rather than 2⁰, 2¹, 2²
+        ax.minorticks_off()
+    ax.set_xlabel(panel.x_label)
+    ax.set_ylabel(panel.y_label)
+    ax.legend(**LEGEND)
 
-    return _panels(
-        sorted(set(rows["workload"])),
-        "accumulation steps vs peak memory",
-        draw,
-        out_dir / "accumulation-vs-memory.png",
+
+def _line_or_points(ax: Any, panel: Panel, s: Series) -> None:
+    style = {"color": s.colour, "label": s.label}
+    if panel.kind == "scatter":
+        ax.scatter(s.x, s.y, s=18, zorder=3, **style)
+    else:
+        ax.plot(s.x, s.y, linewidth=0.9, marker="o" if len(s.x) < 12 else None, **style)
+        if s.bold is not None and s.bold.any():
+            # the same line, heavier where the cell was in a measured window
+            ax.plot(s.x, np.where(s.bold, s.y, np.nan), linewidth=2.2, color=s.colour)
+    errors = _errors(s)
+    if errors is not None:
+        keep, yerr = errors
+        ax.errorbar(
+            s.x[keep], s.y[keep], yerr=yerr, fmt="none", ecolor=s.colour, capsize=3, zorder=2
+        )
+
+
+def _bars(ax: Any, panel: Panel) -> None:
+    width = 0.8 / max(len(panel.series), 1)
+    for i, s in enumerate(panel.series):
+        x = s.x + i * width
+        ax.bar(x, s.y, width, color=s.colour, label=s.label)
+        errors = _errors(s)
+        if errors is not None:
+            keep, yerr = errors
+            ax.errorbar(x[keep], s.y[keep], yerr=yerr, fmt="none", ecolor="black", capsize=3)
+    offset = width * (len(panel.series) - 1) / 2
+    ax.set_xticks(np.arange(len(panel.categories)) + offset, panel.categories)
+
+
+def _trade_off(fig: Any, ax: Any, t: TradeOff) -> None:
+    points = ax.scatter(
+        t.memory_mib,
+        t.tokens_per_s,
+        c=t.excess_nats,
+        cmap=COLOUR_MAP,
+        vmin=t.colour_range[0],
+        vmax=t.colour_range[1],
+        s=36,
+        edgecolors="0.3",
+        linewidths=0.5,
+        zorder=3,
     )
+    front = t.front
+    ax.plot(
+        t.memory_mib[front],
+        t.tokens_per_s[front],
+        color="black",
+        linewidth=1.0,
+        marker="o",
+        markerfacecolor="none",
+        markersize=10,
+        label="Pareto front (labelled)",
+        zorder=2,
+    )
+    x_lo, x_hi = float(np.min(t.memory_mib)), float(np.max(t.memory_mib))
+    for k, i in enumerate(front):
+        # labels of the right-hand points go to their left, so they stay inside the axes; above
+        # and below in turn, so neighbours on the front do not write over each other
+        left = t.memory_mib[i] > x_lo + 0.6 * (x_hi - x_lo)
+        ax.annotate(
+            t.labels[i],
+            (t.memory_mib[i], t.tokens_per_s[i]),
+            xytext=(-6 if left else 6, 5 if k % 2 == 0 else -11),
+            textcoords="offset points",
+            ha="right" if left else "left",
+            fontsize=7,
+        )
+    ax.margins(x=0.08, y=0.12)
+    scale = fig.colorbar(points, ax=ax, cax=ax.inset_axes((1.02, 0.0, 0.025, 1.0)))
+    scale.set_label(t.colour_label, fontsize=8)
+    scale.formatter.set_useOffset(False)  # absolute nats, never "1e-5 + 3.7563"
+    scale.update_ticks()
+    ax.set_xlabel(t.x_label)
+    ax.set_ylabel(t.y_label)
+    ax.legend(**{**LEGEND, "bbox_to_anchor": (1.2, 1.0)})

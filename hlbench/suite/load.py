@@ -20,6 +20,7 @@ from hlbench.axes import AUGMENTATION_METHODS, AXIS_NAMES, PRUNING_METHODS
 from hlbench.cell import BytesData, Cell, DataRef, MarkovData
 from hlbench.data import make_corpus
 from hlbench.errors import UsageError
+from hlbench.suite.custom import custom_spec
 from hlbench.suite.expand import check_size, expand
 from hlbench.suite.schema import (
     Augmentation,
@@ -28,8 +29,10 @@ from hlbench.suite.schema import (
     SuiteConfig,
     WorkloadConfig,
 )
+from hlbench.suite.suggest import closest, did_you_mean, known_keys, literal_choices
 from hlbench.suite.yamlio import clip, file_kind, parse_yaml, quote, read_suite_bytes
 from hlbench.techniques.pruning import PruningConfig
+from hlbench.workloads.custom import MODELS as CUSTOM_MODELS
 
 # Axis -> (the model its named settings validate with, the methods a bare name may be)
 TECHNIQUES: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
@@ -108,15 +111,17 @@ def resolve_techniques(path: Path, config: SuiteConfig, axis: str) -> dict[str, 
         raw = dict(defined.get(name, {}))
         if name not in builtins and "method" not in raw:
             where = f"{axis}.{name}" if name in defined else f"axes.{axis}"
+            close = closest(name, [*builtins, *defined])
+            hint = f" (did you mean {close!r}?)" if close else ""
             raise UsageError(
-                f"{path}: {where}: {quote(name)} is neither a method ({', '.join(builtins)}) nor "
-                f"defined with a `method` under `{axis}:`"
+                f"{path}: {where}: {quote(name)}{hint} is neither a method "
+                f"({', '.join(builtins)}) nor defined with a `method` under `{axis}:`"
             )
         raw.setdefault("method", name)
         try:
             value = model.model_validate(raw)
         except ValidationError as exc:
-            detail = first_error(exc)
+            detail = first_error(exc, model)
             sep = "" if detail.startswith("<top>") else "."
             raise UsageError(f"{path}: {axis}.{name}{sep}{detail.removeprefix('<top>')}") from None
         # "none" is just that: no settings, so every un-pruned, un-augmented cell hashes alike
@@ -125,9 +130,12 @@ def resolve_techniques(path: Path, config: SuiteConfig, axis: str) -> dict[str, 
     return settings
 
 
-def first_error(exc: ValidationError) -> str:
-    """pydantic's first error as `key.path: message`, plus how many more there are."""
-    errors = exc.errors()
+def first_error(exc: ValidationError, model: type[BaseModel] = SuiteConfig) -> str:
+    """pydantic's first error as `key.path: message`, plus how many more there are; an unknown key
+    or value names the closest known one (`model` is what was validated)."""
+    # An unknown key first: a misspelt required key is also reported missing, and the typo is the
+    # news (with its "did you mean").
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     err = errors[0]
     # Drop pydantic's union-branch labels (e.g. 'markov', 'list[...]') so the path reads as the
     # YAML does.
@@ -138,11 +146,14 @@ def first_error(exc: ValidationError) -> str:
     )
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        msg = "unknown key"
+        msg = "unknown key" + did_you_mean(err["loc"][-1], known_keys(model, err["loc"]))
     elif err["type"] == "missing":
         msg = "required key is missing"
     elif err["type"] == "string_pattern_mismatch":
         msg = f"expected letters, digits, '.', '_' or '-' (got {quote(err['input'])})"
+    elif err["type"] == "literal_error" and (close := closest(err["input"], literal_choices(err))):
+        # the suggestion first: the list of choices may be cut to fit the line
+        msg = f"{quote(err['input'])}: did you mean {close!r}? ({clip(msg, 90)})"
     elif err["type"] != "value_error":
         msg = f"{clip(msg, 100)} (got {quote(err['input'])})"
     msg = clip(msg, 120)
@@ -154,7 +165,10 @@ def workload_spec(path: Path, index: int, w: WorkloadConfig) -> workloads.ModelS
     """The workload's model spec, checked against its sequence length and corpus."""
     key = f"{path}: workloads.{index}"
     try:
-        spec = workloads.get_spec(w.model, w.size, w.vocab_size)
+        if w.model in CUSTOM_MODELS:  # the user's model, built in the worker
+            spec = custom_spec(path, index, w)
+        else:
+            spec = workloads.get_spec(w.model, str(w.size), w.vocab_size)
     except ValueError as exc:
         raise UsageError(f"{key}.size: {clip(str(exc), 120)}") from None
     seq_len = w.seq_len_for(spec)
@@ -244,7 +258,8 @@ def check_exclude(path: Path, config: SuiteConfig) -> None:
             for v in value if isinstance(value, list) else [value]:
                 if v not in declared[key]:
                     choices = clip(", ".join(sorted(map(str, declared[key]))), 80)
+                    hint = did_you_mean(v, declared[key]).removeprefix("; ")
                     raise UsageError(
-                        f"{path}: exclude.{i}.{key}: {quote(v)} is not in the suite; choose "
-                        f"from: {choices}"
+                        f"{path}: exclude.{i}.{key}: {quote(v)} is not in the suite; "
+                        f"{hint + ' ' if hint else ''}choose from: {choices}"
                     )

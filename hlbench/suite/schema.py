@@ -61,8 +61,15 @@ DataConfig = Annotated[MarkovDataConfig | BytesDataConfig, Field(discriminator="
 
 class WorkloadConfig(StrictModel):
     name: str | None = Field(None, pattern=SAFE_NAME, description="default: MODEL-SIZE")
-    model: Literal["gpt", "lstm", "llama"]
-    size: str = Field(description="a preset of the model, e.g. tiny, small, gpt2-124m")
+    model: Literal["gpt", "lstm", "llama", "custom", "hf"]
+    size: str | None = Field(None, description="a preset of the model, e.g. tiny, small, gpt2-124m")
+    # model custom: "pkg.module:NAME" or "file.py:NAME" (relative to the suite), or one per backend
+    factory: str | dict[Literal["torch", "tf"], str] | None = None
+    kwargs: dict[str, Any] | None = Field(None, description="custom: the factory's arguments")
+    architecture: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$", description="hf: a transformers class"
+    )
+    config: dict[str, Any] | None = Field(None, description="hf: the architecture's config keys")
     vocab_size: Annotated[int, Field(gt=0, le=MAX_VOCAB)] | None = Field(
         None, description="override the preset's vocabulary"
     )
@@ -82,8 +89,25 @@ class WorkloadConfig(StrictModel):
 
     _name = field_validator("name")(not_dots)
 
+    @model_validator(mode="after")
+    def _model_keys(self) -> WorkloadConfig:
+        own = {"custom": {"factory", "kwargs"}, "hf": {"architecture", "config"}}
+        required = {"custom": ("factory", "name", "vocab_size"), "hf": ("architecture",)}
+        for key in required.get(self.model, ("size",)):
+            if getattr(self, key) is None:
+                raise ValueError(f"model {self.model} needs `{key}`")
+        for key in ("size", "factory", "kwargs", "architecture", "config"):
+            allowed = own.get(self.model, {"size"})
+            if key not in allowed and getattr(self, key) is not None:
+                raise ValueError(f"`{key}` does not apply to model {self.model}")
+        if isinstance(self.factory, dict) and not self.factory:
+            raise ValueError("factory: name a factory for torch, tf or both")
+        return self
+
     @property
     def display_name(self) -> str:
+        if self.model in ("custom", "hf"):
+            return self.name or f"hf-{self.architecture}"
         return self.name or f"{self.model}-{self.size}"
 
     def seq_len_for(self, spec: workloads.ModelSpec) -> int:

@@ -75,10 +75,37 @@ class StrictLoader(yaml.SafeLoader):
 
 
 # YAML 1.2 integers only: without the base-60 form, `2:4` stays the string "2:4".
+# YAML 1.2 booleans only: true and false. YAML 1.1 also reads yes, no, on and off as booleans, so
+# `pruning: [off]` would silently be [False]; such a plain word is refused with the fix instead.
+REPLACED_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:bool")
 StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:int"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in REPLACED_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+YAML11_BOOL_TAG = "tag:hlbench,2026:yaml11-bool"
+YAML11_TRUE = ("yes", "on")
+StrictLoader.add_implicit_resolver(
+    YAML11_BOOL_TAG,
+    re.compile(r"^(?:yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)$"),
+    list("yYnNoO"),
+)
+
+
+def refuse_yaml11_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> None:
+    word = node.value
+    meaning = "true" if word.lower() in YAML11_TRUE else "false"
+    raise yaml.constructor.ConstructorError(
+        None,
+        None,
+        f'{word} is {meaning} in YAML 1.1; write "{word}" (quoted) for the word, or {meaning}',
+        node.start_mark,
+    )
+
+
+StrictLoader.add_constructor(YAML11_BOOL_TAG, refuse_yaml11_bool)
 StrictLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
     re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$"),

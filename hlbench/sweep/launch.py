@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ def tf_worker_commands(
     cluster = [
         f"{host}:{rdzv.port + 1 + local}" for host in rdzv.hosts for local in range(per_node)
     ]
-    visible = _visible_gpus()
+    visible = visible_gpus()
     out = []
     for local in range(per_node):
         rank = rdzv.node_rank * per_node + local
@@ -177,7 +178,7 @@ def tf_worker_commands(
     return out
 
 
-def _visible_gpus() -> list[str]:
+def visible_gpus() -> list[str]:
     """GPU ids a child may be given (CUDA_VISIBLE_DEVICES's entries, else NVML's count); [] without
     GPUs."""
     visible = cuda_visible_devices()
@@ -192,12 +193,25 @@ class GroupTimeout(Exception):
     pass
 
 
+# starts a one-process group another way, given its environment additions and its log file
+Fork = Callable[[dict[str, str], Path], Any]
+
+
 class ProcessGroup:
     """The processes of one cell, started in new sessions (a terminal's Ctrl-C reaches only the
     parent, which stops them itself), waited for and killed together."""
 
-    def __init__(self, cmds: list[Command], log_path: Path, extra_env: dict[str, str]) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
+    def __init__(
+        self,
+        cmds: list[Command],
+        log_path: Path,
+        extra_env: dict[str, str],
+        fork: Fork | None = None,
+    ) -> None:
+        """`fork`: for a one-process group, a way to start it forked from a pre-imported worker
+        (hlbench.sweep.zygote) given its environment additions and log; None from it, or no
+        `fork`, starts it with subprocess."""
+        self.procs: list[Any] = []  # subprocess.Popen, or what `fork` returns (the same methods)
         # every descendant seen, so none survives the group
         self.known: dict[int, psutil.Process] = {}
         # index -> exit code of the processes that ended by themselves, not killed by the group
@@ -206,6 +220,13 @@ class ProcessGroup:
         self.ended_alone: dict[int, int] = {}
         # how much memory the group held, for whether a SIGKILL was the OOM killer's
         self.memory = MemoryWatch()
+        self.forked = False
+        if fork is not None and len(cmds) == 1:
+            forked = fork({**extra_env, **cmds[0].env}, log_path)
+            if forked is not None:
+                self.procs.append(forked)
+                self.forked = True
+                return
         with open(log_path, "ab") as log:
             try:
                 for cmd in cmds:
@@ -290,7 +311,7 @@ def too_few_gpus(cell: Any) -> str | None:
     the ranks run on the CPU (device auto) or skip themselves (device cuda)."""
     if cell.launch is None or cell.device == "cpu":
         return None
-    visible, wanted = len(_visible_gpus()), cell.launch.nproc_per_node
+    visible, wanted = len(visible_gpus()), cell.launch.nproc_per_node
     if 0 < visible < wanted:
         return (
             f"launcher.nproc_per_node {wanted} needs {wanted} GPUs on this node, one per rank; "
@@ -305,7 +326,7 @@ def local_gpus(cell: Any) -> list[int] | None:
     itself)."""
     if cell.launch is None or cell.device == "cpu":
         return None
-    visible = _visible_gpus()
+    visible = visible_gpus()
     if not visible:
         return []
     ids = visible[: cell.launch.nproc_per_node]

@@ -21,6 +21,7 @@ from hlbench.records import SCHEMA_VERSION
 from hlbench.suite import Suite
 from hlbench.sweep.blame import group_failure, rank_results
 from hlbench.sweep.launch import (
+    Fork,
     GroupTimeout,
     ProcessGroup,
     Rendezvous,
@@ -29,6 +30,7 @@ from hlbench.sweep.launch import (
     too_few_gpus,
 )
 from hlbench.sweep.plan import RunOptions, Task
+from hlbench.sweep.zygote import Zygotes
 from hlbench.telemetry.collect import Collector
 
 
@@ -41,6 +43,8 @@ class Placement:
     rendezvous: Rendezvous = Rendezvous()
     gpu: str | None = None
     cancel: threading.Event | None = None  # set when the run is interrupted (parallel cells)
+    # pre-imported workers (hlbench.sweep.zygote); None: every worker is a fresh interpreter
+    zygotes: Zygotes | None = None
 
 
 def task_record(
@@ -48,6 +52,8 @@ def task_record(
 ) -> dict[str, Any]:
     """The whole record of one task: what it is, then what running (or not running) it gave."""
     record = base_record(suite, task, options.run_id)
+    if options.shard is not None:  # which shard of a sharded run (hlbench.sweep.shard)
+        record["shard"] = dict(options.shard)
     outcome = task_outcome(task, options, placement)
     record["env"]["framework"] = outcome.pop("env_framework", None)
     record.update(outcome)
@@ -74,6 +80,9 @@ def base_record(suite: Suite, task: Task, run_id: str) -> dict[str, Any]:
         "signal": None,  # the signal that killed the worker (crashed)
         "exit_code": None,  # a worker's non-zero exit code when it left no result (crashed)
         "worker_wall_s": None,  # the worker process's whole life, import and startup included
+        # "forked" from a pre-imported worker (hlbench.sweep.zygote) or "spawned" as a fresh
+        # interpreter: a forked worker's host RSS counts only the import pages it touches itself
+        "worker_start": None,
         "log_path": None,  # the worker's stdout and stderr
         "timing": None,
         "metrics": None,
@@ -109,9 +118,11 @@ def _spawn(task: Task, options: RunOptions, placement: Placement) -> dict[str, A
     cell, telemetry = task.cell, options.telemetry
     outcome: dict[str, Any] | None = None
     collector: Collector | None = None
+    worker_start: str | None = None
 
-    def started(pids: list[int]) -> None:
-        nonlocal collector
+    def started(pids: list[int], forked: bool) -> None:
+        nonlocal collector, worker_start
+        worker_start = "forked" if forked else "spawned"
         if telemetry is not None and telemetry.enabled:
             gpu = placement.gpu
             gpus = [int(gpu)] if gpu is not None and gpu.isdigit() else local_gpus(cell)
@@ -121,6 +132,7 @@ def _spawn(task: Task, options: RunOptions, placement: Placement) -> dict[str, A
 
     try:
         outcome = _wait_for_worker(task, options, placement, started)
+        outcome["worker_start"] = worker_start
         return outcome
     finally:
         if collector is not None:  # also for timeouts and crashes: the samples show what happened
@@ -133,7 +145,7 @@ def _wait_for_worker(
     task: Task,
     options: RunOptions,
     placement: Placement,
-    started: Callable[[list[int]], None],
+    started: Callable[[list[int], bool], None],
 ) -> dict[str, Any]:
     """Hand the cell over in a fresh directory, start its processes, wait for them as one group."""
     cell, log_path = task.cell, options.log_path(task)
@@ -155,9 +167,9 @@ def _wait_for_worker(
             group_id,
             log_path.with_suffix(".ranks"),
         )
-        group = ProcessGroup(cmds, log_path, env)
+        group = ProcessGroup(cmds, log_path, env, _forker(task, placement, cell_file, result_file))
         try:
-            started(group.pids)
+            started(group.pids, group.forked)
             codes = group.wait(timeout_s, cancel=placement.cancel)
         except BaseException as exc:  # a timeout, or Ctrl-C / SIGTERM even while telemetry starts
             group.kill()
@@ -186,6 +198,20 @@ def _wait_for_worker(
         placement.rendezvous,
         group.memory.oom_kill_evidence(),
     )
+
+
+def _forker(task: Task, placement: Placement, cell_file: Path, result_file: Path) -> Fork | None:
+    """How a single-process cell's worker is forked from its backend's zygote, or None (spawned):
+    data-parallel cells keep their launchers; a --devices cell narrows CUDA_VISIBLE_DEVICES, which
+    a process that imported the framework may have read already."""
+    zygotes = placement.zygotes
+    cell = task.cell
+    if zygotes is None or cell.launch is not None or placement.gpu is not None:
+        return None
+    if not zygotes.applies(cell.device):
+        return None
+    files = [str(cell_file), str(result_file)]
+    return lambda env, log_path: zygotes.start(cell.backend, files, env, log_path)
 
 
 def _timed_out(task: Task, n_processes: int) -> dict[str, Any]:

@@ -101,6 +101,8 @@ class RunOptions:
     `telemetry` and `profile` left None take the suite's settings (`with_suite_defaults`).
     `devices`: GPU ids (CUDA_VISIBLE_DEVICES entries) to run single-device cells on concurrently,
     one cell per GPU. `node_rank`: this machine's rank for a suite with a multi-node launcher.
+    `shard`: the `shard` section of every record when the run is one shard of a sharded run
+    (hlbench.sweep.shard).
     `on_start` and `on_record` are called once per task, one call at a time (progress display).
     """
 
@@ -110,6 +112,7 @@ class RunOptions:
     profile: bool | None = None
     devices: tuple[str, ...] | None = None
     node_rank: int = 0
+    shard: dict[str, int] | None = None
     on_start: Callable[[Task], None] = ignore_start
     on_record: Callable[[Task, dict[str, Any]], None] = ignore_record
 

@@ -14,8 +14,10 @@ from hlbench.sweep.plan import Task
 class Progress:
     def __init__(self, tasks: list[Task], enabled: bool = True) -> None:
         # The ETA is tqdm's: mean time per finished cell × cells left; cells differ, so it is a
-        # guide.
-        self.bar = tqdm(total=len(tasks), unit="cell", disable=not enabled, dynamic_ncols=True)
+        # guide. disable=None is tqdm's "off unless stderr is a terminal": redirected to a file or
+        # a CI log, a bar is only carriage-return noise.
+        disable = None if enabled else True
+        self.bar = tqdm(total=len(tasks), unit="cell", disable=disable, dynamic_ncols=True)
 
     def start(self, task: Task) -> None:
         self.bar.set_postfix_str(task.label, refresh=True)

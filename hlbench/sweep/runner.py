@@ -20,6 +20,7 @@ from hlbench.suite import Suite
 from hlbench.sweep.launch import Rendezvous
 from hlbench.sweep.outcome import Placement, task_record
 from hlbench.sweep.plan import RunOptions, Task
+from hlbench.sweep.zygote import Zygotes, mode
 
 # Runs one task on the given GPU (--devices) or where its cell says; stops when the event is set.
 RunOne = Callable[[Task, str | None, threading.Event | None], None]
@@ -79,13 +80,18 @@ def run_tasks(suite: Suite, tasks: list[Task], options: RunOptions) -> list[dict
     check_results_path(options.records_path)
     rendezvous = Rendezvous.from_launcher(suite.config.launcher, options.node_rank)
     records: list[dict[str, Any]] = []
+    # one pre-imported worker per backend for single-process cells (not with --devices, whose
+    # workers each see another GPU)
+    logs = options.records_path.with_suffix(".logs")
+    zygotes = Zygotes(logs, forced=mode() == "on") if _preimport(options) else None
     # parallel cells: one writer of the records file and the progress bar at a time
     lock = threading.Lock()
 
     def run_one(task: Task, gpu: str | None, cancel: threading.Event | None) -> None:
         with lock:
             options.on_start(task)
-        record = task_record(suite, task, options, Placement(rendezvous, gpu, cancel))
+        placement = Placement(rendezvous, gpu, cancel, zygotes)
+        record = task_record(suite, task, options, placement)
         with lock:
             try:
                 append_record(options.records_path, record)
@@ -108,9 +114,15 @@ def run_tasks(suite: Suite, tasks: list[Task], options: RunOptions) -> list[dict
     except KeyboardInterrupt:
         raise Interrupted() from None
     finally:
+        if zygotes is not None:
+            zygotes.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return records
+
+
+def _preimport(options: RunOptions) -> bool:
+    return mode() != "off" and not options.devices
 
 
 def _run_parallel(tasks: list[Task], devices: Sequence[str], run_one: RunOne) -> None:

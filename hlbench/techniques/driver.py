@@ -22,7 +22,7 @@ from hlbench.cell import Cell, ModelRef
 from hlbench.errors import SkipCell
 from hlbench.techniques import pruning as P
 from hlbench.techniques import test_hooks
-from hlbench.workloads import ModelSpec
+from hlbench.workloads import CustomSpec, ModelSpec
 
 
 def pruning_for(cell: Cell) -> P.PruningConfig:
@@ -49,6 +49,11 @@ class PruningRun:
     ) -> tuple[Cell, ModelSpec, dict[str, np.ndarray]]:
         """For `shrink`: the cell, spec and weights of the physically smaller model (pruned at
         init)."""
+        if self.config.method == "structured" and isinstance(self.spec, CustomSpec):
+            raise SkipCell(
+                "structured pruning removes attention heads and MLP neurons, which hlbench finds "
+                f"only in its own workloads, not in a {self.spec.model} model (use magnitude, 2:4)"
+            )
         if self.config.method == "structured" and self.spec.model not in P.STRUCTURED_MODELS:
             raise SkipCell(
                 "structured pruning removes attention heads and MLP neurons; the "

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validat
 
 from hlbench.axes import PRUNING_METHODS
 from hlbench.techniques import llama_pruning
-from hlbench.workloads import ModelSpec
+from hlbench.workloads import CustomSpec, ModelSpec
 
 METHODS = PRUNING_METHODS
 SCHEDULES = ("oneshot", "gradual")
@@ -124,6 +124,8 @@ class PruningConfig(BaseModel):
 
 def prunable(spec: ModelSpec) -> list[str]:
     """The linear kernels magnitude and 2:4 pruning act on (embeddings, norms, biases excluded)."""
+    if isinstance(spec, CustomSpec):  # the built module's Linear (Dense) kernels
+        return spec.kernels
     if spec.model in STRUCTURED_MODELS:  # wte excluded (gpt's and a tied llama's head)
         return [n for n in spec.param_shapes() if n.endswith(".w")]
     return [n for n in spec.param_shapes() if n.endswith((".wx", ".wh")) or n == "head.w"]

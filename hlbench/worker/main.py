@@ -94,10 +94,13 @@ def _mfu(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
     """MFU after the measured windows (a CPU calibration must not run while they are timed)."""
     from hlbench.telemetry.calibration import workload_shapes
     from hlbench.telemetry.mfu import mfu_metrics
-    from hlbench.workloads import model_spec
+    from hlbench.workloads import CustomSpec, model_spec
 
     info = result["backend_info"]
     rows = cell.workload.micro_batch * cell.workload.seq_len
+    spec = model_spec(cell)
+    # a custom model's own names say nothing of their role: its linear kernels are the matmuls
+    shapes = spec.kernel_shapes() if isinstance(spec, CustomSpec) else spec.param_shapes()
     return mfu_metrics(
         get_spec(cell.backend).framework,
         cell.axes["precision"],
@@ -105,7 +108,7 @@ def _mfu(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
         (result["framework_env"] or {}).get("gpus", []),
         _tokens_per_s_per_device(cell, result),
         info.get("flops_per_token"),
-        workload_shapes(model_spec(cell).param_shapes(), rows),
+        workload_shapes(shapes, rows),
     )
 
 

@@ -64,7 +64,7 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
     `profile_dir`: run the profiling pass (hlbench.profiling) after the measured windows and the
     eval, trace files under it; the record's `profile` is None without it."""
     plan = TimingPlan.from_measurement(cell.measurement)
-    inputs = prepare_inputs(cell, plan)
+    inputs = prepare_inputs(cell, plan, backend)
     trainer, build_s = build(cell, backend, inputs)
     timing, raw_losses = measure(cell, trainer, inputs, plan)
     timing, memory, distributed = combine_ranks(cell, trainer, timing)
@@ -119,11 +119,14 @@ def _nonfinite_name(value: float) -> str:
     return "nan" if np.isnan(value) else "inf" if value > 0 else "-inf"
 
 
-def prepare_inputs(cell: Cell, plan: TimingPlan) -> Inputs:
+def prepare_inputs(cell: Cell, plan: TimingPlan, backend: Backend | None = None) -> Inputs:
     """Batches for every planned step, the held-out batches and the initial weights (pruned at
-    init for a structured shrink)."""
+    init for a structured shrink). A custom model is built by `backend` here
+    (Backend.resolve_spec): its weights are the module's own."""
     t0 = time.perf_counter()
     spec = model_spec(cell)
+    if backend is not None:
+        spec = backend.resolve_spec(cell, spec)
     corpus = corpus_for(cell)
     batches, augmentation_s = timed_train_batches(cell, corpus, plan.n_steps)
     held_out = eval_batches(cell, corpus)
@@ -257,6 +260,8 @@ def assemble_record(
             **trainer.info(),
             "n_params": spec.n_params,
             "flops_per_token": spec.flops_per_token(cell.workload.seq_len),
+            "flops_source": spec.flops_source,  # formula, or counted (a custom model)
+            "initial_weights": spec.initial_weights,  # whether another framework starts alike
             "pruning": inputs.pruning.report(trainer),
         },
     }

@@ -8,13 +8,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hlbench.workloads import gpt, llama, lstm
+from hlbench.workloads import custom, gpt, llama, lstm
 from hlbench.workloads.base import ModelSpec
+from hlbench.workloads.custom import CustomSpec
 from hlbench.workloads.gpt import GPTSpec
 from hlbench.workloads.llama import LlamaSpec
 from hlbench.workloads.lstm import LSTMSpec
 
-__all__ = ["MODELS", "ModelSpec", "GPTSpec", "LlamaSpec", "LSTMSpec", "get_spec", "model_spec"]
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "CustomSpec",
+    "GPTSpec",
+    "LlamaSpec",
+    "LSTMSpec",
+    "get_spec",
+    "model_spec",
+]
 
 MODELS: dict[str, dict[str, ModelSpec]] = {
     "gpt": dict(gpt.PRESETS),
@@ -44,6 +54,8 @@ def model_spec(cell: Any) -> ModelSpec:
     its corpus and, after a structured `shrink`, fewer heads / MLP neurons
     (hlbench.techniques.driver)."""
     ref = cell.workload.spec  # a hlbench.cell.ModelRef
+    if ref.model in custom.MODELS:  # built by the backend (hlbench.workloads.custom)
+        return custom.from_ref(ref.to_dict())
     base = get_spec(ref.model, ref.size, ref.vocab_size)
     shrunk = {k: v for k in ("n_head_kept", "d_mlp") if (v := getattr(ref, k)) is not None}
     return dataclasses.replace(base, **shrunk) if shrunk else base

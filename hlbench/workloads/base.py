@@ -83,6 +83,16 @@ class ModelSpec(abc.ABC):
         """Training FLOPs (forward + backward) per token at sequence length `seq_len`."""
 
     @property
+    def flops_source(self) -> str:
+        """Where `flops_per_token` comes from: the spec's formula (a custom model's is counted)."""
+        return "formula"
+
+    @property
+    def initial_weights(self) -> str:
+        """What the initial weights are, for the record (a custom model has its own)."""
+        return "reference: NumPy from the seed, identical in every framework"
+
+    @property
     def n_params(self) -> int:
         """All parameters; a tied tensor is one tensor, so it is counted once."""
         return sum(math.prod(shape) for shape in self.param_shapes().values())

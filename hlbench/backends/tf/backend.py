@@ -26,7 +26,7 @@ from hlbench.backends.tf.trainer import TFTrainer
 from hlbench.cell import Cell
 from hlbench.errors import SkipCell
 from hlbench.techniques import oom, precision
-from hlbench.workloads import ModelSpec
+from hlbench.workloads import CustomSpec, ModelSpec
 
 
 def configure_runtime() -> None:
@@ -120,6 +120,14 @@ class TFBackend(Backend):
                 }
             )
         return env
+
+    def resolve_spec(self, cell: Cell, spec: ModelSpec) -> ModelSpec:
+        """A custom Keras model: built here, with the cell's seed (hlbench.backends.tf.custom)."""
+        if not isinstance(spec, CustomSpec):
+            return spec
+        from hlbench.backends.tf.custom import build_spec
+
+        return build_spec(cell, spec, resolve_device(cell.device))
 
     def build(
         self, cell: Cell, spec: ModelSpec, level: precision.Level, weights: dict[str, np.ndarray]

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from hlbench.backends.tf.llama import Llama
-from hlbench.workloads import ModelSpec
+from hlbench.workloads import CustomSpec, ModelSpec
 
 LAYER_NORM_EPS = 1e-5  # GPT-2's
 
@@ -205,8 +205,11 @@ def build_model(
     param_dtype: tf.DType = tf.float32,
     compute_dtype: tf.DType = tf.float32,
 ) -> TFModel:
-    models = {"gpt": GPT, "lstm": LSTMLM, "llama": Llama}
-    model = models[spec.model](spec, weights, param_dtype, compute_dtype)
+    if isinstance(spec, CustomSpec):  # a Keras model built by hlbench.backends.tf.custom
+        model = spec.require_built().module
+    else:
+        models = {"gpt": GPT, "lstm": LSTMLM, "llama": Llama}
+        model = models[spec.model](spec, weights, param_dtype, compute_dtype)
     missing = set(spec.param_shapes()) - set(model.variables)
     if missing:
         raise ValueError(f"parameters without a TensorFlow variable: {sorted(missing)}")

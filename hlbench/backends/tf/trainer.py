@@ -368,7 +368,7 @@ class TFTrainer(PhaseProfiling, Trainer):
         return {
             "device": self.device,
             "optimizer_impl": "hlbench.backends.tf.optim.AdamW (torch formula)",
-            "param_dtype": self.params[0].dtype.name,
+            "param_dtype": _dtype(self.params[0]).name,  # Keras 3 variables: a string
             "precision": self._applied(),
             "dtypes": dict(self.observed),  # observed at trace time and checked against the label
             "loss_scale_final": float(scale.scale) if scale is not None else None,

@@ -19,7 +19,7 @@ from hlbench.backends.torch.trainer import TorchTrainer
 from hlbench.cell import Cell
 from hlbench.errors import SkipCell
 from hlbench.techniques import oom, precision
-from hlbench.workloads import ModelSpec
+from hlbench.workloads import CustomSpec, ModelSpec
 
 
 class TorchBackend(Backend):
@@ -34,6 +34,14 @@ class TorchBackend(Backend):
 
     def environment(self, device: str) -> dict[str, Any]:
         return framework_environment()
+
+    def resolve_spec(self, cell: Cell, spec: ModelSpec) -> ModelSpec:
+        """A custom or hf model: built here from the cell's seed (hlbench.backends.torch.custom)."""
+        if not isinstance(spec, CustomSpec):
+            return spec
+        from hlbench.backends.torch.custom import build_spec
+
+        return build_spec(cell, spec)
 
     def build(
         self, cell: Cell, spec: ModelSpec, level: precision.Level, weights: dict[str, np.ndarray]

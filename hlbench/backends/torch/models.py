@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hlbench.backends.torch.llama import Llama
-from hlbench.workloads import ModelSpec
+from hlbench.workloads import CustomSpec, ModelSpec
 
 LAYER_NORM_EPS = 1e-5  # GPT-2's
 
@@ -142,6 +142,8 @@ def onednn_lstm_runs(dtype: torch.dtype) -> bool:
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
+    if isinstance(spec, CustomSpec):  # built by hlbench.backends.torch.custom: reused
+        return spec.require_built().module
     return {"gpt": GPT, "lstm": LSTMLM, "llama": Llama}[spec.model](spec)
 
 
@@ -149,6 +151,9 @@ def parameter_map(model: nn.Module, spec: ModelSpec) -> dict[str, tuple[nn.Param
     """Neutral parameter name → (torch parameter, whether the neutral array is transposed)."""
     params = dict(model.named_parameters())
     mapping: dict[str, tuple[nn.Parameter, bool]] = {}
+    if isinstance(spec, CustomSpec):  # the module's own names; Linear weights transposed
+        transposed = spec.require_built().transposed
+        return {name: (params[name], name in transposed) for name in spec.param_shapes()}
     for name in spec.param_shapes():
         if spec.model == "lstm" and name.startswith("lstm."):
             _, layer, leaf = name.split(".")

@@ -7,6 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+# torch.optim's constructor imports torch._dynamo (~1 s) on first use; imported with this module, a
+# pre-imported worker (hlbench.worker.zygote) pays it once per run instead of once per cell.
+import torch._dynamo
 from torch import nn
 
 from hlbench.cell import Optimizer
