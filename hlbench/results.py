@@ -36,6 +36,7 @@ from hlbench.records import environment as env
 from hlbench.records import fields as f
 from hlbench.records import identity as ident
 from hlbench.records import memory
+from hlbench.records import quality as q
 from hlbench.records.shape import read_usable, skip_note
 
 if TYPE_CHECKING:  # pandas is imported lazily so `import hlbench.results` stays cheap
@@ -51,6 +52,7 @@ RAW_COLUMNS: tuple[str, ...] = (
     "train_loss_per_step_nats",
     "telemetry_mem_t_s",
     "telemetry_mem_bytes",
+    "eval_curve",  # time to target: the eval curve's columns (a dict of lists)
 )
 
 
@@ -151,6 +153,11 @@ BASE_COLUMNS: list[str] = [
     *("peak_mem_bytes", "peak_mem_source", "host_peak_rss_bytes", "framework_memory_reason"),
     *("final_train_loss_nats", "eval_loss_nats", "entropy_floor_nats"),  # quality
     *("excess_train_loss_nats", "excess_eval_loss_nats"),
+    *("train_seed", "target", "reached", "time_to_target_s", "steps_to_target"),  # time to target
+    *("tokens_to_target", "energy_to_target_j", "eval_s_total", "best_excess_nats"),
+    *("final_excess_nats", "stopped_by"),
+    *("grad_norm_median", "grad_norm_max", "clipped_fraction", "nonfinite_grad_steps"),  # health
+    *("nonfinite_loss_steps", "loss_spikes"),
     *("energy_j", "energy_per_token_j", "flops_per_token", "peak_flops_per_s", "mfu"),  # efficiency
     *("mfu_dtype", "mfu_flag", "technique_event_count", "technique_event_s", "technique"),
     *("n_params", "sparsity", "loss_scale", "overflow_skipped_steps"),  # techniques
@@ -192,6 +199,7 @@ def _cell_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     row.update(_speed(record))
     row.update(_memory(record))
     row.update(_quality(record))
+    row.update(_to_target(record))
     row.update(_efficiency(record))
     row.update(_techniques(record))
     row.update(_profile(record))
@@ -270,6 +278,30 @@ def _quality(record: dict[str, Any]) -> dict[str, Any]:
         "train_loss_per_step_nats": np.array(
             [np.nan if v is None else v for v in per_step], dtype=np.float64
         ),
+    }
+
+
+def _to_target(record: dict[str, Any]) -> dict[str, Any]:
+    """Time to target (None in fixed-steps mode) and the training-health counts (every mode)."""
+    return {
+        "train_seed": q.train_seed(record),
+        "target": q.target_label(record),
+        "reached": q.reached(record),
+        "time_to_target_s": q.time_to_target_s(record),
+        "steps_to_target": q.steps_to_target(record),
+        "tokens_to_target": q.tokens_to_target(record),
+        "energy_to_target_j": q.energy_to_target_j(record),
+        "eval_s_total": q.eval_s_total(record),
+        "best_excess_nats": q.best_excess_nats(record),
+        "final_excess_nats": q.final_excess_nats(record),
+        "stopped_by": q.stopped_by(record),
+        "grad_norm_median": q.grad_norm_median(record),
+        "grad_norm_max": q.grad_norm_max(record),
+        "clipped_fraction": q.clipped_fraction(record),
+        "nonfinite_grad_steps": q.nonfinite_grad_steps(record),
+        "nonfinite_loss_steps": q.nonfinite_loss_steps(record),
+        "loss_spikes": q.loss_spikes(record),
+        "eval_curve": q.eval_curve(record),
     }
 
 

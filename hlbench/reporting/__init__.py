@@ -3,7 +3,8 @@
 Modules, one idea each: `cells` (per-cell statistics), `stats` (bootstrap intervals), `effects`
 (against the baseline and across frameworks), `frontier` (what to train with), `findings` (computed
 sentences), `plots` (PNGs), `markdown` (the sections of absolute figures and checks), `relative`
-(the sections of relative figures: effects, frameworks and parity, scaling), `formatting` (fixed
+(the sections of relative figures: effects, frameworks and parity, scaling), `quality` (time to
+target over seeds, training health), `formatting` (fixed
 number formats), `tables` (the `table` command's pivots and exports). pandas and matplotlib load on
 first use, never at `import hlbench`.
 """
@@ -23,7 +24,7 @@ def render(
     draw_plots: bool = True,
 ) -> str:
     """The report's markdown; plots (when drawn) go to `<out_md stem>_plots/` beside it."""
-    from hlbench.reporting import markdown, plots, relative
+    from hlbench.reporting import markdown, plots, quality, relative
     from hlbench.reporting.cells import summarize
     from hlbench.reporting.effects import baseline_effects, framework_ratios
     from hlbench.reporting.findings import findings
@@ -51,6 +52,8 @@ def render(
         *markdown.findings(findings(cells, effects, ratios, parity, fronts)),
         *markdown.frontier(fronts, cells),
         *markdown.matrix(cells),
+        *quality.time_to_target(df),
+        *quality.health(df),
         *relative.effects(effects, notes),
         *relative.frameworks(ratios, cells, parity),
         *relative.scaling(cells),

@@ -21,6 +21,7 @@ from hlbench.cell import BytesData, Cell, DataRef, MarkovData
 from hlbench.data import make_corpus
 from hlbench.errors import UsageError
 from hlbench.suite.expand import check_size, expand
+from hlbench.suite.quality import check_quality
 from hlbench.suite.schema import (
     Augmentation,
     BytesDataConfig,
@@ -95,6 +96,7 @@ def validate(raw: Any, path: Path, sha256: str) -> Suite:
     ]
     check_exclude(path, config)
     cells = expand(path, config, specs, data, techniques)
+    check_quality(path, cells)
     return Suite(config, path, sha256, cells)
 
 

@@ -102,5 +102,20 @@ class Collector:
             },
             "nvml": self.nvml_info,
             "derived": summary["derived"],
+            "to_target": _to_target(rows, windows, result),
             "telemetry_status": dict(sorted(status.items())),  # field or source -> why it is null
         }
+
+
+def _to_target(
+    rows: list[dict[str, Any]], windows: list[list[float]], result: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Time to target: the energy figures over the windows up to the one that reached the target
+    (the worker's `quality.windows_to_target`; warmup and evals excluded); None otherwise."""
+    quality = (result or {}).get("quality") or {}
+    n = quality.get("windows_to_target")
+    if not isinstance(n, int) or n < 1 or n > len(windows):
+        return None
+    derived = summarize(rows, windows[:n], None)["derived"]
+    keys = ("gpu_energy_j", "host_rapl_energy_j")
+    return {key: derived.get(key) for key in keys}

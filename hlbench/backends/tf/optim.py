@@ -37,9 +37,13 @@ def global_norm(grads: Sequence[tf.Tensor]) -> tf.Tensor:
     return tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in grads]))
 
 
-def clip_by_global_norm(grads: Sequence[tf.Tensor], max_norm: float) -> list[tf.Tensor]:
-    """torch.nn.utils.clip_grad_norm_: scale every gradient by min(1, max_norm / (norm + 1e-6))."""
-    coef = tf.minimum(1.0, max_norm / (global_norm(grads) + TORCH_CLIP_EPS))
+def clip_by_global_norm(
+    grads: Sequence[tf.Tensor], max_norm: float, norm: tf.Tensor | None = None
+) -> list[tf.Tensor]:
+    """torch.nn.utils.clip_grad_norm_: scale every gradient by min(1, max_norm / (norm + 1e-6)).
+    `norm`: global_norm(grads), when the caller has it already."""
+    norm = global_norm(grads) if norm is None else norm
+    coef = tf.minimum(1.0, max_norm / (norm + TORCH_CLIP_EPS))
     return [g * tf.cast(coef, g.dtype) for g in grads]
 
 

@@ -41,7 +41,7 @@ import tensorflow as tf
 from hlbench.backends.base import Trainer
 from hlbench.backends.tf.losses import token_loss_sum
 from hlbench.backends.tf.models import build_model
-from hlbench.backends.tf.optim import AdamW, DynamicLossScale, clip_by_global_norm
+from hlbench.backends.tf.optim import AdamW, DynamicLossScale, clip_by_global_norm, global_norm
 from hlbench.backends.tf.phases import PhaseProfiling
 from hlbench.backends.tf.prune import magnitude_keep
 from hlbench.backends.tf.trace import trace_steps
@@ -79,6 +79,7 @@ class TFTrainer(PhaseProfiling, Trainer):
         self.level = level
         self.observed: dict[str, Any] = {}
         self.steps = 0  # train_step calls so far
+        self._grad_norms: list[tf.Tensor] = []  # per train_step, on the device (health)
         self._nonfinite_step = test_hooks.nonfinite_step()
         with self._variable_scope():
             self._create_variables(cell, spec, weights)
@@ -195,12 +196,21 @@ class TFTrainer(PhaseProfiling, Trainer):
     def _unscale_and_clip(self, grads: list[tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor | None]:
         """Unscaled (fp16, before clipping, as scaler.unscale_ in torch) and clipped gradients, and
         whether a gradient was non-finite (None without loss scaling)."""
+        grads, found_inf, _ = self._unscale_clip_norm(grads)
+        return grads, found_inf
+
+    def _unscale_clip_norm(
+        self, grads: list[tf.Tensor]
+    ) -> tuple[list[tf.Tensor], tf.Tensor | None, tf.Tensor]:
+        """_unscale_and_clip, and the global gradient norm before clipping (computed once: the
+        clip uses it; the step returns it for the health figures)."""
         found_inf = None
         if self.loss_scale is not None:
             grads, found_inf = self.loss_scale.unscale(grads)
+        norm = global_norm(grads)
         if self.grad_clip_norm is not None:
-            grads = clip_by_global_norm(grads, self.grad_clip_norm)
-        return grads, found_inf
+            grads = clip_by_global_norm(grads, self.grad_clip_norm, norm)
+        return grads, found_inf, norm
 
     def _apply(self, grads: list[tf.Tensor], found_inf: tf.Tensor | None) -> None:
         if found_inf is None:
@@ -217,15 +227,17 @@ class TFTrainer(PhaseProfiling, Trainer):
 
     def _train_step_fn(
         self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor
-    ) -> tf.Tensor:
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """One optimizer step: its loss and its gradient norm before clipping."""
         loss, grads = self._accumulate(inputs, targets, n_tokens)
         if self.mask_vars:
             grads = self._mask_gradients(grads)
         self.observed["grad"] = precision.single_dtype([g.dtype.name for g in grads])  # trace time
         if self._step_counter is not None:  # test-only (module docstring)
             grads = self._poison_at_nonfinite_step(grads)
-        self._apply(*self._unscale_and_clip(grads))
-        return loss
+        grads, found_inf, norm = self._unscale_clip_norm(grads)
+        self._apply(grads, found_inf)
+        return loss, norm
 
     def _poison_at_nonfinite_step(self, grads: list[tf.Tensor]) -> list[tf.Tensor]:
         """Test-only: step k's first gradient made infinite, so the loss scale must skip it."""
@@ -247,7 +259,8 @@ class TFTrainer(PhaseProfiling, Trainer):
 
     def train_step(self, batch: Batch) -> tf.Tensor:
         with tf.device(self.device):
-            loss = self._train_step(*self._feed(batch))
+            loss, norm = self._train_step(*self._feed(batch))
+        self._grad_norms.append(norm)
         if self.steps == 0:
             self._check_first_step()
         self.steps += 1
@@ -318,6 +331,11 @@ class TFTrainer(PhaseProfiling, Trainer):
 
     def losses_to_floats(self, losses: list[Any]) -> list[float]:
         return [float(loss) for loss in losses]
+
+    def grad_norms_to_floats(self) -> list[float] | None:
+        if not self._grad_norms:
+            return []
+        return [float(v) for v in tf.stack(self._grad_norms).numpy()]  # one transfer
 
     def eval_loss(self, batches: list[Batch]) -> float:
         total, tokens = 0.0, 0
