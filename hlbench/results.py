@@ -153,11 +153,7 @@ BASE_COLUMNS: list[str] = [
     *("peak_mem_bytes", "peak_mem_source", "host_peak_rss_bytes", "framework_memory_reason"),
     *("final_train_loss_nats", "eval_loss_nats", "entropy_floor_nats"),  # quality
     *("excess_train_loss_nats", "excess_eval_loss_nats"),
-    *("train_seed", "target", "reached", "time_to_target_s", "steps_to_target"),  # time to target
-    *("tokens_to_target", "energy_to_target_j", "eval_s_total", "best_excess_nats"),
-    *("final_excess_nats", "stopped_by"),
-    *("grad_norm_median", "grad_norm_max", "clipped_fraction", "nonfinite_grad_steps"),  # health
-    *("nonfinite_loss_steps", "loss_spikes"),
+    *q.COLUMNS,  # time to target and training health
     *("energy_j", "energy_per_token_j", "flops_per_token", "peak_flops_per_s", "mfu"),  # efficiency
     *("mfu_dtype", "mfu_flag", "technique_event_count", "technique_event_s", "technique"),
     *("n_params", "sparsity", "loss_scale", "overflow_skipped_steps"),  # techniques
@@ -199,7 +195,7 @@ def _cell_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     row.update(_speed(record))
     row.update(_memory(record))
     row.update(_quality(record))
-    row.update(_to_target(record))
+    row.update(q.row_figures(record))  # time to target and training health
     row.update(_efficiency(record))
     row.update(_techniques(record))
     row.update(_profile(record))
@@ -281,30 +277,6 @@ def _quality(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _to_target(record: dict[str, Any]) -> dict[str, Any]:
-    """Time to target (None in fixed-steps mode) and the training-health counts (every mode)."""
-    return {
-        "train_seed": q.train_seed(record),
-        "target": q.target_label(record),
-        "reached": q.reached(record),
-        "time_to_target_s": q.time_to_target_s(record),
-        "steps_to_target": q.steps_to_target(record),
-        "tokens_to_target": q.tokens_to_target(record),
-        "energy_to_target_j": q.energy_to_target_j(record),
-        "eval_s_total": q.eval_s_total(record),
-        "best_excess_nats": q.best_excess_nats(record),
-        "final_excess_nats": q.final_excess_nats(record),
-        "stopped_by": q.stopped_by(record),
-        "grad_norm_median": q.grad_norm_median(record),
-        "grad_norm_max": q.grad_norm_max(record),
-        "clipped_fraction": q.clipped_fraction(record),
-        "nonfinite_grad_steps": q.nonfinite_grad_steps(record),
-        "nonfinite_loss_steps": q.nonfinite_loss_steps(record),
-        "loss_spikes": q.loss_spikes(record),
-        "eval_curve": q.eval_curve(record),
-    }
-
-
 def _efficiency(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "energy_j": f.energy_j(record),
@@ -377,19 +349,8 @@ def _telemetry_memory(record: dict[str, Any], records_path: Path) -> dict[str, A
 # Parity rows
 
 PARITY_COLUMNS: list[str] = [
-    "run_id",
-    "suite",
-    "source_file",
-    "workload",
-    "precision",
-    "backends",
-    "passed",
-    "check",
-    "check_passed",
-    "rel_diff",
-    "tolerance",
-    "values",
-    "detail",
+    *("run_id", "suite", "source_file", "workload", "precision", "backends", "passed", "check"),
+    *("check_passed", "rel_diff", "tolerance", "values", "detail"),
 ]
 
 

@@ -153,3 +153,40 @@ def nonfinite_loss_steps(record: Record) -> int | None:
 def loss_spikes(record: Record) -> int | None:
     """Steps above the median of the previous steps by the rule in health.loss_spike_rule."""
     return _count(record, "loss_spike_steps")
+
+
+# --------------------------------------------------------------------------------------------------
+# The results table's columns (hlbench.results)
+
+COLUMNS: tuple[str, ...] = (
+    *("train_seed", "target", "reached", "time_to_target_s", "steps_to_target"),
+    *("tokens_to_target", "energy_to_target_j", "eval_s_total", "best_excess_nats"),
+    *("final_excess_nats", "stopped_by"),
+    *("grad_norm_median", "grad_norm_max", "clipped_fraction", "nonfinite_grad_steps"),
+    *("nonfinite_loss_steps", "loss_spikes"),
+)
+
+
+def row_figures(record: Record) -> dict[str, Any]:
+    """A results row's time-to-target (None in fixed-steps mode) and training-health figures, and
+    the raw eval curve (a RAW_COLUMNS entry, `eval_curve`)."""
+    return {
+        "train_seed": train_seed(record),
+        "target": target_label(record),
+        "reached": reached(record),
+        "time_to_target_s": time_to_target_s(record),
+        "steps_to_target": steps_to_target(record),
+        "tokens_to_target": tokens_to_target(record),
+        "energy_to_target_j": energy_to_target_j(record),
+        "eval_s_total": eval_s_total(record),
+        "best_excess_nats": best_excess_nats(record),
+        "final_excess_nats": final_excess_nats(record),
+        "stopped_by": stopped_by(record),
+        "grad_norm_median": grad_norm_median(record),
+        "grad_norm_max": grad_norm_max(record),
+        "clipped_fraction": clipped_fraction(record),
+        "nonfinite_grad_steps": nonfinite_grad_steps(record),
+        "nonfinite_loss_steps": nonfinite_loss_steps(record),
+        "loss_spikes": loss_spikes(record),
+        "eval_curve": eval_curve(record),
+    }

@@ -127,7 +127,7 @@ class MirroredTFTrainer(TFTrainer):
         reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [loss, *grads])  # one collective
         loss, grads = reduced[0], list(reduced[1:])
         # no loss scale under a strategy: clipping only
-        grads, _, norm = self._unscale_clip_norm(grads)
+        grads, _, norm = self._unscale_and_clip(grads)
         ctx.merge_call(self.optimizer.apply_distributed, args=(grads,))
         return loss, norm
 

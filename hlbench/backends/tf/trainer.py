@@ -41,7 +41,7 @@ import tensorflow as tf
 from hlbench.backends.base import Trainer
 from hlbench.backends.tf.losses import token_loss_sum
 from hlbench.backends.tf.models import build_model
-from hlbench.backends.tf.optim import AdamW, DynamicLossScale, clip_by_global_norm, global_norm
+from hlbench.backends.tf.optim import AdamW, clip_by_global_norm, gradscaler_loss_scale
 from hlbench.backends.tf.phases import PhaseProfiling
 from hlbench.backends.tf.prune import magnitude_keep
 from hlbench.backends.tf.trace import trace_steps
@@ -97,7 +97,7 @@ class TFTrainer(PhaseProfiling, Trainer):
         self.params = [self.model.variables[n] for n in self.names]
         decayed = [spec.decayed(n) for n in self.names]
         self.optimizer = AdamW(self.params, decayed, cell.optimizer)
-        self.loss_scale = _loss_scale() if self.level.loss_scaling else None
+        self.loss_scale = gradscaler_loss_scale() if self.level.loss_scaling else None
         self._step_counter = None
         if self._nonfinite_step is not None:
             self._step_counter = tf.Variable(0, trainable=False, dtype=tf.int64)
@@ -193,23 +193,16 @@ class TFTrainer(PhaseProfiling, Trainer):
         masks = self.mask_vars
         return [g * masks[n] if n in masks else g for n, g in zip(self.names, grads)]
 
-    def _unscale_and_clip(self, grads: list[tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor | None]:
-        """Unscaled (fp16, before clipping, as scaler.unscale_ in torch) and clipped gradients, and
-        whether a gradient was non-finite (None without loss scaling)."""
-        grads, found_inf, _ = self._unscale_clip_norm(grads)
-        return grads, found_inf
-
-    def _unscale_clip_norm(
+    def _unscale_and_clip(
         self, grads: list[tf.Tensor]
     ) -> tuple[list[tf.Tensor], tf.Tensor | None, tf.Tensor]:
-        """_unscale_and_clip, and the global gradient norm before clipping (computed once: the
-        clip uses it; the step returns it for the health figures)."""
+        """Unscaled (fp16, before clipping, as scaler.unscale_ in torch) and clipped gradients,
+        whether a gradient was non-finite (None without loss scaling), and the global norm before
+        clipping (computed once: the clip uses it, the step returns it for the health figures)."""
         found_inf = None
         if self.loss_scale is not None:
             grads, found_inf = self.loss_scale.unscale(grads)
-        norm = global_norm(grads)
-        if self.grad_clip_norm is not None:
-            grads = clip_by_global_norm(grads, self.grad_clip_norm, norm)
+        grads, norm = clip_by_global_norm(grads, self.grad_clip_norm)
         return grads, found_inf, norm
 
     def _apply(self, grads: list[tf.Tensor], found_inf: tf.Tensor | None) -> None:
@@ -227,15 +220,14 @@ class TFTrainer(PhaseProfiling, Trainer):
 
     def _train_step_fn(
         self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """One optimizer step: its loss and its gradient norm before clipping."""
+    ) -> tuple[tf.Tensor, tf.Tensor]:  # the step's loss and its gradient norm before clipping
         loss, grads = self._accumulate(inputs, targets, n_tokens)
         if self.mask_vars:
             grads = self._mask_gradients(grads)
         self.observed["grad"] = precision.single_dtype([g.dtype.name for g in grads])  # trace time
         if self._step_counter is not None:  # test-only (module docstring)
             grads = self._poison_at_nonfinite_step(grads)
-        grads, found_inf, norm = self._unscale_clip_norm(grads)
+        grads, found_inf, norm = self._unscale_and_clip(grads)
         self._apply(grads, found_inf)
         return loss, norm
 
@@ -332,10 +324,8 @@ class TFTrainer(PhaseProfiling, Trainer):
     def losses_to_floats(self, losses: list[Any]) -> list[float]:
         return [float(loss) for loss in losses]
 
-    def grad_norms_to_floats(self) -> list[float] | None:
-        if not self._grad_norms:
-            return []
-        return [float(v) for v in tf.stack(self._grad_norms).numpy()]  # one transfer
+    def grad_norms_to_floats(self) -> list[float] | None:  # one transfer
+        return [float(v) for v in tf.stack(self._grad_norms).numpy()] if self._grad_norms else []
 
     def eval_loss(self, batches: list[Batch]) -> float:
         total, tokens = 0.0, 0
@@ -400,13 +390,6 @@ class TFTrainer(PhaseProfiling, Trainer):
             "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "sparse_execution": "dense kernels with masks" if self.mask_vars else None,
         }
-
-
-def _loss_scale() -> DynamicLossScale:
-    """fp16's dynamic loss scale with GradScaler's constants (hlbench.techniques.precision)."""
-    p = precision
-    factors = (p.LOSS_SCALE_GROWTH_FACTOR, p.LOSS_SCALE_BACKOFF_FACTOR)
-    return DynamicLossScale(p.LOSS_SCALE_INIT, *factors, p.LOSS_SCALE_GROWTH_INTERVAL)
 
 
 def _dtype(variable: Any) -> tf.DType:
