@@ -243,7 +243,10 @@ def test_the_tf_grad_norm_matches_torch(write_suite):
 # Seeds as repeats, through the planner, the records and the report
 
 
-def test_seeds_are_repeats_and_the_report_gives_median_interval_and_share(write_suite, tmp_path):
+def test_seeds_are_repeats_and_the_report_gives_median_interval_and_share(
+    write_suite, tmp_path, capsys
+):
+    from hlbench.cli import main
     from hlbench.records import append_record
     from hlbench.reporting import write_report
     from hlbench.sweep.outcome import base_record
@@ -272,3 +275,10 @@ def test_seeds_are_repeats_and_the_report_gives_median_interval_and_share(write_
     for figure in cells[3:6]:  # time, tokens and final excess: median [interval]
         assert re.fullmatch(r"\S+( s)? \[\S+( s)?–\S+( s)?\]", figure), figure
     assert "## Training health" in text
+    # compare sees the seeds as the runs of one cell
+    capsys.readouterr()
+    args = ["compare", str(records_path), str(records_path), "--metric", "tokens_to_target"]
+    main([*args, "--metric", "time_to_target_s", "--format", "json"])
+    results = {r["metric"]: r for r in json.loads(capsys.readouterr().out)["results"]}
+    assert results["tokens_to_target"]["n_baseline"] == 3
+    assert results["time_to_target_s"]["n_candidate"] == 3
