@@ -179,6 +179,21 @@ def test_an_absolute_target_on_a_byte_corpus(write_suite, tmp_path):
     assert q["eval_curve"]["eval_loss"][-1] <= 4.5
 
 
+def test_energy_to_target_sums_the_windows_up_to_the_target():
+    from hlbench.records import quality as q
+    from hlbench.telemetry.collect import to_target_energy
+
+    # one GPU drawing 100 W, sampled every 0.5 s; three 2-second intervals, the target after two
+    rows = [{"t_monotonic_s": t / 2, "gpu_index": 0, "gpu_energy_j": 50.0 * t} for t in range(20)]
+    windows = [[0.0, 2.0], [3.0, 5.0], [6.0, 8.0]]
+    section = to_target_energy(rows, windows, {"quality": {"windows_to_target": 2}})
+    assert section["gpu_energy_j"] == pytest.approx(400.0)
+    assert q.energy_to_target_j({"telemetry": {"to_target": section}}) == pytest.approx(400.0)
+    assert to_target_energy(rows, windows, {"quality": {"windows_to_target": None}}) is None
+    short = to_target_energy(rows, [[0.0, 0.5]], {"quality": {"windows_to_target": 1}})
+    assert short["gpu_energy_j"] is None and "shorter than" in short["reasons"]["gpu_energy_j"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Training health
 
