@@ -37,9 +37,15 @@ def _ttt(**keys: object) -> dict[str, object]:
     }
 
 
-def _cell(write_suite, measurement, optimizer=OPTIMIZER, workload=WORKLOAD, backend="torch"):
+def _cell(
+    write_suite, measurement, optimizer=OPTIMIZER, workload=WORKLOAD, backend="torch", axes=None
+):
     text = suite_yaml(
-        backends=[backend], workloads=[workload], measurement=measurement, optimizer=optimizer
+        backends=[backend],
+        workloads=[workload],
+        measurement=measurement,
+        optimizer=optimizer,
+        axes=axes,
     )
     return load_suite(write_suite(text)).cells[0]
 
@@ -219,6 +225,19 @@ def test_fixed_steps_records_carry_health_and_a_tiny_clip_clips_every_step(write
     unclipped = _run(_cell(write_suite, measurement, {"lr": 0.01, "grad_clip_norm": None}))
     assert unclipped["health"]["clipped_steps"] == 0
     assert all(v > 0 for v in unclipped["health"]["grad_norm_per_step"])
+
+
+def test_an_fp16_overflow_step_is_a_nonfinite_step_and_counted(write_suite, monkeypatch):
+    from hlbench.techniques import test_hooks
+
+    monkeypatch.setenv(test_hooks.NONFINITE_STEP_ENV, "2")
+    measurement = {"warmup_steps": 1, "steps": 2, "windows": 2, "eval_batches": 1}
+    h = _run(_cell(write_suite, measurement, axes={"precision": ["fp16"]}))["health"]
+    # the injected step, and any the initial scale of 2**16 overflowed itself: the scaler's count
+    assert 2 in h["nonfinite_grad_steps"]
+    assert len(h["nonfinite_grad_steps"]) == h["overflow_skipped_steps"]
+    assert h["grad_norm_per_step"][2] is None and h["clipped_per_step"][2] is False
+    assert h["nonfinite_loss_steps"] == []  # the loss was finite; its gradient was not
 
 
 def _first_step_norm(write_suite, backend):

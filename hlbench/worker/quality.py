@@ -84,6 +84,7 @@ class TargetTracker:
     curve: list[dict[str, Any]] = field(default_factory=list)
     reached_at: int | None = None  # index into curve
     stopped_by: str = "step budget"
+    last_eval_loss: float | None = None  # as evaluated (NaN stays NaN: check_finite reads it)
 
     @classmethod
     def for_cell(
@@ -104,6 +105,7 @@ class TargetTracker:
         t0 = time.perf_counter()
         eval_loss = self.trainer.eval_loss(self.held_out)
         eval_s = time.perf_counter() - t0
+        self.last_eval_loss = eval_loss
         steps = len(timing.warmup_step_times_s) + timing.steps_measured
         train_s = sum(timing.warmup_step_times_s) + sum(timing.window_wall_s)
         self.curve.append(
@@ -132,8 +134,7 @@ class TargetTracker:
 
     def final_eval(self) -> tuple[float | None, float]:
         """The record's eval loss (the last curve point: no extra eval) and the evals' time."""
-        last = self.curve[-1]["eval_loss"] if self.curve else None
-        return last, sum(p["eval_s"] for p in self.curve)
+        return self.last_eval_loss, sum(p["eval_s"] for p in self.curve)
 
     def section(self) -> dict[str, Any]:
         """The record's `quality`: reached or not, the figures at the target, the best loss, the
