@@ -25,6 +25,20 @@ from hlbench.workloads.lstm import LSTMSpec
 HASH_CHARS = 16  # 64 bits of sha256: collisions are irrelevant at suite scale, ids stay readable
 # How many workers run a cell and how long one may take change no number a worker measures.
 UNHASHED_MEASUREMENT_KEYS = ("repeats", "timeout_s")
+FIXED_STEPS = "fixed_steps"
+TIME_TO_TARGET = "time_to_target"
+# The time-to-target keys of a Measurement: left out of its dict in fixed-steps mode, so fixed-steps
+# cells keep the dict (and hash) they had before the mode existed.
+QUALITY_MEASUREMENT_KEYS = (
+    "mode",
+    "target_excess_nats",
+    "target_eval_loss",
+    "eval_every_steps",
+    "max_steps",
+    "max_tokens",
+    "max_time_s",
+    "seeds",
+)
 
 T = TypeVar("T")
 
@@ -202,13 +216,49 @@ class Measurement:
     budget_s: float
     timeout_s: float
     eval_batches: int
+    # time_to_target: train until the held-out loss reaches the target (hlbench.worker.quality)
+    mode: str = FIXED_STEPS
+    target_excess_nats: float | None = None  # excess over the corpus's entropy floor
+    target_eval_loss: float | None = None  # an absolute eval loss (a corpus without a floor)
+    eval_every_steps: int | None = None
+    max_steps: int | None = None  # optimizer steps in all, warmup included
+    max_tokens: int | None = None
+    max_time_s: float | None = None  # training time (warmup and windows), evals excluded
+    # initialisation and data-order seeds, one per repeat (Cell.for_repeat); the corpus and the
+    # held-out batches keep the cell's `seed`
+    seeds: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.seeds is not None:
+            object.__setattr__(self, "seeds", tuple(self.seeds))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
         return from_mapping(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.seeds is not None:
+            values["seeds"] = list(self.seeds)
+        if self.mode == FIXED_STEPS:
+            # the fixed-steps dict of old, plus `seeds` only where a suite lists them
+            values = {
+                k: v
+                for k, v in values.items()
+                if k not in QUALITY_MEASUREMENT_KEYS or (k == "seeds" and v is not None)
+            }
+        return values
+
+    def planned_steps(self, tokens_per_step: int) -> int:
+        """Time to target: the optimizer steps a cell may run (and draws batches for): warmup,
+        then whole evaluation intervals up to the step budget (max_steps, or max_tokens over the
+        tokens of one step, rounded up)."""
+        budgets = [] if self.max_steps is None else [self.max_steps]
+        if self.max_tokens is not None:
+            budgets.append(-(-self.max_tokens // tokens_per_step))
+        every = self.eval_every_steps or 1
+        intervals = max(-(-(min(budgets) - self.warmup_steps) // every), 1)
+        return self.warmup_steps + intervals * every
 
     def hashed(self) -> dict[str, Any]:
         """The settings that can change a measured number (not repeats, not the timeout)."""
@@ -284,6 +334,9 @@ class Cell:
     techniques: dict[str, Any] = field(default_factory=dict)
     # None: one process on one device
     launch: Launch | None = None
+    # this repeat's initialisation and data-order seed (measurement.seeds[repeat]; Cell.for_repeat);
+    # None: `seed`. Not in the hash: the repeat, like the repeat number, is not the cell
+    init_seed: int | None = None
 
     def __post_init__(self) -> None:
         typed: dict[str, Any] = {
@@ -314,6 +367,7 @@ class Cell:
         content = self.to_dict()
         if self.launch is None:  # single-device cells hash as they did before launchers existed
             del content["launch"]
+        content.pop("init_seed", None)  # the seeds list is in the measurement, hashed
         content["measurement"] = self.measurement.hashed()
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_CHARS]
@@ -329,7 +383,21 @@ class Cell:
             "seed": self.seed,
             "techniques": copy.deepcopy(self.techniques),
             "launch": None if self.launch is None else self.launch.to_dict(),
+            **({} if self.init_seed is None else {"init_seed": self.init_seed}),
         }
+
+    @property
+    def train_seed(self) -> int:
+        """The seed of the initial weights and the train batches' order (and their augmentation);
+        the corpus and the held-out batches always use `seed`."""
+        return self.seed if self.init_seed is None else self.init_seed
+
+    def for_repeat(self, repeat: int) -> Cell:
+        """The cell as repeat `repeat` runs it: with measurement.seeds, that repeat's seed."""
+        seeds = self.measurement.seeds
+        if not seeds:
+            return self
+        return dataclasses.replace(self, init_seed=seeds[repeat % len(seeds)])
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Cell:

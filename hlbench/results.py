@@ -36,6 +36,7 @@ from hlbench.records import environment as env
 from hlbench.records import fields as f
 from hlbench.records import identity as ident
 from hlbench.records import memory
+from hlbench.records import quality as q
 from hlbench.records.shape import read_usable, skip_note
 from hlbench.records.shards import shard_warnings
 
@@ -54,6 +55,7 @@ RAW_COLUMNS: tuple[str, ...] = (
     "telemetry_mem_t_s",
     "telemetry_mem_bytes",
     "telemetry_windows_s",
+    "eval_curve",  # time to target: the eval curve's columns (a dict of lists)
 )
 
 
@@ -156,6 +158,7 @@ BASE_COLUMNS: list[str] = [
     *("peak_mem_bytes", "peak_mem_source", "host_peak_rss_bytes", "framework_memory_reason"),
     *("final_train_loss_nats", "eval_loss_nats", "entropy_floor_nats"),  # quality
     *("excess_train_loss_nats", "excess_eval_loss_nats"),
+    *q.COLUMNS,  # time to target and training health
     *("energy_j", "energy_per_token_j", "flops_per_token", "peak_flops_per_s", "mfu"),  # efficiency
     *("mfu_dtype", "mfu_flag", "technique_event_count", "technique_event_s", "technique"),
     *("n_params", "sparsity", "loss_scale", "overflow_skipped_steps"),  # techniques
@@ -197,6 +200,7 @@ def _cell_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     row.update(_speed(record))
     row.update(_memory(record))
     row.update(_quality(record))
+    row.update(q.row_figures(record))  # time to target and training health
     row.update(_efficiency(record))
     row.update(_techniques(record))
     row.update(_profile(record))
@@ -350,19 +354,8 @@ def _telemetry_memory(record: dict[str, Any], records_path: Path) -> dict[str, A
 # Parity rows
 
 PARITY_COLUMNS: list[str] = [
-    "run_id",
-    "suite",
-    "source_file",
-    "workload",
-    "precision",
-    "backends",
-    "passed",
-    "check",
-    "check_passed",
-    "rel_diff",
-    "tolerance",
-    "values",
-    "detail",
+    *("run_id", "suite", "source_file", "workload", "precision", "backends", "passed", "check"),
+    *("check_passed", "rel_diff", "tolerance", "values", "detail"),
 ]
 
 

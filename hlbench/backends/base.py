@@ -98,6 +98,12 @@ class Trainer(ABC):
     @abstractmethod
     def losses_to_floats(self, losses: list[Any]) -> list[float]: ...
 
+    def grad_norms_to_floats(self) -> list[float] | None:
+        """The global gradient norm of every train_step so far, before clipping (after fp16's
+        unscaling), read back in one transfer after the windows (kept on the device until then, so
+        no step syncs for it); NaN or inf where a gradient was not finite. None: not reported."""
+        return None
+
     @abstractmethod
     def eval_loss(self, batches: list[Batch]) -> float:
         """Mean loss per target token over held-out batches, without training."""

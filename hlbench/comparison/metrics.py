@@ -8,7 +8,9 @@ tool shares):
 - tokens/s: the record's own figure, tokens over measured window wall time, the same number `run`,
   `report` and `table` print;
 - step time: the run's median step time (one run's steps summarised, robust to a stray slow step);
-- peak memory, host RSS, energy per token, excess eval loss: one value per run already.
+- peak memory, host RSS, energy per token, excess eval loss: one value per run already;
+- time and tokens to target (mode time_to_target; with `seeds`, one run per seed): the runs that
+  reached the target.
 
 `deterministic` marks the figures that (nearly) do not vary between identical runs: the allocator's
 peak is exact, the process's peak RSS nearly so, the fp32 loss of a fixed seed is reproducible.
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hlbench.records import fields, memory
+from hlbench.records import fields, memory, quality
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,16 @@ def _excess_eval_loss_nats(record: dict[str, Any]) -> float | None:
     return _finite(fields.excess_eval_loss_nats(record))
 
 
+def _time_to_target_s(record: dict[str, Any]) -> float | None:
+    """Time to target (mode time_to_target): a run that missed the target has no estimate (the
+    report gives the share of seeds that reached it)."""
+    return _finite(quality.time_to_target_s(record)) if quality.reached(record) else None
+
+
+def _tokens_to_target(record: dict[str, Any]) -> float | None:
+    return _finite(quality.tokens_to_target(record)) if quality.reached(record) else None
+
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
@@ -88,6 +100,8 @@ METRICS: dict[str, Metric] = {
         Metric(
             "excess_eval_loss_nats", "excess eval loss", "nats", False, True, _excess_eval_loss_nats
         ),
+        Metric("time_to_target_s", "time to target", "s", False, False, _time_to_target_s),
+        Metric("tokens_to_target", "tokens to target", "tokens", False, False, _tokens_to_target),
     )
 }
 DEFAULT_METRIC = "tokens_per_s"

@@ -57,6 +57,7 @@ _CELL = {
     "device": "str",
     "axes": "scalars",
     "launch": {"strategy!": "str", "world_size!": "int", "nnodes": "int", "nproc_per_node": "int"},
+    "init_seed": "int",
 }
 _CHECK = {
     "name": "str",
@@ -66,6 +67,8 @@ _CHECK = {
     "detail": "str",
     "values": "object",
 }
+
+_CURVE_KEYS = ("step", "tokens", "train_time_s", "eval_s", "eval_loss", "excess_nats")
 
 SPEC: dict[str, Spec] = {
     "kind": "str",
@@ -99,7 +102,29 @@ SPEC: dict[str, Spec] = {
     },
     "loss": {"train_loss_per_step": ["num?"], "final_train_loss": "num", "eval_loss": "num"},
     "memory": {"framework_memory_reason": "str", "host_peak_rss_bytes": "num"},
-    "telemetry": {"derived": "object", "samples_path": "str"},
+    "telemetry": {"derived": "object", "samples_path": "str", "to_target": "object"},
+    "quality": {
+        "mode": "str",
+        "target": {"kind": "str", "value": "num"},
+        "reached": "bool",
+        "stopped_by": "str",
+        "time_to_target_s": "num",
+        "steps_to_target": "num",
+        "tokens_to_target": "num",
+        "eval_s_total": "num",
+        "best_excess_nats": "num",
+        "final_excess_nats": "num",
+        "eval_curve": {key: ["num?"] for key in _CURVE_KEYS},
+    },
+    "health": {
+        "grad_norm_per_step": ["num?"],
+        "grad_norm_median": "num",
+        "grad_norm_max": "num",
+        "clipped_fraction": "num",
+        "nonfinite_grad_steps": ["int"],
+        "nonfinite_loss_steps": ["int"],
+        "loss_spike_steps": ["int"],
+    },
     "backend_info": {
         "device": "str",
         "flops_per_token": "num",

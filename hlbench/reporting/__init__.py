@@ -6,7 +6,8 @@ Modules, one idea each: `cells` (per-cell statistics), `stats` (bootstrap interv
 sentences), `analysis` (all of these at once, and the sections in order), `plotdata`/`plotseries`
 (what each plot shows), `plots` (PNGs), `interactive` (plotly figures), `html` (the HTML page),
 `markdown` (the sections of absolute figures and checks), `relative` (the sections of relative
-figures: effects, frameworks and parity, scaling), `formatting` (fixed number formats), `tables`
+figures: effects, frameworks and parity, scaling), `quality` (time to target over seeds,
+training health), `formatting` (fixed number formats), `tables`
 (the `table` command's pivots and exports). pandas, matplotlib and plotly load on first use, never
 at `import hlbench`.
 """

@@ -66,7 +66,7 @@ PlotLink = tuple[str, "str | None", str, str]
 
 def sections(a: Analysis, links: list[PlotLink], profile_plot: str | None, plot_dir: str) -> str:
     """The report as markdown; `links` and `profile_plot` name the plots under `plot_dir`."""
-    from hlbench.reporting import markdown, relative
+    from hlbench.reporting import markdown, quality, relative
     from hlbench.reporting.findings import findings
 
     lines = [
@@ -74,6 +74,8 @@ def sections(a: Analysis, links: list[PlotLink], profile_plot: str | None, plot_
         *markdown.findings(findings(a.cells, a.effects, a.ratios, a.parity, a.fronts)),
         *markdown.frontier(a.fronts, a.cells),
         *markdown.matrix(a.cells),
+        *quality.time_to_target(a.df),
+        *quality.health(a.df),
         *relative.effects(a.effects, a.notes),
         *relative.frameworks(a.ratios, a.cells, a.parity),
         *relative.scaling(a.cells),

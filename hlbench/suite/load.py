@@ -22,6 +22,7 @@ from hlbench.data import make_corpus
 from hlbench.errors import UsageError
 from hlbench.suite.custom import custom_spec
 from hlbench.suite.expand import check_size, expand
+from hlbench.suite.quality import check_quality
 from hlbench.suite.schema import (
     Augmentation,
     BytesDataConfig,
@@ -98,6 +99,7 @@ def validate(raw: Any, path: Path, sha256: str) -> Suite:
     ]
     check_exclude(path, config)
     cells = expand(path, config, specs, data, techniques)
+    check_quality(path, cells)
     return Suite(config, path, sha256, cells)
 
 

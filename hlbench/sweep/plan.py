@@ -39,7 +39,7 @@ def plan(suite: Suite, done: set[tuple[str, int]]) -> list[Task]:
     clocks) then spreads over all cells' repeats instead of landing on the cells that ran last, and
     each cell's repeats sample the whole span of the run (compare's test is over repeats)."""
     return [
-        Task(cell, r)
+        Task(cell.for_repeat(r), r)  # with measurement.seeds: repeat r trains with seed r's
         for r in range(suite.config.measurement.repeats)
         for cell in suite.cells
         if (cell.hash, r) not in done

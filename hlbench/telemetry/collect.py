@@ -102,5 +102,22 @@ class Collector:
             },
             "nvml": self.nvml_info,
             "derived": summary["derived"],
+            "to_target": to_target_energy(rows, windows, result),
             "telemetry_status": dict(sorted(status.items())),  # field or source -> why it is null
         }
+
+
+def to_target_energy(
+    rows: list[dict[str, Any]], windows: list[list[float]], result: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Time to target: the energy figures over the windows up to the one that reached the target
+    (the worker's `quality.windows_to_target`; warmup and evals excluded); None otherwise."""
+    quality = (result or {}).get("quality") or {}
+    n = quality.get("windows_to_target")
+    if not isinstance(n, int) or n < 1 or n > len(windows):
+        return None
+    summary = summarize(rows, windows[:n], None)
+    keys = ("gpu_energy_j", "host_rapl_energy_j")
+    reasons = {k: v for k, v in summary["reasons"].items() if k in keys}
+    # an interval shorter than the counters resolve (MIN_ENERGY_WINDOW_S) gives null and says so
+    return {**{key: summary["derived"].get(key) for key in keys}, "reasons": reasons}

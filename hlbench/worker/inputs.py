@@ -30,7 +30,7 @@ def timed_train_batches(cell: Cell, corpus: Corpus, n_steps: int) -> tuple[list[
     seq_len = w.seq_len
     windows = sample_windows(
         corpus,
-        cell.seed,
+        cell.train_seed,  # the repeat's data order; the corpus is the cell's
         n_steps,
         w.global_batch,
         seq_len,
@@ -38,7 +38,7 @@ def timed_train_batches(cell: Cell, corpus: Corpus, n_steps: int) -> tuple[list[
         w.variable_length,
         augmentation.extra_tokens(seq_len),
     )
-    return augment_batches(windows, augmentation, cell.seed, seq_len, corpus.vocab_size)
+    return augment_batches(windows, augmentation, cell.train_seed, seq_len, corpus.vocab_size)
 
 
 def train_batches(cell: Cell, corpus: Corpus, n_steps: int) -> list[Batch]:
@@ -47,7 +47,8 @@ def train_batches(cell: Cell, corpus: Corpus, n_steps: int) -> list[Batch]:
 
 
 def eval_batches(cell: Cell, corpus: Corpus) -> list[Batch]:
-    """Held-out batches, evaluated micro-batch by micro-batch to stay within training's memory."""
+    """Held-out batches, evaluated micro-batch by micro-batch to stay within training's memory;
+    drawn with the cell's `seed`, so every repeat's seed is judged on the same held-out tokens."""
     w, n = cell.workload, cell.measurement.eval_batches
     if n == 0:
         return []

@@ -98,6 +98,7 @@ def run_timed(
     agree: Callable[[bool], bool] | None = None,
     timer: StepTimer | None = None,
     events: Events = NO_EVENTS,
+    after_window: Callable[[Timing], bool] | None = None,
 ) -> Timing:
     """Run the plan's warmup, then its windows, stopping early past its budget.
 
@@ -110,6 +111,9 @@ def run_timed(
     budget", it returns whether any rank is. Every rank must then run the same steps (one that
     stopped alone would leave the others waiting in an all-reduce), so the budget is checked only
     between windows, outside the timed region, with one small collective per window.
+
+    `after_window(timing)` (time to target): called after each window, outside every timed region
+    (the window ended with a sync); True stops the run there.
     """
     timer = timer or HostTimer(sync, clock)
     timing = Timing(steps_planned=plan.windows * plan.steps, step_time_source=timer.source)
@@ -134,6 +138,8 @@ def run_timed(
         budget_s = None if agree is not None else plan.budget_s - spent_s
         index, wall_s = loop.window(index, plan.steps, budget_s)
         spent_s += wall_s
+        if after_window is not None and after_window(timing):
+            break
     return timing
 
 

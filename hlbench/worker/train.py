@@ -24,7 +24,7 @@ from hlbench.cell import Cell
 from hlbench.data import Batch, Corpus
 from hlbench.techniques import precision, test_hooks
 from hlbench.techniques.driver import PruningRun
-from hlbench.worker import ranks
+from hlbench.worker import health, quality, ranks
 from hlbench.worker.inputs import corpus_for, eval_batches, timed_train_batches, train_batches
 from hlbench.worker.measure import Events, Timing, TimingPlan, run_timed, step_stats
 from hlbench.workloads import ModelSpec, model_spec
@@ -63,16 +63,27 @@ def run_cell(cell: Cell, backend: Backend, profile_dir: Path | None = None) -> d
 
     `profile_dir`: run the profiling pass (hlbench.profiling) after the measured windows and the
     eval, trace files under it; the record's `profile` is None without it."""
-    plan = TimingPlan.from_measurement(cell.measurement)
+    plan = quality.timing_plan(cell)  # fixed steps, or evaluation intervals to a budget
     inputs = prepare_inputs(cell, plan, backend)
     trainer, build_s = build(cell, backend, inputs)
-    timing, raw_losses = measure(cell, trainer, inputs, plan)
+    floor = inputs.corpus.entropy_floor_nats
+    tracker = quality.TargetTracker.for_cell(cell, trainer, inputs.held_out, floor)
+    timing, raw_losses = measure(cell, trainer, inputs, plan, tracker)
     timing, memory, distributed = combine_ranks(cell, trainer, timing)
     train_losses = trainer.losses_to_floats(raw_losses)  # after the windows: no per-step sync
-    eval_loss, eval_s = evaluate(trainer, inputs.held_out)
+    grad_norms = trainer.grad_norms_to_floats()  # kept on the device beside the losses
+    if tracker is None:
+        eval_loss, eval_s = evaluate(trainer, inputs.held_out)
+    else:  # the last eval of the curve is the final one
+        eval_loss, eval_s = tracker.final_eval()
     check_finite(cell, trainer, train_losses, eval_loss)
     measured = Measured(timing, memory, distributed, train_losses, eval_loss, build_s, eval_s)
     result = assemble_record(cell, inputs, trainer, measured)
+    overflow = result["backend_info"].get("overflow_skipped_steps")
+    clip = cell.optimizer.grad_clip_norm
+    result["health"] = health.section(train_losses, grad_norms, clip, overflow)
+    if tracker is not None:
+        result["quality"] = tracker.section()
     if profile_dir is not None and not cell.launch:  # not built for data-parallel cells (README)
         result["profile"] = profile(cell, trainer, inputs.corpus, profile_dir)
     return result
@@ -130,7 +141,7 @@ def prepare_inputs(cell: Cell, plan: TimingPlan, backend: Backend | None = None)
     corpus = corpus_for(cell)
     batches, augmentation_s = timed_train_batches(cell, corpus, plan.n_steps)
     held_out = eval_batches(cell, corpus)
-    weights = spec.init_weights(cell.seed)
+    weights = spec.init_weights(cell.train_seed)  # the repeat's seed (measurement.seeds)
     pruning = PruningRun(cell, spec)
     build_cell, spec, weights = pruning.prepare(cell, weights)  # a shrink: a smaller model
     return Inputs(
@@ -166,9 +177,14 @@ def build(cell: Cell, backend: Backend, inputs: Inputs) -> tuple[Trainer, float]
 
 
 def measure(
-    cell: Cell, trainer: Trainer, inputs: Inputs, plan: TimingPlan
+    cell: Cell,
+    trainer: Trainer,
+    inputs: Inputs,
+    plan: TimingPlan,
+    tracker: quality.TargetTracker | None = None,
 ) -> tuple[Timing, list[Any]]:
-    """Warmup and the measured windows; returns their timing and the raw per-step losses."""
+    """Warmup and the measured windows; returns their timing and the raw per-step losses.
+    `tracker` (time to target): evaluates after each window and stops at the target."""
     losses: list[Any] = []
     pruning = inputs.pruning
 
@@ -194,6 +210,7 @@ def measure(
         agree=agree,
         timer=trainer.step_timer(),
         events=events,
+        after_window=tracker.after_window if tracker is not None else None,
     )
     return timing, losses
 

@@ -106,15 +106,19 @@ class MirroredTFTrainer(TFTrainer):
             lambda x, y: token_loss_sum(self.model(x), y), jit_compile=self.jit_compile
         )
 
-    def _distributed_step(self, inputs: Any, targets: Any, n_tokens: tf.Tensor) -> tf.Tensor:
-        loss = self.strategy.run(self._replica_step, args=(inputs, targets, n_tokens))
-        return self.strategy.experimental_local_results(loss)[0]  # the same reduced loss everywhere
+    def _distributed_step(
+        self, inputs: Any, targets: Any, n_tokens: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        loss, norm = self.strategy.run(self._replica_step, args=(inputs, targets, n_tokens))
+        local = self.strategy.experimental_local_results
+        return local(loss)[0], local(norm)[0]  # the same reduced loss and norm everywhere
 
     def _replica_step(
         self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor
-    ) -> tf.Tensor:
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """Replica context: this replica's shard → its partial loss and gradient → all-reduced (SUM)
-        → clipped → AdamW on the mirrored variables (merge_call). Returns the global step loss."""
+        → clipped → AdamW on the mirrored variables (merge_call). Returns the global step loss and
+        the reduced gradient's norm before clipping."""
         loss, grads = self._replica_grads(inputs, targets, n_tokens)  # divided by the global count
         if self.mask_vars:
             grads = self._mask_gradients(grads)
@@ -122,9 +126,10 @@ class MirroredTFTrainer(TFTrainer):
         ctx = tf.distribute.get_replica_context()
         reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [loss, *grads])  # one collective
         loss, grads = reduced[0], list(reduced[1:])
-        grads, _ = self._unscale_and_clip(grads)  # no loss scale under a strategy: clipping only
+        # no loss scale under a strategy: clipping only
+        grads, _, norm = self._unscale_and_clip(grads)
         ctx.merge_call(self.optimizer.apply_distributed, args=(grads,))
-        return loss
+        return loss, norm
 
     def _feed(self, batch: Batch) -> tuple[Any, Any, tf.Tensor]:
         """Per-replica shards of the global batch, each on its replica's device, and the global
@@ -141,7 +146,8 @@ class MirroredTFTrainer(TFTrainer):
         return shard("inputs"), shard("targets"), tf.constant(batch.n_target_tokens, tf.float32)
 
     def train_step(self, batch: Batch) -> tf.Tensor:
-        loss = self._train_step(*self._feed(batch))
+        loss, norm = self._train_step(*self._feed(batch))
+        self._grad_norms.append(norm)
         if self.steps == 0:
             self._check_first_step()
         self.steps += 1

@@ -28,6 +28,7 @@ from typing import Any
 import tensorflow as tf
 
 from hlbench.cell import Optimizer
+from hlbench.techniques import precision
 
 TORCH_CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds it to the norm
 
@@ -37,10 +38,16 @@ def global_norm(grads: Sequence[tf.Tensor]) -> tf.Tensor:
     return tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in grads]))
 
 
-def clip_by_global_norm(grads: Sequence[tf.Tensor], max_norm: float) -> list[tf.Tensor]:
-    """torch.nn.utils.clip_grad_norm_: scale every gradient by min(1, max_norm / (norm + 1e-6))."""
-    coef = tf.minimum(1.0, max_norm / (global_norm(grads) + TORCH_CLIP_EPS))
-    return [g * tf.cast(coef, g.dtype) for g in grads]
+def clip_by_global_norm(
+    grads: Sequence[tf.Tensor], max_norm: float | None
+) -> tuple[list[tf.Tensor], tf.Tensor]:
+    """torch.nn.utils.clip_grad_norm_: scale every gradient by min(1, max_norm / (norm + 1e-6))
+    (max_norm None: unchanged); also returns the global norm before clipping, as torch does."""
+    norm = global_norm(grads)
+    if max_norm is None:
+        return list(grads), norm
+    coef = tf.minimum(1.0, max_norm / (norm + TORCH_CLIP_EPS))
+    return [g * tf.cast(coef, g.dtype) for g in grads], norm
 
 
 class AdamW:
@@ -167,3 +174,10 @@ class DynamicLossScale:
         self.growth_tracker.assign(tf.where(tf.logical_or(found_inf, grow), 0, successful))
         self.scale.assign(new_scale)
         self.overflow_steps.assign_add(tf.cast(found_inf, tf.int32))
+
+
+def gradscaler_loss_scale() -> DynamicLossScale:
+    """fp16's dynamic loss scale with GradScaler's constants (hlbench.techniques.precision)."""
+    p = precision
+    factors = (p.LOSS_SCALE_GROWTH_FACTOR, p.LOSS_SCALE_BACKOFF_FACTOR)
+    return DynamicLossScale(p.LOSS_SCALE_INIT, *factors, p.LOSS_SCALE_GROWTH_INTERVAL)

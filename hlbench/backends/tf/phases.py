@@ -40,7 +40,7 @@ class PhaseProfiling:
         if mask and self.mask_vars:
             grads = self._mask_gradients(grads)
         if clip:
-            grads, _ = self._unscale_and_clip(grads)
+            grads, *_ = self._unscale_and_clip(grads)
         return grads
 
     def _phase_functions(self) -> dict[str, Any]:

@@ -41,7 +41,7 @@ import tensorflow as tf
 from hlbench.backends.base import Trainer
 from hlbench.backends.tf.losses import token_loss_sum
 from hlbench.backends.tf.models import build_model
-from hlbench.backends.tf.optim import AdamW, DynamicLossScale, clip_by_global_norm
+from hlbench.backends.tf.optim import AdamW, clip_by_global_norm, gradscaler_loss_scale
 from hlbench.backends.tf.phases import PhaseProfiling
 from hlbench.backends.tf.prune import magnitude_keep
 from hlbench.backends.tf.trace import trace_steps
@@ -79,6 +79,7 @@ class TFTrainer(PhaseProfiling, Trainer):
         self.level = level
         self.observed: dict[str, Any] = {}
         self.steps = 0  # train_step calls so far
+        self._grad_norms: list[tf.Tensor] = []  # per train_step, on the device (health)
         self._nonfinite_step = test_hooks.nonfinite_step()
         with self._variable_scope():
             self._create_variables(cell, spec, weights)
@@ -96,7 +97,7 @@ class TFTrainer(PhaseProfiling, Trainer):
         self.params = [self.model.variables[n] for n in self.names]
         decayed = [spec.decayed(n) for n in self.names]
         self.optimizer = AdamW(self.params, decayed, cell.optimizer)
-        self.loss_scale = _loss_scale() if self.level.loss_scaling else None
+        self.loss_scale = gradscaler_loss_scale() if self.level.loss_scaling else None
         self._step_counter = None
         if self._nonfinite_step is not None:
             self._step_counter = tf.Variable(0, trainable=False, dtype=tf.int64)
@@ -192,15 +193,17 @@ class TFTrainer(PhaseProfiling, Trainer):
         masks = self.mask_vars
         return [g * masks[n] if n in masks else g for n, g in zip(self.names, grads)]
 
-    def _unscale_and_clip(self, grads: list[tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor | None]:
-        """Unscaled (fp16, before clipping, as scaler.unscale_ in torch) and clipped gradients, and
-        whether a gradient was non-finite (None without loss scaling)."""
+    def _unscale_and_clip(
+        self, grads: list[tf.Tensor]
+    ) -> tuple[list[tf.Tensor], tf.Tensor | None, tf.Tensor]:
+        """Unscaled (fp16, before clipping, as scaler.unscale_ in torch) and clipped gradients,
+        whether a gradient was non-finite (None without loss scaling), and the global norm before
+        clipping (computed once: the clip uses it, the step returns it for the health figures)."""
         found_inf = None
         if self.loss_scale is not None:
             grads, found_inf = self.loss_scale.unscale(grads)
-        if self.grad_clip_norm is not None:
-            grads = clip_by_global_norm(grads, self.grad_clip_norm)
-        return grads, found_inf
+        grads, norm = clip_by_global_norm(grads, self.grad_clip_norm)
+        return grads, found_inf, norm
 
     def _apply(self, grads: list[tf.Tensor], found_inf: tf.Tensor | None) -> None:
         if found_inf is None:
@@ -217,15 +220,16 @@ class TFTrainer(PhaseProfiling, Trainer):
 
     def _train_step_fn(
         self, inputs: tf.Tensor, targets: tf.Tensor, n_tokens: tf.Tensor
-    ) -> tf.Tensor:
+    ) -> tuple[tf.Tensor, tf.Tensor]:  # the step's loss and its gradient norm before clipping
         loss, grads = self._accumulate(inputs, targets, n_tokens)
         if self.mask_vars:
             grads = self._mask_gradients(grads)
         self.observed["grad"] = precision.single_dtype([g.dtype.name for g in grads])  # trace time
         if self._step_counter is not None:  # test-only (module docstring)
             grads = self._poison_at_nonfinite_step(grads)
-        self._apply(*self._unscale_and_clip(grads))
-        return loss
+        grads, found_inf, norm = self._unscale_and_clip(grads)
+        self._apply(grads, found_inf)
+        return loss, norm
 
     def _poison_at_nonfinite_step(self, grads: list[tf.Tensor]) -> list[tf.Tensor]:
         """Test-only: step k's first gradient made infinite, so the loss scale must skip it."""
@@ -247,7 +251,8 @@ class TFTrainer(PhaseProfiling, Trainer):
 
     def train_step(self, batch: Batch) -> tf.Tensor:
         with tf.device(self.device):
-            loss = self._train_step(*self._feed(batch))
+            loss, norm = self._train_step(*self._feed(batch))
+        self._grad_norms.append(norm)
         if self.steps == 0:
             self._check_first_step()
         self.steps += 1
@@ -319,6 +324,9 @@ class TFTrainer(PhaseProfiling, Trainer):
     def losses_to_floats(self, losses: list[Any]) -> list[float]:
         return [float(loss) for loss in losses]
 
+    def grad_norms_to_floats(self) -> list[float] | None:  # one transfer
+        return [float(v) for v in tf.stack(self._grad_norms).numpy()] if self._grad_norms else []
+
     def eval_loss(self, batches: list[Batch]) -> float:
         total, tokens = 0.0, 0
         with tf.device(self.device):
@@ -382,13 +390,6 @@ class TFTrainer(PhaseProfiling, Trainer):
             "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "sparse_execution": "dense kernels with masks" if self.mask_vars else None,
         }
-
-
-def _loss_scale() -> DynamicLossScale:
-    """fp16's dynamic loss scale with GradScaler's constants (hlbench.techniques.precision)."""
-    p = precision
-    factors = (p.LOSS_SCALE_GROWTH_FACTOR, p.LOSS_SCALE_BACKOFF_FACTOR)
-    return DynamicLossScale(p.LOSS_SCALE_INIT, *factors, p.LOSS_SCALE_GROWTH_INTERVAL)
 
 
 def _dtype(variable: Any) -> tf.DType:

@@ -78,6 +78,7 @@ class TorchTrainer(Trainer):
         groups, self.params = optim.param_groups(self.param_map, spec, cell.optimizer.weight_decay)
         self.optimizer, self.optimizer_impl = optim.make_adamw(groups, cell.optimizer, device)
         self.masks: dict[torch.nn.Parameter, torch.Tensor] = {}  # pruned parameters (apply_masks)
+        self._grad_norms: list[torch.Tensor] = []  # per train_step, on the device (health)
 
     def _load_model(self, cell: Cell, spec: ModelSpec, weights: dict[str, np.ndarray]) -> nn.Module:
         """The model with exactly the fp32 NumPy weights, on the device in the level's storage dtype
@@ -154,16 +155,22 @@ class TorchTrainer(Trainer):
         # pruned weights get no gradient, so their AdamW moments and update stay 0
         torch._foreach_mul_([p.grad for p in self.masks], list(self.masks.values()))
 
-    def _unscale_and_clip(self) -> None:
+    def _unscale_and_clip(self) -> torch.Tensor:
+        """Unscale (fp16) and clip; returns the global gradient norm before clipping, on the
+        device (clipping computes it anyway; without clipping it costs one fused reduction)."""
         # before clipping: clip the true gradient (a no-op unless fp16)
         self.scaler.unscale_(self.optimizer)
         if self.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip_norm, foreach=True)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip_norm, foreach=True)
+        else:
+            grads = [p.grad for p in self.params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         if self.scaler.is_enabled():
             # found_inf as the scaler computed it in unscale_ (a private method, but the only
             # sync-free way to count skipped steps: get_scale() would read the scale back each step)
             found_inf = self.scaler._found_inf_per_device(self.optimizer)
             self._overflow_steps += sum(found_inf.values())
+        return norm.detach()
 
     def _optimizer_step(self) -> None:
         self.scaler.step(self.optimizer)  # skips the update when a gradient is non-finite (fp16)
@@ -178,7 +185,7 @@ class TorchTrainer(Trainer):
         first = self.steps == 0
         if first:
             self.observer.gradients(self.params)
-        self._unscale_and_clip()
+        self._grad_norms.append(self._unscale_and_clip())
         self._optimizer_step()
         if first:
             self.observer.check(
@@ -277,6 +284,13 @@ class TorchTrainer(Trainer):
         if self.world_size > 1:
             distribute.sum_over_ranks(stacked)
         return stacked.tolist()  # one transfer, one sync
+
+    def grad_norms_to_floats(self) -> list[float] | None:
+        if not self._grad_norms:
+            return []
+        # FSDP's norm is a DTensor: gathered in rank order on every rank (a collective)
+        norms = [distribute.full_tensor(n).float() for n in self._grad_norms]
+        return torch.stack(norms).tolist()  # one transfer, one sync
 
     @torch.no_grad()
     def eval_loss(self, batches: list[Batch]) -> float:
