@@ -29,16 +29,8 @@ FIXED_STEPS = "fixed_steps"
 TIME_TO_TARGET = "time_to_target"
 # The time-to-target keys of a Measurement: left out of its dict in fixed-steps mode, so fixed-steps
 # cells keep the dict (and hash) they had before the mode existed.
-QUALITY_MEASUREMENT_KEYS = (
-    "mode",
-    "target_excess_nats",
-    "target_eval_loss",
-    "eval_every_steps",
-    "max_steps",
-    "max_tokens",
-    "max_time_s",
-    "seeds",
-)
+QUALITY_MEASUREMENT_KEYS = ("mode", "target_excess_nats", "target_eval_loss", "eval_every_steps")
+QUALITY_MEASUREMENT_KEYS += ("max_steps", "max_tokens", "max_time_s", "seeds")
 
 T = TypeVar("T")
 

@@ -47,14 +47,14 @@ Paths = str | Path | Iterable[str | Path]  # one records file or directory, or s
 # Axes every report expects, in display order; a record's other axes become columns after these.
 KNOWN_AXES: tuple[str, ...] = ("precision", "accumulation", "pruning", "compile", "augmentation")
 
+# Memory over time from the telemetry samples beside the records
+TELEMETRY_COLUMNS = ("telemetry_mem_t_s", "telemetry_mem_bytes", "telemetry_windows_s")
 # Columns holding NumPy arrays (raw samples), left out of csv/markdown tables.
 RAW_COLUMNS: tuple[str, ...] = (
     "step_times_s",
     "window_mean_step_time_s",
     "train_loss_per_step_nats",
-    "telemetry_mem_t_s",
-    "telemetry_mem_bytes",
-    "telemetry_windows_s",
+    *TELEMETRY_COLUMNS,
     "eval_curve",  # time to target: the eval curve's columns (a dict of lists)
 )
 
@@ -324,7 +324,7 @@ def _environment(record: dict[str, Any]) -> dict[str, Any]:
 def _telemetry_memory(record: dict[str, Any], records_path: Path) -> dict[str, Any]:
     """Memory over time from the samples CSV beside the records (hlbench.telemetry), in seconds from
     the first measured window: GPU memory used (else the worker RSS), and the windows; or empty."""
-    empty = {c: np.empty((0, 2) if c.endswith("windows_s") else 0) for c in RAW_COLUMNS[-3:]}
+    empty = {c: np.empty((0, 2) if c.endswith("windows_s") else 0) for c in TELEMETRY_COLUMNS}
     rel = f.telemetry_samples_path(record)
     # only a file beside the records (as the writer puts it), never a path out of their directory
     if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
