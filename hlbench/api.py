@@ -81,8 +81,8 @@ def run(
     from hlbench.sweep import runner
     from hlbench.sweep.plan import plan
 
-    loaded = _select(load_suite(resolve(suite)), [only] if isinstance(only, str) else only)
-    _check_frameworks(str(suite), loaded)
+    loaded = select_cells(load_suite(resolve(suite)), [only] if isinstance(only, str) else only)
+    check_frameworks(str(suite), loaded)
     records_path, run_id, done = _records_file(loaded, Path(results_dir), resume)
     tasks = plan(loaded, done)
     if not tasks:  # every cell already has an ok record in the --resume file
@@ -96,16 +96,21 @@ def run(
     return Run(loaded.name, records_path, run_id, records)
 
 
-def _select(suite: Any, only: Sequence[str] | None) -> Any:
+def select_cells(suite: Any, only: Sequence[str] | None, option: str = "only") -> Any:
+    """The suite keeping only the cells whose id matches a glob of `only` (all without one); a
+    UsageError naming `option` when none does."""
     if only:
         cells = [c for c in suite.cells if any(fnmatch.fnmatchcase(c.id, g) for g in only)]
         if not cells:
-            raise UsageError(f"only {' '.join(only)}: matches none of the {len(suite.cells)} cells")
+            raise UsageError(
+                f"{option} {' '.join(only)}: matches none of the {len(suite.cells)} cells"
+            )
         suite.cells = cells
     return suite
 
 
-def _check_frameworks(given: str, suite: Any) -> None:
+def check_frameworks(given: str, suite: Any) -> None:
+    """Every backend's framework is installed here, else a UsageError saying how to install it."""
     from hlbench.backends import get_spec
 
     for name in suite.config.backends:

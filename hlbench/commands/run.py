@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from hlbench.api import check_frameworks, select_cells
 from hlbench.backends import get_spec
 from hlbench.commands import cluster, export, slurm
 from hlbench.errors import UsageError
@@ -152,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if sharded:
             print(cluster.describe(sharded, cluster.dry_run_id(args, suite)))
         return EXIT_OK
-    _check_frameworks(args.suite, suite)
+    check_frameworks(str(args.suite), suite)
     if args.mlflow is not None:  # before anything runs, not after an hour of training
         from hlbench.export.to_mlflow import check_installed
 
@@ -208,26 +208,7 @@ def _selected_suite(args: argparse.Namespace) -> Any:
     from hlbench.suite import load_suite
     from hlbench.suite.shipped import resolve
 
-    suite = load_suite(resolve(args.suite))
-    if args.only:
-        cells = [c for c in suite.cells if any(fnmatch.fnmatchcase(c.id, g) for g in args.only)]
-        if not cells:
-            raise UsageError(
-                f"--only {' '.join(args.only)}: matches none of the {len(suite.cells)} cells"
-            )
-        suite.cells = cells
-    return suite
-
-
-def _check_frameworks(suite_path: Path, suite: Any) -> None:
-    """Every backend's framework is installed here, else a UsageError saying how to install it."""
-    for name in suite.config.backends:
-        spec = get_spec(name)
-        if not spec.framework_installed():
-            raise UsageError(
-                f"{suite_path}: backends: {name!r} needs the {spec.framework!r} package, which is "
-                f"not installed here; {spec.install_hint}"
-            )
+    return select_cells(load_suite(resolve(args.suite)), args.only, option="--only")
 
 
 def _records_file(
