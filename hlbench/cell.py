@@ -31,6 +31,7 @@ TIME_TO_TARGET = "time_to_target"
 # cells keep the dict (and hash) they had before the mode existed.
 QUALITY_MEASUREMENT_KEYS = ("mode", "target_excess_nats", "target_eval_loss", "eval_every_steps")
 QUALITY_MEASUREMENT_KEYS += ("max_steps", "max_tokens", "max_time_s", "seeds")
+SCHEDULE_KEYS = ("lr_schedule", "lr_warmup_steps", "lr_decay_steps", "lr_min_ratio")
 
 T = TypeVar("T")
 
@@ -267,6 +268,12 @@ class Optimizer:
     eps: float
     weight_decay: float
     grad_clip_norm: float | None  # global-norm clipping; None: off
+    # the learning-rate schedule (hlbench.techniques.schedule); lr_decay_steps is resolved when
+    # cells are made (default: the cell's step budget)
+    lr_schedule: str = "constant"
+    lr_warmup_steps: int = 0
+    lr_decay_steps: int | None = None
+    lr_min_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -277,6 +284,9 @@ class Optimizer:
 
     def to_dict(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.lr_schedule == "constant":
+            # a constant rate keeps the dict (and the cell hash) it had before schedules existed
+            values = {k: v for k, v in values.items() if k not in SCHEDULE_KEYS}
         return {**values, "betas": list(self.betas)}  # a JSON list, as records have always had it
 
 

@@ -180,6 +180,26 @@ def test_mirrored_over_two_logical_cpus_trains_like_one_device(
     )
 
 
+def test_mirrored_runs_the_learning_rate_schedule_like_one_device(write_suite, tmp_path):
+    base = _cell(write_suite)
+    cosine = dataclasses.replace(
+        base.optimizer,  # the suite's lr: a larger one amplifies the frameworks' rounding apart
+        lr_schedule="cosine",
+        lr_warmup_steps=2,
+        lr_decay_steps=6,
+        lr_min_ratio=0.1,
+    )
+    single = dataclasses.replace(base, optimizer=cosine)
+    reference = _run(single, tmp_path / "single.json")
+    mirrored = dataclasses.replace(single, launch=_launch("mirrored", 2))
+    _assert_same_training(reference, _run(mirrored, tmp_path / "mirrored.json"))
+    constant = _run(
+        dataclasses.replace(base, optimizer=dataclasses.replace(cosine, lr_schedule="constant")),
+        tmp_path / "c.json",
+    )
+    assert constant["losses"][-1] != pytest.approx(reference["losses"][-1], rel=1e-4)
+
+
 def _free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:

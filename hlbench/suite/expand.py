@@ -3,6 +3,7 @@ the exclusions, each cell with its batch sizes resolved for its accumulation and
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from hlbench import workloads
 from hlbench.axes import AXIS_NAMES
-from hlbench.cell import Cell, DataRef, Measurement, ModelRef, Optimizer, Workload
+from hlbench.cell import TIME_TO_TARGET, Cell, DataRef, Measurement, ModelRef, Optimizer, Workload
 from hlbench.errors import UsageError
 from hlbench.suite.schema import SuiteConfig, WorkloadConfig
 
@@ -84,13 +85,15 @@ def make_cell(
         hold=w.hold,
         variable_length=w.variable_length,
     )
+    measurement = Measurement.from_dict(config.measurement.model_dump())
+    tokens_per_step = global_batch * workload.seq_len
     return Cell(
         workload=workload,
         backend=backend,
         device=config.device,
         axes=axes,
-        measurement=Measurement.from_dict(config.measurement.model_dump()),
-        optimizer=Optimizer.from_dict(config.optimizer.model_dump()),
+        measurement=measurement,
+        optimizer=_optimizer(path, config, measurement, tokens_per_step),
         seed=config.seed,
         techniques=techniques,
         launch=launch,
@@ -109,3 +112,24 @@ def _batches(path: Path, w: WorkloadConfig, k: int, ranks: int) -> tuple[int, in
             "exclude the pair or change one"
         )
     return w.batch_size, w.batch_size // (k * ranks)
+
+
+def _optimizer(
+    path: Path, config: SuiteConfig, measurement: Measurement, tokens_per_step: int
+) -> Optimizer:
+    """The cell's optimizer, a cosine schedule's decay length resolved to the cell's step budget
+    (every step the cell may run: warmup and windows, or time to target's step budget) when the
+    suite leaves it out, so the cell says exactly which rates it trains with."""
+    opt = Optimizer.from_dict(config.optimizer.model_dump())
+    if opt.lr_schedule == "constant" or opt.lr_decay_steps is not None:
+        return opt
+    if measurement.mode == TIME_TO_TARGET:
+        budget = measurement.planned_steps(tokens_per_step)
+    else:
+        budget = measurement.warmup_steps + measurement.windows * measurement.steps
+    if budget <= opt.lr_warmup_steps:
+        raise UsageError(
+            f"{path}: optimizer.lr_warmup_steps {opt.lr_warmup_steps} is not below the cell's "
+            f"{budget} optimizer steps; shorten the warmup or set lr_decay_steps"
+        )
+    return dataclasses.replace(opt, lr_decay_steps=budget)

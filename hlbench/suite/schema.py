@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from hlbench import workloads
 from hlbench.axes import AUGMENTATION_METHODS, AXIS_NAMES, PRECISIONS
 from hlbench.backends import registry
-from hlbench.cell import Launch
+from hlbench.cell import SCHEDULE_KEYS, Launch
 from hlbench.suite.yamlio import quote
 
 DEFAULT_SEQ_LEN = 128  # for models without a context limit (LSTM)
@@ -223,11 +223,36 @@ class Optimizer(StrictModel):
     grad_clip_norm: Annotated[float, Field(gt=0, le=1e12)] | None = Field(
         1.0, description="global-norm clipping; null disables"
     )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine: linear warmup, then cosine decay to lr × lr_min_ratio"
+    )
+    lr_warmup_steps: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
+        0, description="cosine: optimizer steps of linear warmup to lr"
+    )
+    lr_decay_steps: Steps | None = Field(
+        None, description="cosine: the step the rate reaches its floor; default: the step budget"
+    )
+    lr_min_ratio: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0, description="cosine: the final rate as a fraction of lr"
+    )
 
     @field_validator("betas", mode="before")
     @classmethod
     def _list_to_tuple(cls, value: Any) -> Any:
         return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _schedule(self) -> Optimizer:
+        if self.lr_schedule == "constant":
+            given = [k for k in SCHEDULE_KEYS[1:] if k in self.model_fields_set]
+            if given:
+                raise ValueError(f"{given[0]}: applies to lr_schedule: cosine only")
+        elif self.lr_decay_steps is not None and self.lr_decay_steps <= self.lr_warmup_steps:
+            raise ValueError(
+                f"lr_decay_steps {self.lr_decay_steps} must exceed lr_warmup_steps "
+                f"{self.lr_warmup_steps}"
+            )
+        return self
 
 
 ExcludeValue = bool | str | int | list[bool | str | int]

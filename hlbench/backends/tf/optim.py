@@ -28,7 +28,7 @@ from typing import Any
 import tensorflow as tf
 
 from hlbench.cell import Optimizer
-from hlbench.techniques import precision
+from hlbench.techniques import precision, schedule
 
 TORCH_CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds it to the norm
 
@@ -67,6 +67,12 @@ class AdamW:
         self.eps = float(opt.eps)
         self.weight_decay = float(opt.weight_decay)
         self.step = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="adamw/step")
+        # The schedule's clock counts every step, a skipped fp16 step too (hlbench.techniques.
+        # schedule); `step` counts applied updates only (AdamW's bias correction, as in torch).
+        self.schedule = lr_schedule(opt)
+        self.iterations = None
+        if self.schedule is not None:
+            self.iterations = tf.Variable(0.0, trainable=False, name="adamw/iterations")
         self.m = [
             tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="adamw/m")
             for v in self.variables
@@ -78,8 +84,17 @@ class AdamW:
 
     def apply(self, grads: Sequence[tf.Tensor]) -> None:
         step = self.step.assign_add(1.0)
+        lr = self.learning_rate(self.advance_schedule())
         for var, grad, m, v, decayed in zip(self.variables, grads, self.m, self.v, self.decayed):
-            self.update_variable(var, grad, m, v, step, decayed)
+            self.update_variable(var, grad, m, v, step, decayed, lr)
+
+    def advance_schedule(self) -> tf.Tensor | None:
+        """One step on the schedule's clock (also for a step that is skipped); its new value."""
+        return None if self.iterations is None else self.iterations.assign_add(1.0)
+
+    def learning_rate(self, iterations: Any) -> tf.Tensor | float:
+        """The rate of schedule step `iterations` (≥ 1), or the constant lr."""
+        return self.lr if self.schedule is None else self.schedule(iterations)
 
     def apply_distributed(self, strategy: tf.distribute.Strategy, grads: Sequence[Any]) -> None:
         """`apply` on mirrored variables, from cross-replica context (a merge_call): each variable's
@@ -88,35 +103,55 @@ class AdamW:
         mirrored."""
         ext = strategy.extended
         ext.update(self.step, lambda step: step.assign_add(1.0), group=False)
+        if self.iterations is not None:  # no loss scale under a strategy: every step applies
+            ext.update(self.iterations, lambda it: it.assign_add(1.0), group=False)
         for var, grad, m, v, decayed in zip(self.variables, grads, self.m, self.v, self.decayed):
-            # m, v and step are mirrored variables: inside the update of `var` on a device, they
-            # read and assign that device's copy (tf.distribute's update context)
+            # m, v, step and iterations are mirrored variables: inside the update of `var` on a
+            # device, they read and assign that device's copy (tf.distribute's update context)
             ext.update(
                 _tf_variable(var),
-                self.update_variable,
+                lambda *args: self.update_variable(*args, self.learning_rate(self.iterations)),
                 args=(grad, m, v, self.step, decayed),
                 group=False,
             )
 
     def update_variable(
-        self, var: Any, grad: tf.Tensor, m: Any, v: Any, step: Any, decayed: bool
+        self, var: Any, grad: tf.Tensor, m: Any, v: Any, step: Any, decayed: bool, lr: Any
     ) -> None:
-        """One parameter's AdamW update at optimizer step `step` (already incremented, ≥ 1)."""
+        """One parameter's AdamW update at optimizer step `step` (already incremented, ≥ 1) with
+        learning rate `lr`."""
         step = tf.cast(step, tf.float32)
         bias_correction1 = 1.0 - tf.pow(self.beta1, step)
         bias_correction2_sqrt = tf.sqrt(1.0 - tf.pow(self.beta2, step))
-        step_size = self.lr / bias_correction1
+        step_size = lr / bias_correction1
         f32 = tf.float32
         # float32 arithmetic, one rounding per stored tensor (module docstring); no-op casts in fp32
         p, g, m_new, v_new = (tf.cast(t, f32) for t in (var, grad, m, v))
         if decayed and self.weight_decay:
-            p = p * (1.0 - self.lr * self.weight_decay)
+            p = p * (1.0 - lr * self.weight_decay)
         m_new = m_new + (g - m_new) * (1.0 - self.beta1)  # torch: m.lerp_(grad, 1 - β1)
         v_new = v_new * self.beta2 + g * g * (1.0 - self.beta2)
         denom = tf.sqrt(v_new) / bias_correction2_sqrt + self.eps
         m.assign(tf.cast(m_new, m.dtype))
         v.assign(tf.cast(v_new, v.dtype))
         var.assign(tf.cast(p - step_size * m_new / denom, var.dtype))
+
+
+def lr_schedule(opt: Optimizer) -> Any:
+    """hlbench.techniques.schedule's cosine schedule as Keras's CosineDecay (the same formula,
+    evaluated in float32 inside the compiled step); None for a constant rate."""
+    if opt.lr_schedule == schedule.CONSTANT:
+        return None
+    import keras  # only where a schedule is used: GPT cells otherwise never import Keras
+
+    warmup = opt.lr_warmup_steps
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=opt.lr_decay_steps - warmup,
+        alpha=opt.lr_min_ratio,
+        warmup_target=opt.lr,
+        warmup_steps=warmup,
+    )
 
 
 def _tf_variable(var: Any) -> Any:

@@ -214,8 +214,12 @@ class TFTrainer(PhaseProfiling, Trainer):
             self.optimizer.apply(grads)
             return tf.constant(True)
 
+        def skip() -> tf.Tensor:
+            self.optimizer.advance_schedule()  # the schedule counts skipped steps, as in torch
+            return tf.constant(False)
+
         # a step with a non-finite gradient is skipped, not applied
-        tf.cond(found_inf, lambda: tf.constant(False), apply)
+        tf.cond(found_inf, skip, apply)
         self.loss_scale.update(found_inf)
 
     def _train_step_fn(

@@ -4,6 +4,7 @@ counts)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -14,7 +15,12 @@ import torch._dynamo
 from torch import nn
 
 from hlbench.cell import Optimizer
+from hlbench.techniques import schedule
 from hlbench.workloads import ModelSpec
+
+# fp16: GradScaler skips a step whose gradients overflowed, and the schedule still advances (the
+# rate is a function of the step count); torch warns once about that order, intended here.
+warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
 
 MOMENT_KEYS = ("exp_avg", "exp_avg_sq")  # AdamW's first and second moments in optimizer.state
 
@@ -50,3 +56,13 @@ def make_adamw(
 def moments(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     """Every AdamW moment tensor (none before the first step)."""
     return [t for state in optimizer.state.values() for k, t in state.items() if k in MOMENT_KEYS]
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, opt: Optimizer
+) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """The suite's schedule as a LambdaLR (stepped once per optimizer step); None for a constant
+    rate. LambdaLR's counter k starts at 0 for the first step, which is schedule step k + 1."""
+    if opt.lr_schedule == schedule.CONSTANT:
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: schedule.lr_factor(opt, k + 1))

@@ -77,6 +77,7 @@ class TorchTrainer(Trainer):
         self.param_map = parameter_map(self.model, spec)
         groups, self.params = optim.param_groups(self.param_map, spec, cell.optimizer.weight_decay)
         self.optimizer, self.optimizer_impl = optim.make_adamw(groups, cell.optimizer, device)
+        self.lr_scheduler = optim.make_scheduler(self.optimizer, cell.optimizer)
         self.masks: dict[torch.nn.Parameter, torch.Tensor] = {}  # pruned parameters (apply_masks)
         self._grad_norms: list[torch.Tensor] = []  # per train_step, on the device (health)
 
@@ -175,6 +176,8 @@ class TorchTrainer(Trainer):
     def _optimizer_step(self) -> None:
         self.scaler.step(self.optimizer)  # skips the update when a gradient is non-finite (fp16)
         self.scaler.update()  # fp16: ×0.5 after an overflow, ×2 after 2000 finite steps
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()  # host arithmetic only: sets the groups' lr for the next step
 
     def train_step(self, batch: Batch) -> torch.Tensor:
         loss = self.accumulate_gradients(batch)
