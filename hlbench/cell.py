@@ -30,7 +30,7 @@ TIME_TO_TARGET = "time_to_target"
 # The time-to-target keys of a Measurement: left out of its dict in fixed-steps mode, so fixed-steps
 # cells keep the dict (and hash) they had before the mode existed.
 QUALITY_MEASUREMENT_KEYS = ("mode", "target_excess_nats", "target_eval_loss", "eval_every_steps")
-QUALITY_MEASUREMENT_KEYS += ("max_steps", "max_tokens", "max_time_s", "seeds")
+QUALITY_MEASUREMENT_KEYS += ("max_steps", "max_tokens", "max_time_s", "seeds", "stop_at_target")
 SCHEDULE_KEYS = ("lr_schedule", "lr_warmup_steps", "lr_decay_steps", "lr_min_ratio")
 
 T = TypeVar("T")
@@ -220,6 +220,9 @@ class Measurement:
     # initialisation and data-order seeds, one per repeat (Cell.for_repeat); the corpus and the
     # held-out batches keep the cell's `seed`
     seeds: tuple[int, ...] | None = None
+    # False: train on to the budget after the target is met, so every cell's final excess loss is
+    # measured at the same budget (time to target is still the first eval that met it)
+    stop_at_target: bool = True
 
     def __post_init__(self) -> None:
         if self.seeds is not None:
@@ -233,6 +236,8 @@ class Measurement:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if self.seeds is not None:
             values["seeds"] = list(self.seeds)
+        if self.stop_at_target:
+            del values["stop_at_target"]  # the default: time-to-target cells keep their old dict
         if self.mode == FIXED_STEPS:
             # the fixed-steps dict of old, plus `seeds` only where a suite lists them
             values = {

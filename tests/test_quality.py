@@ -167,6 +167,32 @@ def test_an_unreachable_target_is_ok_with_its_best_excess(write_suite):
     assert q["train_time_s"] > 0 and q["budget"]["planned_steps"] == 5
 
 
+def test_without_stop_at_target_training_runs_to_the_budget(write_suite):
+    result = _run(
+        _cell(write_suite, _ttt(target_excess_nats=2.5, max_steps=21, stop_at_target=False))
+    )
+    q = result["quality"]
+    curve = q["eval_curve"]
+    assert q["reached"] and q["stopped_by"] == "step budget"
+    assert curve["step"][-1] == q["steps"] == 21  # every interval of the budget
+    at = curve["step"].index(q["steps_to_target"])
+    assert curve["excess_nats"][at] <= 2.5 < min(curve["excess_nats"][:at] + [math.inf])
+    assert at < len(curve["step"]) - 1  # met early, trained on
+    assert q["time_to_target_s"] == curve["train_time_s"][at] < q["train_time_s"]
+    assert q["final_excess_nats"] == curve["excess_nats"][-1]
+    assert q["windows_to_target"] == at + 1
+
+
+def test_stop_at_target_is_a_time_to_target_key_and_its_default_keeps_the_dict(write_suite):
+    with pytest.raises(UsageError, match="stop_at_target: applies to mode: time_to_target only"):
+        _cell(write_suite, {"stop_at_target": False})
+    default = _cell(write_suite, _ttt(target_excess_nats=0.5)).measurement.to_dict()
+    explicit = _cell(write_suite, _ttt(target_excess_nats=0.5, stop_at_target=True))
+    assert "stop_at_target" not in default and explicit.measurement.to_dict() == default
+    off = _cell(write_suite, _ttt(target_excess_nats=0.5, stop_at_target=False))
+    assert off.measurement.to_dict()["stop_at_target"] is False
+
+
 def test_the_time_budget_stops_training(write_suite):
     result = _run(_cell(write_suite, _ttt(target_excess_nats=1e-6, max_time_s=0.001)))
     q = result["quality"]

@@ -172,6 +172,10 @@ class Measurement(StrictModel):
         description="init/data-order seeds, one repeat each (the corpus stays the suite's)",
     )
 
+    stop_at_target: bool = Field(
+        True, description="false: train on to the budget (final loss at equal budgets)"
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _repeats_from_seeds(cls, data: Any) -> Any:
@@ -193,6 +197,7 @@ class Measurement(StrictModel):
         quality = ("target_excess_nats", "target_eval_loss", "eval_every_steps", "max_steps")
         quality += ("max_tokens", "max_time_s")
         given = [k for k in quality if getattr(self, k) is not None]
+        given += ["stop_at_target"] if "stop_at_target" in self.model_fields_set else []
         if self.mode == "fixed_steps":
             if given:
                 raise ValueError(f"{given[0]}: applies to mode: time_to_target only")

@@ -3,9 +3,10 @@
 The measurement loop (hlbench.worker.measure.run_timed) runs as in fixed-steps mode: warmup steps,
 then windows, each ended by a device sync; here a window is one evaluation interval
 (`eval_every_steps` optimizer steps) and after each one `TargetTracker.after_window` evaluates the
-held-out batches, outside every timed region, and stops the run once the target is met or the
-training time budget is spent. The training time of a point is the warmup steps' time plus the
-windows' wall time so far (synced; evals, technique events and data preparation excluded); each
+held-out batches, outside every timed region, and stops the run once the target is met (unless
+`stop_at_target: false`, which trains on to the budget so that final losses compare at equal
+budgets) or the training time budget is spent. The training time of a point is the warmup steps'
+time plus the windows' wall time so far (synced; evals, technique events and data preparation excluded); each
 eval's own time is kept beside it.
 
 The target is either an excess over the corpus's entropy floor (`target_excess_nats`: the same
@@ -122,8 +123,10 @@ class TargetTracker:
         if self.cell.launch:  # every rank stops at the same window: the chief's eval decides
             met = bool(self.trainer.all_gather_objects(met)[0])
         budget_s = self.cell.measurement.max_time_s
-        if met:
-            self.reached_at, self.stopped_by = len(self.curve) - 1, "target"
+        if met and self.reached_at is None:
+            self.reached_at = len(self.curve) - 1
+        if met and self.cell.measurement.stop_at_target:
+            self.stopped_by = "target"
         elif not math.isfinite(eval_loss):
             self.stopped_by = "non-finite eval loss"  # diverged: no later eval can reach it
         elif budget_s is not None and (train_s >= budget_s or timing.budget_hit):
