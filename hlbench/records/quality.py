@@ -52,6 +52,27 @@ def target_label(record: Record) -> str | None:
     return f"excess ≤ {value:g} nats" if kind == "excess_nats" else f"eval loss ≤ {value:g}"
 
 
+def parse_target_label(label: Any) -> tuple[str, float] | None:
+    """(kind, value) back from a `target_label` (the results table keeps the label only)."""
+    if not isinstance(label, str):
+        return None
+    for kind, prefix, suffix in (
+        ("excess_nats", "excess ≤ ", " nats"),
+        ("eval_loss", "eval loss ≤ ", ""),
+    ):
+        if label.startswith(prefix) and label.endswith(suffix):
+            value = _number_text(label[len(prefix) : len(label) - len(suffix)])
+            return (kind, value) if value is not None else None
+    return None
+
+
+def _number_text(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _q(record: Record, name: str) -> float | None:
     return number(_quality(record).get(name))
 

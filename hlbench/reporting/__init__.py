@@ -7,7 +7,8 @@ sentences), `analysis` (all of these at once, and the sections in order), `plotd
 (what each plot shows), `plots` (PNGs), `interactive` (plotly figures), `html` (the HTML page),
 `markdown` (the sections of absolute figures and checks), `relative` (the sections of relative
 figures: effects, frameworks and parity, scaling), `quality` (time to target over seeds,
-training health), `formatting` (fixed number formats), `tables`
+training health), `evalcurves` (their eval-loss curves), `targetfindings` (their sentences against
+the baseline twin), `formatting` (fixed number formats), `tables`
 (the `table` command's pivots and exports). pandas, matplotlib and plotly load on first use, never
 at `import hlbench`.
 """
@@ -34,7 +35,8 @@ def render(
     plot_dir = f"{out_md.stem}_plots"
     links = _draw(a, out_md.parent / plot_dir) if draw_plots and len(a.cells) else []
     profile_plot = _profile_plot(a.df, out_md.parent / plot_dir) if draw_plots else None
-    return sections(a, links, profile_plot, plot_dir)
+    curves = _eval_curves(a.df, out_md.parent / plot_dir) if draw_plots else []
+    return sections(a, links, profile_plot, plot_dir, curves)
 
 
 def _draw(a: Analysis, out_dir: Path) -> list[PlotLink]:
@@ -46,6 +48,13 @@ def _draw(a: Analysis, out_dir: Path) -> list[PlotLink]:
         (title, plots.draw(plot, out_dir) if plot else None, reason, plot.note if plot else "")
         for title, plot, reason in catalogue(a.cells, a.fronts)
     ]
+
+
+def _eval_curves(df, out_dir: Path) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    from hlbench.reporting import plots
+    from hlbench.reporting.evalcurves import TITLES, eval_curve_plots
+
+    return [(TITLES[p.key], plots.draw(p, out_dir), p.note) for p in eval_curve_plots(df)]
 
 
 def _profile_plot(df, out_dir: Path) -> str | None:  # type: ignore[no-untyped-def]

@@ -34,6 +34,7 @@ def analyse(paths: Sequence[Path], tolerance_nats: float = DEFAULT_TOLERANCE_NAT
     from hlbench.reporting.cells import summarize
     from hlbench.reporting.effects import baseline_effects, framework_ratios
     from hlbench.reporting.frontier import frontiers
+    from hlbench.reporting.quality import summarize_targets
     from hlbench.results import load_all
 
     results = load_all(paths)
@@ -55,7 +56,7 @@ def analyse(paths: Sequence[Path], tolerance_nats: float = DEFAULT_TOLERANCE_NAT
         effects,
         notes,
         framework_ratios(cells),
-        frontiers(cells, tolerance_nats),
+        frontiers(cells, tolerance_nats, summarize_targets(df)),
         tuple(results.warnings),
     )
 
@@ -64,17 +65,26 @@ def analyse(paths: Sequence[Path], tolerance_nats: float = DEFAULT_TOLERANCE_NAT
 PlotLink = tuple[str, "str | None", str, str]
 
 
-def sections(a: Analysis, links: list[PlotLink], profile_plot: str | None, plot_dir: str) -> str:
-    """The report as markdown; `links` and `profile_plot` name the plots under `plot_dir`."""
+def sections(
+    a: Analysis,
+    links: list[PlotLink],
+    profile_plot: str | None,
+    plot_dir: str,
+    quality_plots: Sequence[tuple[str, str, str]] = (),
+) -> str:
+    """The report as markdown; `links`, `profile_plot` and `quality_plots` (the eval curves of
+    time-to-target records: title, name, how to read it) name the plots under `plot_dir`."""
     from hlbench.reporting import markdown, quality, relative
     from hlbench.reporting.findings import findings
+    from hlbench.reporting.targetfindings import target_findings
 
+    said = [*findings(a.cells, a.effects, a.ratios, a.parity, a.fronts), *target_findings(a.df)]
     lines = [
         *markdown.header(a.df, a.parity, a.cells, a.files, a.skipped, a.warnings),
-        *markdown.findings(findings(a.cells, a.effects, a.ratios, a.parity, a.fronts)),
+        *markdown.findings(said),
         *markdown.frontier(a.fronts, a.cells),
         *markdown.matrix(a.cells),
-        *quality.time_to_target(a.df),
+        *quality.time_to_target(a.df, quality_plots, plot_dir),
         *quality.health(a.df),
         *relative.effects(a.effects, a.notes),
         *relative.frameworks(a.ratios, a.cells, a.parity),

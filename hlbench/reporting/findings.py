@@ -15,7 +15,7 @@ import pandas as pd
 from hlbench.reporting import formatting as fmt
 from hlbench.reporting.cells import stability_warnings
 from hlbench.reporting.effects import Comparison, Effect, reference_backend
-from hlbench.reporting.frontier import Frontier
+from hlbench.reporting.frontier import TIME_TO_TARGET, Frontier
 from hlbench.reporting.scaling import scaling_findings
 
 # A speedup under this is "no speedup" even when statistically resolved: nobody prunes for 3%.
@@ -213,6 +213,15 @@ def frontier_findings(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
         if not picks:
             continue
         budget, best = picks[-1]
+        if f.basis == TIME_TO_TARGET and f.weighed is not None:
+            row = f.weighed.set_index("cell_hash").loc[best]
+            out.append(
+                f"Fastest {f.workload} cell to the target ({f.target}): {row['cell_id']} (median "
+                f"{row['time_to_target_s']:.3g} s to the target, {row['n_reached']}/"
+                f"{row['n_seeds']} seeds, {fmt.mib(row[f.memory_column])} "
+                f"{fmt.memory_source(f.memory_source)})."
+            )
+            continue
         row = by_hash.loc[best]
         out.append(
             f"Fastest {f.workload} cell within {f.tolerance_nats:g} nats of fp32: {row['cell_id']} "

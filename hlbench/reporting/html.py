@@ -152,6 +152,7 @@ def render_html(paths: Sequence[Path], tolerance_nats: float = DEFAULT_TOLERANCE
     """The whole page: the report's sections, every plot interactive, plotly.js inline."""
     from hlbench.reporting import interactive
     from hlbench.reporting.analysis import analyse, sections
+    from hlbench.reporting.evalcurves import TITLES, eval_curve_plots
     from hlbench.reporting.plotseries import catalogue
 
     interactive.graph_objects()  # fail before any work when plotly is missing
@@ -168,7 +169,11 @@ def render_html(paths: Sequence[Path], tolerance_nats: float = DEFAULT_TOLERANCE
     profile = _profile_figure(a.df)
     if profile is not None:
         figs["profile-phases"] = [profile]
-    markdown = sections(a, links, "profile-phases" if profile else None, PLOT_DIR)
+    curves = []
+    for plot in eval_curve_plots(a.df):
+        figs[plot.key] = interactive.figures(plot)
+        curves.append((TITLES[plot.key], plot.key, plot.note))
+    markdown = sections(a, links, "profile-phases" if profile else None, PLOT_DIR, curves)
 
     def figure(src: str, alt: str) -> str:
         key = src.removeprefix(f"{PLOT_DIR}/")

@@ -75,7 +75,7 @@ def panel_figure(panel: Panel) -> Any:
     go = graph_objects()
     fig = go.Figure(layout=_layout(panel.title, panel.x_label, panel.y_label))
     # tall enough for every legend entry (series, zero line, shading) without a scroll bar
-    entries = len(panel.series) + bool(panel.zero_line) + bool(panel.shades)
+    entries = sum(s.legend for s in panel.series) + bool(panel.zero_line) + bool(panel.shades)
     fig.update_layout(height=max(HEIGHT_PX, 140 + LEGEND_ROW_PX * entries))
     if panel.kind == "bar":
         for s in panel.series:
@@ -106,6 +106,8 @@ def panel_figure(panel: Panel) -> Any:
                 hoverinfo="skip",
             )
         )
+    if panel.h_line is not None:
+        _add_h_line(fig, go, panel)
     for i, (lo, hi) in enumerate(panel.shades):
         fig.add_shape(
             type="rect",
@@ -126,21 +128,40 @@ def panel_figure(panel: Panel) -> Any:
     if panel.x_log2:
         ticks = sorted({float(x) for s in panel.series for x in s.x})
         fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+    if panel.y_log:
+        fig.update_yaxes(type="log")
     return fig
+
+
+def _add_h_line(fig: Any, go: Any, panel: Panel) -> None:
+    assert panel.h_line is not None
+    y, label = panel.h_line
+    xs = np.concatenate([s.x for s in panel.series]) if panel.series else np.zeros(1)
+    fig.add_trace(
+        go.Scatter(
+            x=[float(np.nanmin(xs)), float(np.nanmax(xs))],
+            y=[y, y],
+            mode="lines",
+            name=label,
+            line={"color": "black", "width": 1, "dash": "dash"},
+            hoverinfo="skip",
+        )
+    )
 
 
 def _add_line(fig: Any, go: Any, panel: Panel, s: Series) -> None:
     scatter = panel.kind == "scatter"
-    mode = "markers" if scatter else ("lines+markers" if len(s.x) < 12 else "lines")
+    mode = "markers" if scatter else ("lines+markers" if len(s.x) < 12 or panel.thin else "lines")
     fig.add_trace(
         go.Scatter(
             x=values(s.x),
             y=values(s.y),
             mode=mode,
             name=s.label,
-            legendgroup=s.label,
-            line={"color": s.colour, "width": 1.2},
-            marker={"color": s.colour, "size": 8 if scatter else 5},
+            legendgroup=s.label,  # a cell's seeds share one entry: it toggles them all
+            **({} if s.legend else {"showlegend": False}),
+            line={"color": s.colour, "width": 0.8 if panel.thin else 1.2},
+            marker={"color": s.colour, "size": 8 if scatter else (3 if panel.thin else 5)},
             error_y=_error_y(s),
             hovertext=s.hover,
             hovertemplate=HOVER,
@@ -169,7 +190,7 @@ def trade_off(t: TradeOff) -> Any:
             x=values(t.memory_mib),
             y=values(t.tokens_per_s),
             mode="markers",
-            name="cells (colour: excess loss)",
+            name=_cells_name(t),
             marker={
                 "color": values(t.excess_nats),
                 "colorscale": "Viridis",
@@ -201,6 +222,15 @@ def trade_off(t: TradeOff) -> Any:
     fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.02, "yanchor": "bottom"})
     fig.update_layout(margin={"t": 90})
     return fig
+
+
+def _cells_name(t: TradeOff) -> str:
+    default = TradeOff.__dataclass_fields__["colour_label"].default
+    return (
+        "cells (colour: excess loss)"
+        if t.colour_label == default
+        else (f"cells (colour: {t.colour_label})")
+    )
 
 
 def _label_positions(t: TradeOff) -> list[str]:

@@ -15,7 +15,7 @@ from tabulate import tabulate
 
 from hlbench.reporting import formatting as fmt
 from hlbench.reporting.cells import MIN_STEPS, UNSTABLE_CV, stability_warnings, variant_axes
-from hlbench.reporting.frontier import Frontier
+from hlbench.reporting.frontier import TIME_TO_TARGET, Frontier
 
 
 def _cell_text(value: Any) -> str:
@@ -94,6 +94,9 @@ def frontier(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
         return lines + ["No ok cell has tokens/s, memory and excess loss together.", ""]
     by_hash = cells.set_index("cell_hash")
     for f in fronts:
+        if f.basis == TIME_TO_TARGET:
+            lines += _target_frontier(f)
+            continue
         source = fmt.memory_source(f.memory_source)
         lines += [
             f"### {f.workload}",
@@ -141,6 +144,68 @@ def frontier(fronts: list[Frontier], cells: pd.DataFrame) -> list[str]:
             ["cell", "tokens/s", source, "excess loss (nats)"],
         )
     return lines
+
+
+def _seconds(x: float) -> str:
+    return "not reached" if x == float("inf") else f"{x:.3g} s"
+
+
+def _time_to_target(c: Any) -> str:
+    """Median [95% interval] over seeds; a bound past the budget reads "not reached"."""
+    lo, hi = c["ttt_lo_s"], c["ttt_hi_s"]
+    bounds = "" if fmt.missing(lo) else f" [{_seconds(lo)}–{_seconds(hi)}]"
+    return _seconds(c["time_to_target_s"]) + bounds
+
+
+def _target_frontier(f: Frontier) -> list[str]:
+    """A frontier on time to target: its basis said, the fastest cell to the target per budget."""
+    source = fmt.memory_source(f.memory_source)
+    lines = [
+        f"### {f.workload}, {f.target}",
+        "",
+        f"Speed basis: time to target ({f.target}), the median over seeds with its 95% interval "
+        "(lower is better), not tokens/s. Reaching the target is the quality bar, so no loss "
+        f"tolerance applies. Memory compared as {source}.",
+        "",
+    ]
+    if f.left_off:
+        lines += [
+            f"Left off (the median seed did not reach the target): {', '.join(f.left_off)}.",
+            "",
+        ]
+    if f.weighed is None or f.weighed.empty:
+        return lines + ["No cell reached the target in its median seed.", ""]
+    by_hash = f.weighed.set_index("cell_hash")
+    rows = []
+    for budget, cell_hash in f.picks:
+        if cell_hash is None:
+            rows.append([f"≤ {fmt.mib(budget)}", "nothing fits", "", "", ""])
+            continue
+        c = by_hash.loc[cell_hash]
+        rows.append(
+            [
+                f"≤ {fmt.mib(budget)}",
+                c["cell_id"],
+                _time_to_target(c),
+                f"{c['n_reached']}/{c['n_seeds']}",
+                fmt.mib(c[f.memory_column]),
+            ]
+        )
+    lines += table(
+        rows,
+        ["memory budget", "fastest cell to the target", "time to target", "seeds reached", source],
+    )
+    lines += ["Cells not dominated on (time to target ↓, memory ↓):", ""]
+    front = [
+        [
+            c["cell_id"],
+            _time_to_target(c),
+            f"{c['n_reached']}/{c['n_seeds']}",
+            fmt.mib(c[f.memory_column]),
+        ]
+        for _, c in f.cells.iterrows()
+    ]
+    return lines + table(front, ["cell", "time to target", "seeds reached", source])
 
 
 def _step_time(c: Any) -> str:

@@ -14,7 +14,7 @@ The trade-off scatter, loss excess and memory timelines are in hlbench.reporting
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,8 @@ class Series:
     y_lo: np.ndarray | None = None  # error-bar bounds (absolute values), NaN where none
     y_hi: np.ndarray | None = None
     bold: np.ndarray | None = None  # mask of points drawn heavier (in a measured window)
+    # False for the further lines of one legend entry (a cell's other seeds, in its colour)
+    legend: bool = True
 
     def has_errors(self) -> bool:
         return self.y_lo is not None and bool(np.isfinite(self.y_lo).any())
@@ -76,6 +78,9 @@ class Panel:
     zero_line: str = ""  # label of a reference line at y = 0 ("" = none)
     shades: list[tuple[float, float]] = field(default_factory=list)  # x spans shaded
     shade_label: str = ""
+    y_log: bool = False
+    h_line: tuple[float, str] | None = None  # a dashed reference line: (y, legend label)
+    thin: bool = False  # thin lines, small markers: many lines of one colour stay apart
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,7 @@ class Plot:
 def coloured(series: list[Series]) -> list[Series]:
     """The series with palette colours, in order."""
     colours = palette(len(series))
-    return [
-        Series(s.label, s.x, s.y, s.hover, c, s.y_lo, s.y_hi, s.bold)
-        for s, c in zip(series, colours)
-    ]
+    return [replace(s, colour=c) for s, c in zip(series, colours)]
 
 
 def short_id(cell_id: str, workload: str) -> str:

@@ -85,6 +85,9 @@ def _panel(ax: Any, panel: Panel) -> None:
         ax.fill_between([], [], color="0.85", alpha=0.5, label=panel.shade_label)
     if panel.zero_line:
         ax.axhline(0.0, color="black", linewidth=0.8, label=panel.zero_line, zorder=1)
+    if panel.h_line is not None:
+        y, label = panel.h_line
+        ax.axhline(y, color="black", linestyle="--", linewidth=1.0, label=label, zorder=1)
     if panel.kind == "bar":
         _bars(ax, panel)
     else:
@@ -95,17 +98,22 @@ def _panel(ax: Any, panel: Panel) -> None:
         ticks = sorted({float(x) for s in panel.series for x in s.x})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])  # 1, 2, 4 rather than 2⁰, 2¹, 2²
         ax.minorticks_off()
+    if panel.y_log:
+        ax.set_yscale("log")
     ax.set_xlabel(panel.x_label)
     ax.set_ylabel(panel.y_label)
     ax.legend(**LEGEND)
 
 
 def _line_or_points(ax: Any, panel: Panel, s: Series) -> None:
-    style = {"color": s.colour, "label": s.label}
+    # matplotlib leaves labels starting with "_" out of the legend
+    style = {"color": s.colour, "label": s.label if s.legend else "_nolegend_"}
     if panel.kind == "scatter":
         ax.scatter(s.x, s.y, s=18, zorder=3, **style)
     else:
-        ax.plot(s.x, s.y, linewidth=0.9, marker="o" if len(s.x) < 12 else None, **style)
+        marker = "o" if len(s.x) < 12 or panel.thin else None
+        size = {"linewidth": 0.7, "markersize": 2.5} if panel.thin else {"linewidth": 0.9}
+        ax.plot(s.x, s.y, marker=marker, **size, **style)
         if s.bold is not None and s.bold.any():
             # the same line, heavier where the cell was in a measured window
             ax.plot(s.x, np.where(s.bold, s.y, np.nan), linewidth=2.2, color=s.colour)

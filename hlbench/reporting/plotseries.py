@@ -15,7 +15,7 @@ from hlbench.reporting import formatting as fmt
 from hlbench.reporting import plotdata
 from hlbench.reporting.cells import BASELINE_AXES, variant_axes
 from hlbench.reporting.effects import LOSS_NOISE_NATS
-from hlbench.reporting.frontier import Frontier
+from hlbench.reporting.frontier import TIME_TO_TARGET, Frontier
 from hlbench.reporting.plotdata import (
     FLOAT,
     MAX_SERIES,
@@ -54,6 +54,8 @@ class TradeOff:
     x_label: str
     labels: list[str]  # short cell ids
     memory_mib: np.ndarray
+    # the y values and the colour: tokens/s and excess loss, or on a time-to-target frontier the
+    # median time to target and the share of seeds that reached it (y_label, colour_label say)
     tokens_per_s: np.ndarray
     excess_nats: np.ndarray
     hover: list[str]
@@ -63,11 +65,23 @@ class TradeOff:
     colour_label: str = "excess eval loss (nats)"
 
 
+TARGET_FRONT_NOTE = (
+    "On time to target (a panel per workload and target): y is the median time to target over "
+    "seeds (lower is better), colour the share of seeds that reached it; cells whose median seed "
+    "did not reach it are left off (the frontier section names them). Pareto front (labelled): "
+    "the cells no other beats on time to target ↓ and memory ↓ together."
+)
+
+
 def trade_off(cells: pd.DataFrame, fronts: list[Frontier]) -> Plot | None:
     """Per workload with a frontier: every ok cell the frontier weighed, and its front."""
     ok = ok_cells(cells)
-    panels = []
+    panels: list[TradeOff] = []
     for f in fronts:
+        if f.basis == TIME_TO_TARGET:
+            if f.weighed is not None and len(f.weighed):
+                panels.append(_target_trade_off(f))
+            continue
         rows = ok[
             (ok["workload"] == f.workload)
             & ok["tokens_per_s"].notna()
@@ -100,7 +114,45 @@ def trade_off(cells: pd.DataFrame, fronts: list[Frontier]) -> Plot | None:
                 colour_range(rows["excess_eval_loss_nats"].to_numpy(FLOAT)),
             )
         )
-    return Plot("trade-off", panels, FRONT_NOTE) if panels else None
+    if not panels:
+        return None
+    bases = {f.basis for f in fronts}
+    notes = [FRONT_NOTE] if bases != {TIME_TO_TARGET} else []
+    notes += [TARGET_FRONT_NOTE] if TIME_TO_TARGET in bases else []
+    return Plot("trade-off", panels, " ".join(notes))
+
+
+def _target_trade_off(f: Frontier) -> TradeOff:
+    """A time-to-target frontier's cells as (memory, time to target) points."""
+    assert f.weighed is not None
+    rows = f.weighed
+    ids = list(rows["cell_id"])
+    memory = rows[f.memory_column].to_numpy(FLOAT) / 2**20
+    on_front = set(f.cells["cell_id"])
+    order = sorted(
+        (i for i, c in enumerate(ids) if c in on_front), key=lambda i: (memory[i], ids[i])
+    )
+    source = fmt.memory_source(f.memory_source)
+    share = (rows["n_reached"] / rows["n_seeds"]).to_numpy(FLOAT)
+    hover = [
+        f"{c['cell_id']}: {c['time_to_target_s']:.3g} s to the target (median), "
+        f"{c['n_reached']}/{c['n_seeds']} seeds, {fmt.mib(c[f.memory_column])} ({source})"
+        + (" (on the front)" if i in order else "")
+        for i, (_, c) in enumerate(rows.iterrows())
+    ]
+    return TradeOff(
+        f"{f.workload}, {f.target}: time to target (lower is better) against memory",
+        f"memory (MiB, {source})",
+        [short_id(c, f.workload) for c in ids],
+        memory,
+        rows["time_to_target_s"].to_numpy(FLOAT),
+        share,
+        hover,
+        order,
+        (0.0, 1.0),
+        y_label="time to target (s, median)",
+        colour_label="share of seeds that reached the target",
+    )
 
 
 def colour_range(excess_nats: np.ndarray) -> tuple[float, float]:
@@ -257,4 +309,12 @@ def catalogue(cells: pd.DataFrame, fronts: list[Frontier]) -> list[tuple[str, Pl
             plotdata.accumulation_vs_memory(cells),
         ]
         built = {p.key: p for p in plots if p is not None}
-    return [(title, built.get(key), reason) for key, (title, reason) in PLOTS.items()]
+    titles = {key: title for key, (title, _) in PLOTS.items()}
+    bases = {f.basis for f in fronts}
+    if TIME_TO_TARGET in bases:  # the trade-off's y axis is time to target there
+        titles["trade-off"] = (
+            "Trade-off: time to target against memory"
+            if bases == {TIME_TO_TARGET}
+            else "Trade-off: tokens/s or time to target against memory"
+        )
+    return [(titles[key], built.get(key), reason) for key, (_, reason) in PLOTS.items()]

@@ -17,6 +17,7 @@ non-finite steps, fp16's skipped steps and loss spikes (hlbench.worker.health de
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,11 @@ def _tokens(x: float) -> str:
     return NOT_REACHED if math.isinf(x) else fmt.num(x)
 
 
+def ratio_text(x: float) -> str:
+    """A ratio of times; a bound past every budget (a resample whose median missed) is unbounded."""
+    return "unbounded" if not fmt.missing(x) and math.isinf(x) else fmt.ratio(x)
+
+
 def _with_interval(med: float, lo: float, hi: float, show: Any) -> str:
     if fmt.missing(med):
         return fmt.MISSING
@@ -79,7 +85,10 @@ def summarize_targets(df: pd.DataFrame) -> pd.DataFrame:
         final = group["final_excess_nats"].dropna().astype(float).to_numpy()
         t_med, t_lo, t_hi, t_draws = _median_interval(ttt, f"{cell_hash}")
         k_med, k_lo, k_hi, _ = _median_interval(tokens, f"{cell_hash}")
-        f_med, f_lo, f_hi, _ = _median_interval(final, f"{cell_hash}")
+        f_med, f_lo, f_hi, f_draws = _median_interval(final, f"{cell_hash}")
+        # without a floor (an eval-loss target) the last eval's loss stands for the final excess
+        last = group.get("eval_loss_nats", pd.Series(dtype=float)).dropna().astype(float)
+        e_med, e_lo, e_hi, e_draws = _median_interval(last.to_numpy(), f"{cell_hash}")
         rows.append(
             {
                 **{key: first.get(key) for key in ("cell_id", *TWIN_KEYS, *BASELINE)},
@@ -91,6 +100,9 @@ def summarize_targets(df: pd.DataFrame) -> pd.DataFrame:
                 "ttt_draws": t_draws,
                 "tokens": (k_med, k_lo, k_hi),
                 "final_excess": (f_med, f_lo, f_hi),
+                "final_draws": f_draws,
+                "final_eval": (e_med, e_lo, e_hi),
+                "final_eval_draws": e_draws,
                 "best_excess": float(group["best_excess_nats"].astype(float).median()),
                 "eval_s": float(group["eval_s_total"].astype(float).median()),
             }
@@ -98,7 +110,7 @@ def summarize_targets(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _twin(row: pd.Series, cells: pd.DataFrame) -> pd.Series | None:
+def twin_of(row: pd.Series, cells: pd.DataFrame) -> pd.Series | None:
     """The cell's baseline twin (fp32, 1 step, no pruning, all else equal); None for a baseline."""
     if all(row.get(k) == v for k, v in BASELINE.items()):
         return None
@@ -113,19 +125,29 @@ def _twin(row: pd.Series, cells: pd.DataFrame) -> pd.Series | None:
     return found.iloc[0] if len(found) else None
 
 
-def _vs_twin(row: pd.Series, twin: pd.Series | None) -> tuple[float, float, float]:
+def vs_twin(row: pd.Series, twin: pd.Series | None) -> tuple[float, float, float]:
     """Ratio of median times to target, cell / twin, and its paired bootstrap interval."""
     if twin is None or not (math.isfinite(row["ttt"][0]) and math.isfinite(twin["ttt"][0])):
         return math.nan, math.nan, math.nan
     a, b = row["ttt_draws"], twin["ttt_draws"]
-    finite = np.isfinite(a).all() and np.isfinite(b).all()
-    lo, hi = ratio_interval(a, b) if finite else (None, None)
     value = row["ttt"][0] / twin["ttt"][0]
-    return value, math.nan if lo is None else lo, math.nan if hi is None else hi
+    if np.isfinite(a).all() and np.isfinite(b).all():
+        lo, hi = ratio_interval(a, b)
+        return value, math.nan if lo is None else lo, math.nan if hi is None else hi
+    # a resample where more than half the seeds missed has an infinite median: the ratio of two
+    # such draws is unknown (NaN), so it counts as unbounded, like a miss of the cell alone
+    with np.errstate(invalid="ignore"):
+        draws = a / b
+    draws = np.where(np.isnan(draws), math.inf, draws)
+    lo, hi = _inf_percentiles(draws)
+    return value, lo, hi
 
 
-def time_to_target(df: pd.DataFrame) -> list[str]:
-    """The time-to-target section; nothing for records without one."""
+def time_to_target(
+    df: pd.DataFrame, plots: Sequence[tuple[str, str, str]] = (), plot_dir: str = ""
+) -> list[str]:
+    """The time-to-target section, with the eval-curve plots `plots` ((title, file name or figure
+    key, how to read it), under `plot_dir`); nothing for records without one."""
     cells = summarize_targets(df)
     if cells.empty:
         return []
@@ -136,12 +158,13 @@ def time_to_target(df: pd.DataFrame) -> list[str]:
         "bootstrap interval over seeds. Time is training time only (warmup and windows, "
         "device-synced; the evals' own time is the last column); tokens are steps × global batch "
         f"× sequence length. A seed that missed the target counts as {NOT_REACHED} (beyond its "
-        "budget). `× baseline`: median time against the fp32, 1-step, unpruned twin.",
+        "budget). `× baseline`: median time against the fp32, 1-step, unpruned twin (the "
+        "findings state each cell against it, with the final excess loss).",
         "",
     ]
-    rows, sentences = [], []
+    rows = []
     for _, row in cells.iterrows():
-        ratio = _vs_twin(row, _twin(row, cells))
+        ratio = vs_twin(row, twin_of(row, cells))
         rows.append(
             [
                 row["cell_id"],
@@ -151,25 +174,16 @@ def time_to_target(df: pd.DataFrame) -> list[str]:
                 _with_interval(*row["tokens"], _tokens),
                 _with_interval(*row["final_excess"], fmt.nats),
                 fmt.nats(row["best_excess"]),
-                _with_interval(*ratio, fmt.ratio),
+                _with_interval(*ratio, ratio_text),
                 _seconds(row["eval_s"]),
             ]
         )
-        if not math.isnan(ratio[0]):
-            sentences.append(_sentence(row, ratio))
     headers = ["cell", "target", "reached", "time to target", "tokens to target"]
     headers += ["final excess (nats)", "best excess", "× baseline", "eval time"]
     lines += table(rows, headers)
-    return lines + [f"- {s}" for s in sentences] + ([""] if sentences else [])
-
-
-def _sentence(row: pd.Series, ratio: tuple[float, float, float]) -> str:
-    value, lo, hi = ratio
-    bounds = "" if math.isnan(lo) else f" [{lo:.2f}–{hi:.2f}]"
-    return (
-        f"{row['cell_id']} reaches {row['target']} in {value:.2f}× its baseline's time{bounds}, "
-        f"{row['n_reached']}/{row['n']} seeds."
-    )
+    for title, name, note in plots:
+        lines += [f"### {title}", "", f"![{title}]({plot_dir}/{name})", "", note, ""]
+    return lines
 
 
 def health(df: pd.DataFrame) -> list[str]:
