@@ -100,7 +100,7 @@ def bare_trial(cell: Cell, warmup: int, steps: int) -> tuple[float, list[float]]
             grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled, params)]
             total, acc = total + loss_sum, [a + g for a, g in zip(acc, grads)]
         if clip is not None:
-            acc = clip_by_global_norm(acc, clip)
+            acc, _ = clip_by_global_norm(acc, clip)
         optimizer.apply(acc)
         return total / n_tokens
 

@@ -6,8 +6,8 @@ then windows, each ended by a device sync; here a window is one evaluation inter
 held-out batches, outside every timed region, and stops the run once the target is met (unless
 `stop_at_target: false`, which trains on to the budget so that final losses compare at equal
 budgets) or the training time budget is spent. The training time of a point is the warmup steps'
-time plus the windows' wall time so far (synced; evals, technique events and data preparation excluded); each
-eval's own time is kept beside it.
+time plus the windows' wall time so far (synced; evals, technique events and data preparation
+excluded); each eval's own time is kept beside it.
 
 The target is either an excess over the corpus's entropy floor (`target_excess_nats`: the same
 target on every machine, since the floor of the Markov corpus is exact) or an absolute eval loss
