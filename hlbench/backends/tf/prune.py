@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from hlbench.techniques.pruning import N_M
-from hlbench.techniques.pruning_units import UnitKind, first_k, leaf_spans, unit_kinds
+from hlbench.techniques.pruning_units import Span, UnitKind, first_k, leaf_spans, unit_kinds
 from hlbench.workloads import ModelSpec
 
 
@@ -74,11 +74,7 @@ def structured_keep(
     for kind in kinds:
         scores = tf.zeros([kind.count], tf.float64)
         for s in kind.spans:
-            value = tf.cast(tf.convert_to_tensor(layer[s.leaf]), tf.float64)
-            part = value[s.start : s.stop] if s.axis == 0 else value[:, s.start : s.stop]
-            if s.axis == 1:  # the unit axis first, split into count blocks: one row per unit
-                part = tf.transpose(part)
-            scores += tf.reduce_sum(tf.square(tf.reshape(part, [kind.count, -1])), 1)
+            scores += _span_sq(tf.convert_to_tensor(layer[s.leaf]), s, kind.count)
         keeps.append(tf.logical_not(first_k_smallest(scores, first_k(sparsity, kind.count))))
     masks = {}
     for leaf, (k, spans) in leaf_spans(kinds).items():
@@ -89,6 +85,18 @@ def structured_keep(
             line = line[None, :] if spans[0].axis == 1 else line[:, None]
         masks[leaf] = tf.broadcast_to(line, shape)
     return masks
+
+
+def _span_sq(value: tf.Tensor, s: Span, count: int) -> tf.Tensor:
+    """Per unit, the float64 sum of squares of its block of span `s` (squared in float64, as the
+    reference does), with no transpose."""
+    whole = s.start == 0 and s.stop == value.shape[s.axis]
+    if not whole:
+        value = value[s.start : s.stop] if s.axis == 0 else value[:, s.start : s.stop]
+    sq = tf.square(tf.cast(value, tf.float64))
+    if len(sq.shape) == 2:  # first over the other axis (a plain row or column reduction)
+        sq = tf.reduce_sum(sq, 1 - s.axis)
+    return tf.reduce_sum(tf.reshape(sq, [count, -1]), 1)
 
 
 def n_m_keep(name: str, weight: Any) -> tf.Tensor:
