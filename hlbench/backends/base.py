@@ -66,6 +66,18 @@ class Trainer(ABC):
         device (no host copy, no host sort)."""
         self.apply_masks(pruning.magnitude_masks(self.weights(), names, sparsity))
 
+    def prune_structured(self, spec: ModelSpec, sparsity: float) -> None:
+        """A structured event (pruning.structured_units's rule, ties included) on the trainer's
+        `spec` (gpt or llama), applied as apply_masks would. This default scores the units in NumPy
+        from `weights()`; a backend overrides it to score them on its device."""
+        units = pruning.structured_units(spec, self.weights(), sparsity)
+        self.apply_masks(pruning.structured_masks(spec, units))
+
+    def prune_n_m(self, names: list[str]) -> None:
+        """A 2:4 event over `names` (pruning.n_m_masks's rule, ties included), applied as
+        apply_masks would; NumPy from `weights()` unless a backend selects on its device."""
+        self.apply_masks(pruning.n_m_masks(self.weights(), names))
+
     def step_timer(self) -> StepTimer | None:
         """How the measured steps are timed on this trainer's device (hlbench.backends.timers);
         None: a device sync and a host clock read after every step (right for CPUs)."""

@@ -4,9 +4,9 @@ The training loop (hlbench.worker.train) calls `prepare` before building the tra
 `shrink` changes the architecture and the weights the backend loads), `before_step(i, trainer)`
 between optimizer steps where `due(i)` (off the clock), and `report(trainer)` at the end. Masks
 follow hlbench.techniques.pruning's definitions on the trainer's current weights in the neutral
-layout, so every backend prunes the same weights: magnitude masks are computed on the trainer's
-device (Trainer.prune_magnitude: the framework's kthvalue / top-k, the same tie rule), the others
-in NumPy and applied by the trainer (Trainer.apply_masks). The trainer is duck-typed here: this
+layout, so every backend prunes the same weights: the masks are computed on the trainer's device
+(Trainer.prune_magnitude, prune_structured, prune_n_m: the framework's own ops, the same tie rule;
+the base Trainer's NumPy versions where a backend has none). The trainer is duck-typed here: this
 module does not import the backends.
 """
 
@@ -88,12 +88,13 @@ class PruningRun:
             return
         t0 = time.perf_counter()
         sparsity = self.config.sparsity_at(step)
-        if self.config.method == "magnitude":  # on the trainer's device where it can
+        # each on the trainer's device where it can (the NumPy rules, the same selection)
+        if self.config.method == "magnitude":
             trainer.prune_magnitude(P.prunable(self.spec), sparsity)
+        elif self.config.method == "2:4":
+            trainer.prune_n_m(P.prunable(self.spec))
         else:
-            trainer.apply_masks(
-                P.compute_masks(self.spec, trainer.weights(), self.config, sparsity)
-            )
+            trainer.prune_structured(self.spec, sparsity)
         if self.event_delay_s:  # test-only (hlbench.techniques.test_hooks)
             time.sleep(self.event_delay_s)
         self.event_s.append(time.perf_counter() - t0)

@@ -1,11 +1,14 @@
 """Pruning, framework-neutral: the configuration, masks from NumPy weights, the schedules, and
 sparsity.
 
-Both backends get their masks from here, computed once from neutral-layout weights ((in, out)
-kernels), so the same weights give the same masks in PyTorch and TensorFlow by construction. A
-backend only applies them: weights and AdamW moments multiplied by the mask at each pruning event,
-gradients multiplied by it at every step, so a pruned weight is exactly zero after every optimizer
-step (decoupled weight decay of 0 is 0, and its Adam update is 0 / (sqrt(0) + ε) = 0).
+The mask functions here are the reference definition, on neutral-layout weights ((in, out)
+kernels). The backends compute the same masks on their own device with their own ops (top-k /
+kthvalue thresholds, per-unit score vectors, no host copy of a weight: hlbench.backends.*.prune,
+following .pruning_units for where structured units lie), the same selection ties included, and the
+tests hold them to these functions. A backend applies them: weights and AdamW moments multiplied by
+the mask at each pruning event, gradients multiplied by it at every step, so a pruned weight is
+exactly zero after every optimizer step (decoupled weight decay of 0 is 0, and its Adam update is
+0 / (sqrt(0) + ε) = 0).
 
 Why not torch.nn.utils.prune / torch.ao.pruning: their reparametrisation keeps a dense
 `weight_orig` and multiplies it by the mask in a forward pre-hook, so the stored weights are not

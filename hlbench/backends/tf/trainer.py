@@ -39,11 +39,11 @@ import numpy as np
 import tensorflow as tf
 
 from hlbench.backends.base import Trainer
+from hlbench.backends.tf import prune
 from hlbench.backends.tf.losses import token_loss_sum
 from hlbench.backends.tf.models import build_model
 from hlbench.backends.tf.optim import AdamW, clip_by_global_norm, gradscaler_loss_scale
 from hlbench.backends.tf.phases import PhaseProfiling
-from hlbench.backends.tf.prune import magnitude_keep
 from hlbench.backends.tf.trace import trace_steps
 from hlbench.backends.timers import StepTimer, WindowTimer
 from hlbench.cell import Cell
@@ -60,7 +60,7 @@ DTYPES = {
 }
 
 
-class TFTrainer(PhaseProfiling, Trainer):
+class TFTrainer(PhaseProfiling, prune.MaskedPruning, Trainer):
     """One model and its AdamW on one TensorFlow device; one compiled function per step."""
 
     def __init__(
@@ -286,31 +286,6 @@ class TFTrainer(PhaseProfiling, Trainer):
             n: np.asarray(tf.cast(g, tf.float32).numpy()) * np.float32(inv_scale)
             for n, g in zip(self.names, grads)
         }
-
-    def apply_masks(self, masks: dict[str, np.ndarray]) -> None:
-        with tf.device(self.device):
-            for name, mask in masks.items():
-                i = self._maskable(name)
-                self._mask(name, i, tf.constant(mask, dtype=_dtype(self.params[i])))
-
-    def prune_magnitude(self, names: list[str], sparsity: float) -> None:
-        """The masks selected on this trainer's device (hlbench.backends.tf.prune)."""
-        with tf.device(self.device):
-            indices = [self._maskable(n) for n in names]
-            keeps = magnitude_keep([self.params[i] for i in indices], sparsity)
-            for name, i, keep in zip(names, indices, keeps):
-                self._mask(name, i, tf.cast(keep, _dtype(self.params[i])))
-
-    def _maskable(self, name: str) -> int:  # its index
-        if name not in self.mask_vars:
-            raise ValueError(f"{name} is not maskable under this cell's pruning settings")
-        return self.names.index(name)
-
-    def _mask(self, name: str, i: int, keep: tf.Tensor) -> None:
-        """Parameter i and its moments multiplied by `keep` now, its gradient at every step."""
-        for var in (self.params[i], self.optimizer.m[i], self.optimizer.v[i]):
-            var.assign(var * keep)
-        self.mask_vars[name].assign(keep)
 
     def step_timer(self) -> StepTimer | None:
         """GPU: no per-step sync, segment means (TensorFlow has no device event timer)."""

@@ -33,10 +33,9 @@ from torch import nn
 
 from hlbench.backends.base import Trainer
 from hlbench.backends.timers import StepTimer
-from hlbench.backends.torch import amp, distribute, optim
+from hlbench.backends.torch import amp, distribute, optim, prune
 from hlbench.backends.torch.models import build_model, load_weights, parameter_map
 from hlbench.backends.torch.observe import DtypeObserver
-from hlbench.backends.torch.prune import magnitude_keep
 from hlbench.backends.torch.timing import EventTimer
 from hlbench.cell import Cell
 from hlbench.data import IGNORE_INDEX, Batch
@@ -248,10 +247,35 @@ class TorchTrainer(Trainer):
         sharded parameters take the NumPy path over the full tensors."""
         if self.strategy == "fsdp":
             return super().prune_magnitude(names, sparsity)
-        entries = [self.param_map[n] for n in names]
-        neutral = [p.t() if transposed else p for p, transposed in entries]
-        for (param, transposed), keep in zip(entries, magnitude_keep(neutral, sparsity)):
-            self._mask(param, (keep.t() if transposed else keep).to(param.dtype))
+        neutral = [self._neutral(n) for n in names]
+        for name, keep in zip(names, prune.magnitude_keep(neutral, sparsity)):
+            self._mask_neutral(name, keep)
+
+    @torch.no_grad()
+    def prune_structured(self, spec: ModelSpec, sparsity: float) -> None:
+        """Units scored on the parameters' device (hlbench.backends.torch.prune), layer by layer;
+        FSDP's sharded parameters take the NumPy path over the full tensors."""
+        if self.strategy == "fsdp":
+            return super().prune_structured(spec, sparsity)
+        for name, keep in prune.structured_keeps(spec, self._neutral, sparsity):
+            self._mask_neutral(name, keep)
+
+    @torch.no_grad()
+    def prune_n_m(self, names: list[str]) -> None:
+        """2:4 masks selected on the parameters' device; FSDP: the NumPy path."""
+        if self.strategy == "fsdp":
+            return super().prune_n_m(names)
+        for name in names:
+            self._mask_neutral(name, prune.n_m_keep(name, self._neutral(name)))
+
+    def _neutral(self, name: str) -> torch.Tensor:
+        """Parameter `name` in its neutral layout (a transposed view, no copy)."""
+        param, transposed = self.param_map[name]
+        return param.t() if transposed else param
+
+    def _mask_neutral(self, name: str, keep: torch.Tensor) -> None:
+        param, transposed = self.param_map[name]
+        self._mask(param, (keep.t() if transposed else keep).to(param.dtype))
 
     def _mask(self, param: torch.nn.Parameter, keep: torch.Tensor) -> None:
         """The parameter and its AdamW moments multiplied by `keep` now, its gradient at every
