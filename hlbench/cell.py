@@ -13,9 +13,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 from hlbench.axes import AXES
+from hlbench.workloads.corpus import BytesData, DataRef, MarkovData, data_from_dict, from_mapping
 from hlbench.workloads.custom import MODELS as CUSTOM_MODELS
 from hlbench.workloads.custom import REF_FIELDS as CUSTOM_FIELDS
 from hlbench.workloads.gpt import GPTSpec
@@ -32,26 +33,6 @@ TIME_TO_TARGET = "time_to_target"
 QUALITY_MEASUREMENT_KEYS = ("mode", "target_excess_nats", "target_eval_loss", "eval_every_steps")
 QUALITY_MEASUREMENT_KEYS += ("max_steps", "max_tokens", "max_time_s", "seeds", "stop_at_target")
 SCHEDULE_KEYS = ("lr_schedule", "lr_warmup_steps", "lr_decay_steps", "lr_min_ratio")
-
-T = TypeVar("T")
-
-
-def from_mapping(cls: type[T], data: Mapping[str, Any]) -> T:
-    """`cls(**data)` with a one-line error naming unknown and missing keys."""
-    fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
-    names = {f.name for f in fields}
-    required = {
-        f.name
-        for f in fields
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    }
-    unknown, missing = sorted(set(data) - names), sorted(required - set(data))
-    if unknown or missing:
-        problems = [f"unknown key(s) {', '.join(unknown)}"] if unknown else []
-        problems += [f"missing key(s) {', '.join(missing)}"] if missing else []
-        raise ValueError(f"{cls.__name__}: {'; '.join(problems)}")
-    return cls(**data)
-
 
 # Field order of each model's spec: a ModelRef lists its keys as the spec's `to_dict` does.
 SPEC_FIELDS: dict[str, tuple[str, ...]] = {
@@ -111,54 +92,6 @@ class ModelRef:
     def to_dict(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in SPEC_FIELDS[self.model]}
         return {name: value for name, value in values.items() if value is not None}
-
-
-@dataclass(frozen=True)
-class MarkovData:
-    """A synthetic Markov-chain corpus (hlbench.data.MarkovCorpus), resolved: `vocab` is set."""
-
-    vocab: int
-    branching: int
-    kind: ClassVar[str] = "markov"
-
-    def corpus_config(self) -> dict[str, Any]:
-        """The config hlbench.data.make_corpus takes."""
-        return self.to_dict()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "vocab": self.vocab, "branching": self.branching}
-
-
-@dataclass(frozen=True)
-class BytesData:
-    """A local text file read as bytes (hlbench.data.ByteCorpus): its absolute path and, since its
-    content affects the numbers, the sha256 of that content."""
-
-    path: str
-    sha256: str
-    kind: ClassVar[str] = "bytes"
-
-    def corpus_config(self) -> dict[str, Any]:
-        """The config hlbench.data.make_corpus takes (the content hash is not part of it)."""
-        return {"kind": self.kind, "path": self.path}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": self.path, "sha256": self.sha256}
-
-
-DataRef = MarkovData | BytesData
-
-
-def data_from_dict(data: Mapping[str, Any]) -> DataRef:
-    """A corpus config from its dict, by its `kind`."""
-    kinds: dict[str, type[MarkovData] | type[BytesData]] = {
-        "markov": MarkovData,
-        "bytes": BytesData,
-    }
-    kind = data.get("kind")
-    if kind not in kinds:
-        raise ValueError(f"unknown corpus kind {kind!r}; choose from: {', '.join(kinds)}")
-    return from_mapping(kinds[kind], {k: v for k, v in data.items() if k != "kind"})
 
 
 @dataclass(frozen=True)
