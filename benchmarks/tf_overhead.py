@@ -12,8 +12,9 @@ weights on the same batches with the same AdamW, in this one process, trial afte
   torch    run_cell(cell, TorchBackend()) on the torch twin of the cell.
 
 Trials rotate which side goes first, so drift of the machine hits all alike. Printed: tf / bare
-(hlbench's overhead; target >= 0.99) and torch / tf (the frameworks' ratio on this machine), both as
-medians of per-trial ratios, and a check that the tf and bare losses agree (same training).
+(hlbench's overhead; target >= 0.99, as the median of per-trial ratios and as the ratio of the
+medians) and torch / tf (the frameworks' ratio on this machine, median of per-trial ratios), and a
+check that the tf and bare losses agree (same training).
 
 A benchmark, not a test: exits 0 whatever the ratios (1 if the tf and bare losses disagree, 2 on bad
 arguments).
@@ -174,23 +175,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{'tf/bare':>7}  {'torch/tf':>8}"
     )
     print(header + "\n" + "-" * len(header))
-    ratios, fw_ratios, tf_losses, bare_losses = [], [], [], []
+    all_tps, fw_ratios, tf_losses, bare_losses = [], [], [], []
     for trial in range(args.trials):
         tps, tf_trial_losses, bare_trial_losses = one_trial(trial, tf_cell, torch_cell, args)
         tf_losses.append(tf_trial_losses)
         bare_losses.append(bare_trial_losses)
-        ratios.append(tps["tf"] / tps["bare"])
+        all_tps.append(tps)
         fw_ratios.append(tps["torch"] / tps["tf"])
         print(
             f"{trial + 1:>5}  {tps['tf']:>10,.0f}  {tps['bare']:>10,.0f}  {tps['torch']:>11,.0f}  "
-            f"{ratios[-1]:>7.3f}  {fw_ratios[-1]:>8.3f}",
+            f"{tps['tf'] / tps['bare']:>7.3f}  {fw_ratios[-1]:>8.3f}",
             flush=True,
         )
-    return report(ratios, fw_ratios, tf_losses, bare_losses)
+    return report(all_tps, fw_ratios, tf_losses, bare_losses)
 
 
 def report(
-    ratios: list[float],
+    tps: list[dict[str, float]],
     fw_ratios: list[float],
     tf_losses: list[list[float]],
     bare_losses: list[list[float]],
@@ -201,11 +202,13 @@ def report(
         f"\ncheck: tf and bare per-step losses agree (rtol {LOSS_RTOL:g}): "
         f"{'PASS' if same else 'FAIL'}"
     )
+    ratios = [t["tf"] / t["bare"] for t in tps]
     median = statistics.median(ratios)
+    of_medians = statistics.median(t["tf"] for t in tps) / statistics.median(t["bare"] for t in tps)
     print(
         f"tf / bare    = {median:.3f} (median of per-trial ratios, "
-        f"span {min(ratios):.3f} … {max(ratios):.3f}; "
-        f"target ≥ {TARGET}: {'meets' if median >= TARGET else 'BELOW'})"
+        f"span {min(ratios):.3f} … {max(ratios):.3f}); ratio of medians {of_medians:.3f}; "
+        f"target ≥ {TARGET}: {'meets' if min(median, of_medians) >= TARGET else 'BELOW'}"
     )
     print(
         f"torch / tf   = {statistics.median(fw_ratios):.3f} "

@@ -266,6 +266,8 @@ def test_each_cell_is_stated_against_its_twin_with_ratio_interval_and_seeds(tmp_
     value, lo, hi = (float(g) for g in m.groups())
     assert value == pytest.approx(t16 / t32, abs=0.005) and value < 1
     assert lo <= value <= hi < 1 and "interval includes 1" not in line
+    # bf16 learns as fp32 per token (the same curves): the time ratio is step speed alone
+    assert re.search(r"— measurably faster; tokens to target 1\.00× \[\S+\] \(no measurable", line)
     assert "bf16 reaches 0.05 nats of the floor in" in line
     assert f"final excess loss {f16:.3f} vs {f32:.3f} nats, difference" in line
     # 4 accumulation steps train the same curve: no measurable change, and said so
@@ -278,6 +280,10 @@ def test_each_cell_is_stated_against_its_twin_with_ratio_interval_and_seeds(tmp_
     pruned = _finding(text, "magnitude pruning")
     m = re.search(r"in (\S+)× the unpruned cell's time \[(\S+)–(\S+)\]", pruned)
     assert m and float(m[1]) > 1 and float(m[2]) > 1, pruned
+    # it learns more slowly per token: more tokens, measurably, and slower
+    assert "measurably slower; tokens to target" in pruned
+    m = re.search(r"tokens to target (\S+)× \[(\S+)–(\S+)\] — measurably more", pruned)
+    assert m and float(m[2]) > 1, pruned
     # a cell whose median seed misses the target: no ratio, the share of seeds that reached it
     fp16 = _finding(text, "fp16")
     assert "does not reach 0.05 nats of the floor within the budget in the median seed" in fp16

@@ -84,7 +84,7 @@ def summarize_targets(df: pd.DataFrame) -> pd.DataFrame:
         tokens = np.where(reached, group["tokens_to_target"].astype(float), math.inf)
         final = group["final_excess_nats"].dropna().astype(float).to_numpy()
         t_med, t_lo, t_hi, t_draws = _median_interval(ttt, f"{cell_hash}")
-        k_med, k_lo, k_hi, _ = _median_interval(tokens, f"{cell_hash}")
+        k_med, k_lo, k_hi, k_draws = _median_interval(tokens, f"{cell_hash}")
         f_med, f_lo, f_hi, f_draws = _median_interval(final, f"{cell_hash}")
         # without a floor (an eval-loss target) the last eval's loss stands for the final excess
         last = group.get("eval_loss_nats", pd.Series(dtype=float)).dropna().astype(float)
@@ -99,6 +99,7 @@ def summarize_targets(df: pd.DataFrame) -> pd.DataFrame:
                 "ttt": (t_med, t_lo, t_hi),
                 "ttt_draws": t_draws,
                 "tokens": (k_med, k_lo, k_hi),
+                "tokens_draws": k_draws,
                 "final_excess": (f_med, f_lo, f_hi),
                 "final_draws": f_draws,
                 "final_eval": (e_med, e_lo, e_hi),
@@ -125,12 +126,13 @@ def twin_of(row: pd.Series, cells: pd.DataFrame) -> pd.Series | None:
     return found.iloc[0] if len(found) else None
 
 
-def vs_twin(row: pd.Series, twin: pd.Series | None) -> tuple[float, float, float]:
-    """Ratio of median times to target, cell / twin, and its paired bootstrap interval."""
-    if twin is None or not (math.isfinite(row["ttt"][0]) and math.isfinite(twin["ttt"][0])):
+def vs_twin(row: pd.Series, twin: pd.Series | None, key: str = "ttt") -> tuple[float, float, float]:
+    """Ratio of median times (key "ttt") or tokens ("tokens") to target, cell / twin, and its
+    paired bootstrap interval."""
+    if twin is None or not (math.isfinite(row[key][0]) and math.isfinite(twin[key][0])):
         return math.nan, math.nan, math.nan
-    a, b = row["ttt_draws"], twin["ttt_draws"]
-    value = row["ttt"][0] / twin["ttt"][0]
+    a, b = row[f"{key}_draws"], twin[f"{key}_draws"]
+    value = row[key][0] / twin[key][0]
     if np.isfinite(a).all() and np.isfinite(b).all():
         lo, hi = ratio_interval(a, b)
         return value, math.nan if lo is None else lo, math.nan if hi is None else hi

@@ -1,9 +1,10 @@
 """Findings of time-to-target records: per cell that differs from the baseline (a lower precision,
 accumulation steps, pruning) and has a baseline twin (hlbench.reporting.quality.twin_of), one
 sentence with the ratio of median times to target and its 95% interval, the share of seeds that
-reached the target, and the final excess loss against the twin's with the interval of the
-difference. An interval that includes 1 (times) or 0 (excess loss) is said to be one: no
-measurable change.
+reached the target, the ratio of tokens to target (the hardware-independent part), and the final
+excess loss against the twin's with the interval of the difference. An interval that includes 1
+(ratios) or 0 (excess loss) is said to be one: no measurable change; one that does not is called
+a measurable change, with its direction.
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ def sentence(row: pd.Series, twin: pd.Series) -> str:
             f"{what} {reaches} {goal} in {value:.2f}× {base}'s time{bounds}, {_share(row)} "
             f"({base}: {_share(twin)})"
         )
-        if not fmt.missing(lo) and lo <= 1.0 <= hi:
-            text += " — the interval includes 1: no measurable change in time to target"
+        text += _verdict(lo, hi, 1.0, "time to target", ("slower", "faster"))
+        text += _tokens(row, twin)
     elif math.isfinite(theirs):
         text = (
             f"{what} {does} not reach {goal} within the budget in the median seed: "
@@ -144,6 +145,26 @@ def _final_excess(row: pd.Series, twin: pd.Series) -> str:
         f", difference {fmt.nats(ours - theirs, signed=True)} "
         f"[{fmt.nats(lo, signed=True)}, {fmt.nats(hi, signed=True)}]"
     )
-    if lo <= 0.0 <= hi:
-        text += f" — the interval includes 0: no measurable change in {what}"
-    return text
+    return text + _verdict(lo, hi, 0.0, what, ("higher", "lower"))
+
+
+def _verdict(lo: float, hi: float, none: float, what: str, words: tuple[str, str]) -> str:
+    """' — the interval includes 1: no measurable change in X', or whether it is measurably
+    above or below `none` (the value of no change)."""
+    if fmt.missing(lo) or fmt.missing(hi):
+        return ""
+    if lo <= none <= hi:
+        return f" — the interval includes {none:g}: no measurable change in {what}"
+    return f" — measurably {words[0] if lo > none else words[1]}"
+
+
+def _tokens(row: pd.Series, twin: pd.Series) -> str:
+    """'; tokens to target r× [lo–hi]': the hardware-independent part of the time ratio."""
+    value, lo, hi = vs_twin(row, twin, "tokens")
+    if fmt.missing(value):
+        return ""
+    bounds = "" if fmt.missing(lo) else f" [{_bound(lo)}–{_bound(hi)}]"
+    text = f"; tokens to target {value:.2f}×{bounds}"
+    if not fmt.missing(lo) and lo <= 1.0 <= hi:
+        return text + " (no measurable change in tokens: the time differs by step speed)"
+    return text + _verdict(lo, hi, 1.0, "tokens to target", ("more", "fewer"))
