@@ -8,6 +8,7 @@ deterministic.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -195,6 +196,16 @@ def _status_text(df: pd.DataFrame, cells: pd.DataFrame) -> pd.Series:
     return pd.Series(text).reindex(cells.index)
 
 
+def _cv(windows: np.ndarray) -> float | None:
+    """Coefficient of variation of the window means; None for fewer than 2 windows, or where
+    hostile values (near the float maximum) overflow it."""
+    if len(windows) < 2:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        cv = float(windows.std(ddof=1) / windows.mean())
+    return cv if math.isfinite(cv) else None
+
+
 def _pooled(cell_hash: str, ok: pd.DataFrame, idx: np.ndarray) -> dict[str, Any]:
     """Raw samples of one cell's ok repeats, pooled, and the statistics that need them."""
     rows = ok.iloc[idx]
@@ -207,7 +218,7 @@ def _pooled(cell_hash: str, ok: pd.DataFrame, idx: np.ndarray) -> dict[str, Any]
         "step_time_median_s": None if q50 is None else float(q50),
         "step_time_q25_s": None if q25 is None else float(q25),
         "step_time_q75_s": None if q75 is None else float(q75),
-        "window_cv": float(windows.std(ddof=1) / windows.mean()) if len(windows) >= 2 else None,
+        "window_cv": _cv(windows),
         "steps_measured": int(len(steps)),
         "peak_mem_each_bytes": rows["peak_mem_bytes"].dropna().to_numpy(dtype=float),
         "host_rss_each_bytes": rows["host_peak_rss_bytes"].dropna().to_numpy(dtype=float),
