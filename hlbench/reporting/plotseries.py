@@ -88,12 +88,7 @@ def trade_off(cells: pd.DataFrame, fronts: list[Frontier]) -> Plot | None:
             & ok["excess_eval_loss_nats"].notna()
             & ok[f.memory_column].notna()
         ]
-        ids = list(rows["cell_id"])
-        memory = rows[f.memory_column].to_numpy(FLOAT) / 2**20
-        on_front = set(f.cells["cell_id"])
-        order = sorted(
-            (i for i, c in enumerate(ids) if c in on_front), key=lambda i: (memory[i], ids[i])
-        )
+        ids, memory, order = _front_points(rows, f)
         source = fmt.memory_source(f.memory_source)
         hover = [
             f"{c['cell_id']}: {fmt.num(c['tokens_per_s'])} tokens/s, {fmt.mib(c[f.memory_column])} "
@@ -122,16 +117,23 @@ def trade_off(cells: pd.DataFrame, fronts: list[Frontier]) -> Plot | None:
     return Plot("trade-off", panels, " ".join(notes))
 
 
-def _target_trade_off(f: Frontier) -> TradeOff:
-    """A time-to-target frontier's cells as (memory, time to target) points."""
-    assert f.weighed is not None
-    rows = f.weighed
+def _front_points(rows: pd.DataFrame, f: Frontier) -> tuple[list[str], np.ndarray, list[int]]:
+    """The rows' cell ids, their memory in MiB, and the indices of those on the front in order of
+    memory (ties by id): the front's line."""
     ids = list(rows["cell_id"])
     memory = rows[f.memory_column].to_numpy(FLOAT) / 2**20
     on_front = set(f.cells["cell_id"])
     order = sorted(
         (i for i, c in enumerate(ids) if c in on_front), key=lambda i: (memory[i], ids[i])
     )
+    return ids, memory, order
+
+
+def _target_trade_off(f: Frontier) -> TradeOff:
+    """A time-to-target frontier's cells as (memory, time to target) points."""
+    assert f.weighed is not None
+    rows = f.weighed
+    ids, memory, order = _front_points(rows, f)
     source = fmt.memory_source(f.memory_source)
     share = (rows["n_reached"] / rows["n_seeds"]).to_numpy(FLOAT)
     hover = [
