@@ -191,6 +191,12 @@ class Measurement:
         intervals = max(-(-(min(budgets) - self.warmup_steps) // every), 1)
         return self.warmup_steps + intervals * every
 
+    def step_budget(self, tokens_per_step: int) -> int:
+        """Every optimizer step a cell may run: warmup and windows, or time to target's plan."""
+        if self.mode == TIME_TO_TARGET:
+            return self.planned_steps(tokens_per_step)
+        return self.warmup_steps + self.windows * self.steps
+
     def hashed(self) -> dict[str, Any]:
         """The settings that can change a measured number (not repeats, not the timeout)."""
         return {k: v for k, v in self.to_dict().items() if k not in UNHASHED_MEASUREMENT_KEYS}

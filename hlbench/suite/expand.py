@@ -11,7 +11,7 @@ from typing import Any
 
 from hlbench import workloads
 from hlbench.axes import AXIS_NAMES
-from hlbench.cell import TIME_TO_TARGET, Cell, DataRef, Measurement, ModelRef, Optimizer, Workload
+from hlbench.cell import Cell, DataRef, Measurement, ModelRef, Optimizer, Workload
 from hlbench.errors import UsageError
 from hlbench.suite.schema import SuiteConfig, WorkloadConfig
 
@@ -123,10 +123,7 @@ def _optimizer(
     opt = Optimizer.from_dict(config.optimizer.model_dump())
     if opt.lr_schedule == "constant" or opt.lr_decay_steps is not None:
         return opt
-    if measurement.mode == TIME_TO_TARGET:
-        budget = measurement.planned_steps(tokens_per_step)
-    else:
-        budget = measurement.warmup_steps + measurement.windows * measurement.steps
+    budget = measurement.step_budget(tokens_per_step)
     if budget <= opt.lr_warmup_steps:
         raise UsageError(
             f"{path}: optimizer.lr_warmup_steps {opt.lr_warmup_steps} is not below the cell's "

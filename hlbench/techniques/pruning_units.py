@@ -12,7 +12,9 @@ scores the lowest indices first (a stable ascending argsort's first k).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from hlbench.workloads import ModelSpec
 
@@ -89,3 +91,20 @@ def leaf_spans(kinds: tuple[UnitKind, ...]) -> dict[str, tuple[int, list[Span]]]
 def first_k(sparsity: float, count: int) -> int:
     """How many of `count` units an event at `sparsity` prunes (at least one is kept)."""
     return min(int(round(sparsity * count)), count - 1)
+
+
+def layer_keeps(
+    spec: ModelSpec,
+    param: Callable[[str], Any],
+    sparsity: float,
+    keep_layer: Callable[[tuple[UnitKind, ...], dict[str, Any], float], dict[str, Any]],
+) -> Iterator[tuple[str, Any]]:
+    """(name, keep-mask) for every masked parameter of a gpt or llama model, layer by layer:
+    `keep_layer(kinds, layer, sparsity)` is a backend's rule for one layer's leaves (leaf ->
+    its parameter from `param(name)`, neutral layout)."""
+    kinds = unit_kinds(spec)
+    leaves = list(leaf_spans(kinds))
+    for i in range(spec.n_layer):
+        layer = {leaf: param(f"h.{i}.{leaf}") for leaf in leaves}
+        for leaf, keep in keep_layer(kinds, layer, sparsity).items():
+            yield f"h.{i}.{leaf}", keep

@@ -21,7 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from hlbench.techniques.pruning import N_M
-from hlbench.techniques.pruning_units import Span, UnitKind, first_k, leaf_spans, unit_kinds
+from hlbench.techniques.pruning_units import (
+    Span,
+    UnitKind,
+    first_k,
+    layer_keeps,
+    leaf_spans,
+)
 from hlbench.workloads import ModelSpec
 
 
@@ -58,12 +64,7 @@ def structured_keeps(
 ) -> Iterator[tuple[str, tf.Tensor]]:
     """(name, keep-mask) for every masked parameter of a gpt or llama model, layer by layer;
     `param(name)` is the variable, neutral layout."""
-    kinds = unit_kinds(spec)
-    leaves = list(leaf_spans(kinds))
-    for i in range(spec.n_layer):
-        layer = {leaf: param(f"h.{i}.{leaf}") for leaf in leaves}
-        for leaf, keep in structured_keep(kinds, layer, sparsity).items():
-            yield f"h.{i}.{leaf}", keep
+    return layer_keeps(spec, param, sparsity, structured_keep)
 
 
 def structured_keep(
